@@ -1,0 +1,49 @@
+# slocast: `make demo` (set up + run the main job end to end) and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+LLMD   := data/llm_serving/llmd_h200_traces
+DEMO_BUNDLE := .slocast/bundles/llm-ttft-demo
+
+.PHONY: install demo test test-fast lint typecheck bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev,xgboost,catboost]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	@echo "== slocast demo: calibrated TTFT / TPOT upper bounds on the bundled llm-d H200 traces =="
+	$(BIN)/slocast evaluate --dataset llmd-ttft:$(LLMD)/bimodal-h200.jsonl.gz --report reports/llmd-ttft-bimodal
+	$(BIN)/slocast evaluate --dataset llmd-tpot:$(LLMD)/bimodal-h200.jsonl.gz --report reports/llmd-tpot-bimodal
+	$(BIN)/slocast evaluate --dataset llmd-ttft:$(LLMD)/chatbot-synthetic-h200.jsonl.gz --report reports/llmd-ttft-chatbot
+	$(BIN)/slocast evaluate --dataset llmd-tpot:$(LLMD)/chatbot-synthetic-h200.jsonl.gz --report reports/llmd-tpot-chatbot
+	rm -rf $(DEMO_BUNDLE)
+	$(BIN)/slocast train --dataset llmd-ttft:$(LLMD)/chatbot-synthetic-h200.jsonl.gz --out $(DEMO_BUNDLE)
+	@echo "== three jobs through the trained bundle (JSON lines in, JSON lines out) =="
+	$(BIN)/python -c "import gzip,sys; sys.stdout.writelines(l.decode() for l in gzip.open('$(LLMD)/chatbot-synthetic-h200.jsonl.gz').readlines()[:3])" \
+		| $(BIN)/slocast predict --bundle $(DEMO_BUNDLE) --input -
+	@echo "== reports: reports/*/report.html (open reports/llmd-ttft-bimodal/report.html) =="
+
+test: $(STAMP)
+	$(BIN)/pytest -n 2 -q
+
+test-fast: $(STAMP)
+	$(BIN)/pytest -n 2 -q -m "not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python bench/bench_evaluate.py
+
+clean:
+	rm -rf $(VENV) reports .slocast .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,5 @@
+"""``python -m slocast`` runs the CLI."""
+
+from slocast.cli import main
+
+main()

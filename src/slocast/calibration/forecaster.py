@@ -1,0 +1,182 @@
+"""slocast's calibrated forecaster: quantile GBM + Mondrian CQR + ACI + request fallback.
+
+Lifecycle: ``fit`` (past rows) -> ``conformalize`` (the next slice in time) -> ``predict`` /
+``observe`` (online). ``predict`` before ``conformalize`` raises :class:`LifecycleError`.
+
+- The GBM's upper quantile is shifted by the conformal quantile of signed scores
+  ``y - upper_hat`` on the model's scale, per group where the group has enough scores.
+- ``observe`` adds the scores of jobs that just finished -- computed from the prediction that
+  was served for them, so they are always out of sample -- to sliding windows that follow
+  drift, and feeds their hit/miss to ACI, which moves the level used for the next bounds.
+- Where the domain has a user request: a job whose group has no known outcome yet gets the
+  request (what it would have had without slocast), and when no past job ever exceeded its
+  request (a hard limit, like a memory cgroup) bounds are capped at the request.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from slocast.calibration.aci import AdaptiveConformal
+from slocast.calibration.conformal import POOLED, ConformalUpper
+from slocast.errors import LifecycleError
+from slocast.models.base import Bounds
+from slocast.models.quantile import QuantileForecaster
+
+__all__ = ["CalibratedForecaster", "CalibrationParams", "build_slocast", "fit_on_history"]
+
+
+@dataclass(frozen=True)
+class CalibrationParams:
+    """How slocast calibrates: Mondrian group size, score window, ACI step and overflow gain."""
+
+    min_group_size: int = 30
+    window: int = 500
+    aci_step: float = 0.02
+    overflow_gain: float = 20.0
+
+
+class CalibratedForecaster:
+    def __init__(
+        self,
+        base: QuantileForecaster,
+        calibrator: ConformalUpper | None = None,
+        aci: AdaptiveConformal | None = None,
+        use_request: bool = True,
+        online: bool = True,
+        fit_base: bool = True,
+        name: str = "slocast",
+    ) -> None:
+        self.name = name
+        self.base = base
+        self.spec = base.spec
+        self.coverage = base.coverage
+        self.calibrator = calibrator or ConformalUpper()
+        self.aci = aci
+        self.use_request = use_request and self.spec.user_request is not None
+        self.online = online
+        # False when several forecasters share one base model that the caller fits once.
+        self.fit_base = fit_base
+        self.request_is_cap = False
+        self.known_per_group: Counter[str] = Counter()
+        self._served_upper_z: dict[object, float] = {}
+        self._ready = False
+
+    def _groups(self, frame: pd.DataFrame) -> np.ndarray:
+        if self.spec.group is None:
+            return np.full(len(frame), POOLED, dtype=object)
+        return frame[self.spec.group].astype("string").fillna(POOLED).to_numpy(dtype=object)
+
+    def _encoded_target(self, frame: pd.DataFrame) -> np.ndarray:
+        assert self.base.pipeline is not None
+        return self.base.pipeline.encode_target(frame[self.spec.target].to_numpy(np.float64))
+
+    def fit(self, train: pd.DataFrame) -> None:
+        if self.fit_base or self.base.pipeline is None:
+            self.base.fit(train)
+        self.known_per_group = Counter(self._groups(train).tolist())
+        if self.spec.user_request is not None:
+            exceeded = train[self.spec.target] > train[self.spec.user_request]
+            self.request_is_cap = not bool(exceeded.any())
+        self._ready = False
+
+    def conformalize(self, calibration: pd.DataFrame) -> CalibratedForecaster:
+        groups = self._groups(calibration)
+        scores = self._encoded_target(calibration) - self.base.predict_encoded(calibration)[1]
+        self.calibrator.conformalize(scores, groups)
+        if self.aci is not None:
+            self.aci.set_scale(scores)
+        self.known_per_group.update(groups.tolist())
+        self._ready = True
+        return self
+
+    def mark_conformalized(self) -> None:
+        """Declare restored calibration state ready (bundles restore scores, not the slice)."""
+        if self.base.pipeline is None or self.calibrator.count(POOLED) == 0:
+            raise LifecycleError("restored forecaster has no fitted model or no scores")
+        self._ready = True
+
+    @property
+    def level(self) -> float:
+        return self.aci.level if self.aci is not None else self.coverage
+
+    def predict(self, frame: pd.DataFrame, coverage: float | None = None) -> Bounds:
+        """Bounds at the promised coverage (ACI-adjusted), or at ``coverage`` when given."""
+        if not self._ready:
+            raise LifecycleError("CalibratedForecaster.predict called before conformalize")
+        point_z, upper_z = self.base.predict_encoded(frame)
+        if self.online:
+            self._served_upper_z.update(zip(frame.index, upper_z.tolist(), strict=True))
+        groups = self._groups(frame)
+        shift = self.calibrator.offsets(groups, self.level if coverage is None else coverage)
+        if self.aci is not None and coverage is None:
+            shift += self.aci.overflow
+        upper = self.base.decode(upper_z + shift)
+        point = self.base.decode(point_z)
+        if self.use_request:
+            assert self.spec.user_request is not None
+            request = frame[self.spec.user_request].to_numpy(np.float64)
+            unseen = np.array([self.known_per_group[g] == 0 for g in groups], dtype=bool)
+            upper = np.where(unseen & np.isfinite(request), request, upper)
+            if self.request_is_cap:
+                upper = np.where(np.isfinite(request), np.minimum(upper, request), upper)
+        upper = np.maximum(upper, 0.0)
+        return Bounds(np.minimum(point, upper), upper)
+
+    def observe(self, done: pd.DataFrame, served: Bounds) -> None:
+        """Learn from finished jobs (``served.upper`` is NaN for jobs never served here)."""
+        if done.empty or not self.online:
+            return
+        stored = np.array([self._served_upper_z.pop(i, np.nan) for i in done.index])
+        missing = np.isnan(stored)
+        if missing.any():
+            stored[missing] = self.base.predict_encoded(done[missing])[1]
+        groups = self._groups(done)
+        self.calibrator.update(self._encoded_target(done) - stored, groups)
+        self.known_per_group.update(groups.tolist())
+        if self.aci is not None:
+            was_served = np.isfinite(served.upper)
+            missed = (
+                done[self.spec.target].to_numpy(np.float64)[was_served] > served.upper[was_served]
+            )
+            self.aci.update(missed.tolist())
+
+
+def build_slocast(
+    base: QuantileForecaster, params: CalibrationParams, fit_base: bool = True
+) -> CalibratedForecaster:
+    """The slocast method: Mondrian CQR over sliding windows + ACI + request fallback."""
+    aci = (
+        AdaptiveConformal(base.coverage, params.aci_step, overflow_gain=params.overflow_gain)
+        if params.aci_step > 0
+        else None
+    )
+    return CalibratedForecaster(
+        base, ConformalUpper(params.min_group_size, params.window), aci, fit_base=fit_base
+    )
+
+
+def fit_on_history(
+    frame: pd.DataFrame,
+    base: QuantileForecaster,
+    params: CalibrationParams,
+    calibration_fraction: float,
+) -> tuple[CalibratedForecaster, int, int]:
+    """Fit on the older rows and conformalize on the latest ``calibration_fraction`` by time.
+
+    Returns the forecaster and the numbers of training and calibration rows.
+    """
+    spec = base.spec
+    frame = frame.sort_values(spec.time, kind="stable")
+    n_cal = max(1, round(len(frame) * calibration_fraction))
+    train, calibration = frame.iloc[:-n_cal], frame.iloc[-n_cal:]
+    # Only jobs that had finished when calibration starts can be learned from.
+    train = train[train[spec.known_at] < calibration[spec.time].iloc[0]]
+    forecaster = build_slocast(base, params)
+    forecaster.fit(train)
+    forecaster.conformalize(calibration)
+    return forecaster, len(train), len(calibration)

@@ -1,0 +1,58 @@
+"""Nextflow task traces (``trace.txt`` / CSV exports, raw or human-readable units).
+
+Target: ``peak_rss`` in bytes. The requested ``memory`` is the user's request (and a feature:
+it is known at submit time). ``process`` is the group. The outcome is known at ``complete``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from slocast.datasets._io import (
+    Dataset,
+    finish,
+    numeric_column,
+    read_table,
+    require_columns,
+    require_values,
+)
+from slocast.datasets.units import parse_duration_s, parse_size, parse_timestamp_s
+from slocast.schema import get_domain
+
+__all__ = ["load_nextflow"]
+
+
+def load_nextflow(path: Path) -> Dataset:
+    spec = get_domain("task-memory")
+    raw = read_table(path)
+    require_columns(raw, ["process", "cpus", "memory", "peak_rss", "submit"], path)
+    frame = pd.DataFrame(index=raw.index)
+    frame["process"] = raw["process"].str.strip().replace({"": pd.NA, "-": pd.NA})
+    frame["cpus"] = numeric_column(raw, "cpus", path)
+    frame["memory"] = numeric_column(raw, "memory", path, parse_size)
+    frame["peak_rss"] = numeric_column(raw, "peak_rss", path, parse_size)
+    nan = pd.Series(float("nan"), index=raw.index)
+    frame["rchar"] = numeric_column(raw, "rchar", path, parse_size) if "rchar" in raw else nan
+    frame["time_limit"] = (
+        numeric_column(raw, "time", path, parse_duration_s) if "time" in raw else nan
+    )
+    frame[spec.time] = numeric_column(raw, "submit", path, parse_timestamp_s)
+    require_values(frame["peak_rss"], "peak_rss", path)
+    require_values(frame[spec.time], "submit", path)
+    complete = (
+        numeric_column(raw, "complete", path, parse_timestamp_s) if "complete" in raw else nan
+    )
+    # Without a completion time, the task has ended by submit + its duration at the latest.
+    duration = numeric_column(raw, "duration", path, parse_duration_s) if "duration" in raw else nan
+    frame[spec.known_at] = complete.fillna(frame[spec.time] + duration).fillna(frame[spec.time])
+    has_target = frame["peak_rss"] > 0
+    has_request = frame["memory"] > 0
+    has_time = frame[spec.time].notna()
+    dropped = {
+        "missing_peak_rss": int((~has_target).sum()),
+        "missing_request": int((has_target & ~has_request).sum()),
+        "missing_submit": int((has_target & has_request & ~has_time).sum()),
+    }
+    return finish(frame[has_target & has_request & has_time], spec, path, len(raw), dropped)

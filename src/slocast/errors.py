@@ -1,0 +1,66 @@
+"""One exception hierarchy for slocast.
+
+::
+
+    SlocastError                  root: catch this to catch everything slocast raises
+    ├── InputError                the caller's data or arguments are wrong (CLI exit 2, HTTP 4xx)
+    │   ├── DataFormatError       a file is malformed or lacks a column
+    │   ├── EmptyDataError        nothing usable is left after validation
+    │   ├── ConfigError           a setting or option has an invalid value
+    │   └── BundleError           a model bundle is missing, corrupt or does not match
+    └── LifecycleError            an object was used out of order (predict before fit, ...)
+
+Every error carries structured fields (``field``, ``source``) so transports can name what was
+wrong without parsing messages. Transports map classes to exit codes / HTTP statuses / gRPC codes
+in exactly one place each (``cli.py`` for exit codes).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BundleError",
+    "ConfigError",
+    "DataFormatError",
+    "EmptyDataError",
+    "InputError",
+    "LifecycleError",
+    "SlocastError",
+]
+
+
+class SlocastError(Exception):
+    """Root of every error slocast raises on purpose."""
+
+    def __init__(self, message: str, *, field: str | None = None, source: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.source = source
+
+    def __str__(self) -> str:
+        where = [f"{k}={v}" for k, v in (("file", self.source), ("field", self.field)) if v]
+        return f"{self.message} ({', '.join(where)})" if where else self.message
+
+
+class InputError(SlocastError):
+    """The caller's input is wrong; retrying with the same input fails again."""
+
+
+class DataFormatError(InputError):
+    """A data file cannot be parsed or lacks a required column."""
+
+
+class EmptyDataError(InputError):
+    """No usable rows (or no usable values in a required column) remain."""
+
+
+class ConfigError(InputError):
+    """A setting or command-line option has an invalid value."""
+
+
+class BundleError(InputError):
+    """A model bundle is missing, corrupt (hash mismatch) or incompatible."""
+
+
+class LifecycleError(SlocastError):
+    """An object was used out of order, e.g. ``predict`` before ``conformalize``."""

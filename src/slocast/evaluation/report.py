@@ -1,0 +1,143 @@
+"""Evaluation reports: a table per method, per-group coverage and plots, as Markdown and HTML."""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # reports are written headless (CI, servers): never open a window
+import matplotlib.pyplot as plt
+import numpy as np
+
+from slocast.evaluation.backtest import EvaluationResult
+from slocast.evaluation.metrics import rolling_coverage
+
+__all__ = ["METRIC_COLUMNS", "write_report"]
+
+METRIC_COLUMNS = (
+    ("coverage", "coverage", "{:.3f}"),
+    ("mean_bound", "mean bound", "{:,.4g}"),
+    ("pinball_loss", "pinball", "{:,.4g}"),
+    ("under_alloc_pct", "under %", "{:.2f}"),
+    ("over_alloc_pct", "over %", "{:.1f}"),
+    ("business_score", "business score", "{:.1f}"),
+)
+
+
+def _plot_rolling(result: EvaluationResult, path: Path) -> None:
+    y = result.y_test
+    window = max(20, len(y) // 20)
+    fig, ax = plt.subplots(figsize=(9, 4))
+    for name, method in result.methods.items():
+        ax.plot(rolling_coverage(y, method.bounds.upper, window), label=name, lw=1.2)
+    ax.axhline(result.target_coverage, color="black", ls="--", lw=1, label="promised")
+    ax.set(
+        xlabel="test job (time order)", ylabel=f"coverage (rolling, {window} jobs)", ylim=(0, 1.02)
+    )
+    ax.set_title(f"{result.spec.name}: rolling coverage on the future slice")
+    ax.legend(loc="lower left", fontsize=8, ncol=3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_scatter(result: EvaluationResult, path: Path) -> None:
+    y = result.y_test
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    for name in ("slocast", "user_request", "quantile_raw"):
+        if name in result.methods:
+            ax.scatter(y, result.methods[name].bounds.upper, s=4, alpha=0.4, label=name)
+    positive = y[y > 0]
+    lo, hi = float(positive.min()), float(positive.max())
+    ax.plot([lo, hi], [lo, hi], color="black", lw=1, label="bound = actual")
+    ax.set(xscale="log", yscale="log", xlabel=f"actual ({result.spec.unit})", ylabel="upper bound")
+    ax.set_title("bound vs actual (above the line = covered)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_waste(result: EvaluationResult, path: Path) -> None:
+    y = result.y_test
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, method in result.methods.items():
+        upper = np.nan_to_num(method.bounds.upper, nan=0.0)
+        covered = upper >= y
+        if covered.any() and (y[covered] > 0).all():
+            ratio = upper[covered] / y[covered]
+            ax.hist(np.log10(np.clip(ratio, 1.0, None)), bins=50, histtype="step", label=name)
+    ax.set(xlabel="log10(bound / actual) on covered jobs", ylabel="jobs")
+    ax.set_title("waste distribution")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _markdown(result: EvaluationResult, images: list[Path]) -> str:
+    data = result.to_json()
+    lines = [
+        f"# slocast evaluation: {result.spec.name}",
+        "",
+        f"- dataset: `{Path(result.dataset).name}` ({result.rows} rows; "
+        f"train {data['train_rows']}, "
+        f"calibration {data['calibration_rows']}, test {data['test_rows']}, split by time)",
+        f"- promised coverage: {result.target_coverage:.2f}",
+        "",
+        "| method | " + " | ".join(label for _, label, _ in METRIC_COLUMNS) + " |",
+        "|---|" + "---:|" * len(METRIC_COLUMNS),
+    ]
+    for name, method in result.methods.items():
+        values = method.metrics.to_dict()
+        cells = [fmt.format(values[key]) for key, _, fmt in METRIC_COLUMNS]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if "slocast" in result.methods and result.spec.group:
+        lines += ["", f"## Coverage per {result.spec.group} (slocast, largest groups)", ""]
+        lines += ["| group | rows | coverage |", "|---|---:|---:|"]
+        for group, stats in result.methods["slocast"].per_group.items():
+            lines.append(f"| {group} | {stats['rows']:.0f} | {stats['coverage']:.3f} |")
+    lines += [""] + [f"![{p.stem}]({p.name})" for p in images]
+    return "\n".join(lines) + "\n"
+
+
+def _html(result: EvaluationResult, images: list[Path], title: str) -> str:
+    rows = []
+    for name, method in result.methods.items():
+        values = method.metrics.to_dict()
+        cells = "".join(f"<td>{fmt.format(values[key])}</td>" for key, _, fmt in METRIC_COLUMNS)
+        rows.append(f"<tr><th>{html.escape(name)}</th>{cells}</tr>")
+    head = "".join(f"<th>{html.escape(label)}</th>" for _, label, _ in METRIC_COLUMNS)
+    pictures = "".join(
+        f'<img alt="{p.stem}" src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}">'  # noqa: E501
+        for p in images
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}img{max-width:100%;"
+        "display:block;margin:1em 0}</style></head><body>"
+        f"<h1>{html.escape(title)}</h1><p>promised coverage {result.target_coverage:.2f}; "
+        f"test rows {len(result.split.test)} (the latest by time)</p>"
+        f"<table><tr><th>method</th>{head}</tr>{''.join(rows)}</table>{pictures}</body></html>"
+    )
+
+
+def write_report(result: EvaluationResult, out_dir: Path) -> Path:
+    """Write ``report.md``, a self-contained ``report.html`` and the PNGs; return the HTML path."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    images = [
+        out_dir / "rolling_coverage.png",
+        out_dir / "bound_vs_actual.png",
+        out_dir / "waste.png",
+    ]
+    _plot_rolling(result, images[0])
+    _plot_scatter(result, images[1])
+    _plot_waste(result, images[2])
+    (out_dir / "report.md").write_text(_markdown(result, images))
+    page = out_dir / "report.html"
+    page.write_text(_html(result, images, f"slocast evaluation: {result.spec.name}"))
+    return page

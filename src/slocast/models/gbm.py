@@ -1,0 +1,244 @@
+"""Gradient-boosted regressors for quantile and mean objectives: LightGBM, XGBoost, CatBoost.
+
+Each wraps its library's native training API and native file format, so a saved model is the
+library's own artifact (loadable without slocast) and the compiled-inference path can read it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from slocast.errors import ConfigError, LifecycleError
+from slocast.models.base import GBMConfig, Regressor
+
+__all__ = [
+    "FAMILIES",
+    "CatBoostRegressor",
+    "LightGBMRegressor",
+    "XGBoostRegressor",
+    "available_families",
+    "load_regressor",
+    "make_regressor",
+]
+
+
+class LightGBMRegressor:
+    """LightGBM with ``objective="quantile"`` (``alpha`` = level) or ``"l2"`` (mean)."""
+
+    family = "lightgbm"
+    suffix = ".txt"
+
+    def __init__(
+        self,
+        quantile: float | None,
+        config: GBMConfig = GBMConfig(),
+        categorical: list[int] | None = None,
+    ) -> None:
+        self.quantile = quantile
+        self.config = config
+        self.categorical = categorical or []
+        self._booster: Any = None
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> None:
+        import lightgbm as lgb
+
+        c = self.config
+        params: dict[str, Any] = {
+            "objective": "l2" if self.quantile is None else "quantile",
+            "learning_rate": c.learning_rate,
+            "num_leaves": c.num_leaves,
+            "max_depth": c.max_depth,
+            "min_data_in_leaf": min(c.min_child_samples, max(2, len(y) // 10)),
+            "bagging_fraction": c.subsample,
+            "bagging_freq": 1 if c.subsample < 1 else 0,
+            "feature_fraction": c.colsample,
+            "lambda_l2": c.reg_lambda,
+            "seed": c.seed,
+            "num_threads": c.threads,
+            "deterministic": True,
+            "force_row_wise": True,
+            "verbosity": -1,
+        }
+        if self.quantile is not None:
+            params["alpha"] = self.quantile
+        data = lgb.Dataset(X, y, categorical_feature=self.categorical or "auto", free_raw_data=True)
+        self._booster = lgb.train(params, data, num_boost_round=c.n_estimators)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        if self._booster is None:
+            raise LifecycleError("LightGBMRegressor.predict called before fit")
+        return np.asarray(
+            self._booster.predict(X, num_threads=self.config.threads), dtype=np.float64
+        )
+
+    def save(self, path: Path) -> None:
+        self._booster.save_model(str(path))
+
+    @classmethod
+    def load(cls, path: Path, quantile: float | None) -> LightGBMRegressor:
+        import lightgbm as lgb
+
+        model = cls(quantile)
+        model._booster = lgb.Booster(model_file=str(path))
+        return model
+
+    @property
+    def booster(self) -> Any:
+        return self._booster
+
+
+class XGBoostRegressor:
+    """XGBoost with ``reg:quantileerror`` or ``reg:squarederror``; categorical codes as numbers."""
+
+    family = "xgboost"
+    suffix = ".json"
+
+    def __init__(
+        self,
+        quantile: float | None,
+        config: GBMConfig = GBMConfig(),
+        categorical: list[int] | None = None,
+    ) -> None:
+        self.quantile = quantile
+        self.config = config
+        self._booster: Any = None
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> None:
+        import xgboost as xgb
+
+        c = self.config
+        params: dict[str, Any] = {
+            "objective": "reg:squarederror" if self.quantile is None else "reg:quantileerror",
+            "eta": c.learning_rate,
+            "max_depth": c.max_depth,
+            "min_child_weight": 1,
+            "subsample": c.subsample,
+            "colsample_bytree": c.colsample,
+            "lambda": c.reg_lambda,
+            "seed": c.seed,
+            "nthread": c.threads,
+            "tree_method": "hist",
+        }
+        if self.quantile is not None:
+            params["quantile_alpha"] = self.quantile
+        self._booster = xgb.train(params, xgb.DMatrix(X, y), num_boost_round=c.n_estimators)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        if self._booster is None:
+            raise LifecycleError("XGBoostRegressor.predict called before fit")
+        import xgboost as xgb
+
+        return np.asarray(self._booster.predict(xgb.DMatrix(X)), dtype=np.float64)
+
+    def save(self, path: Path) -> None:
+        self._booster.save_model(str(path))
+
+    @classmethod
+    def load(cls, path: Path, quantile: float | None) -> XGBoostRegressor:
+        import xgboost as xgb
+
+        model = cls(quantile)
+        model._booster = xgb.Booster(model_file=str(path))
+        return model
+
+    @property
+    def booster(self) -> Any:
+        return self._booster
+
+
+class CatBoostRegressor:
+    """CatBoost with ``Quantile:alpha=q`` or ``RMSE`` (install the ``catboost`` extra)."""
+
+    family = "catboost"
+    suffix = ".cbm"
+
+    def __init__(
+        self,
+        quantile: float | None,
+        config: GBMConfig = GBMConfig(),
+        categorical: list[int] | None = None,
+    ) -> None:
+        self.quantile = quantile
+        self.config = config
+        self._model: Any = None
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> None:
+        from catboost import CatBoostRegressor as _CatBoost
+
+        c = self.config
+        loss = "RMSE" if self.quantile is None else f"Quantile:alpha={self.quantile}"
+        self._model = _CatBoost(
+            loss_function=loss,
+            iterations=c.n_estimators,
+            learning_rate=c.learning_rate,
+            depth=min(c.max_depth, 10),
+            l2_leaf_reg=c.reg_lambda,
+            random_seed=c.seed,
+            thread_count=c.threads,
+            verbose=False,
+            allow_writing_files=False,
+        )
+        self._model.fit(X, y)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        if self._model is None:
+            raise LifecycleError("CatBoostRegressor.predict called before fit")
+        return np.asarray(self._model.predict(X), dtype=np.float64)
+
+    def save(self, path: Path) -> None:
+        self._model.save_model(str(path))
+
+    @classmethod
+    def load(cls, path: Path, quantile: float | None) -> CatBoostRegressor:
+        from catboost import CatBoostRegressor as _CatBoost
+
+        model = cls(quantile)
+        model._model = _CatBoost()
+        model._model.load_model(str(path))
+        return model
+
+
+FAMILIES: dict[str, type[LightGBMRegressor] | type[XGBoostRegressor] | type[CatBoostRegressor]] = {
+    "lightgbm": LightGBMRegressor,
+    "xgboost": XGBoostRegressor,
+    "catboost": CatBoostRegressor,
+}
+_MODULES = {"lightgbm": "lightgbm", "xgboost": "xgboost", "catboost": "catboost"}
+
+
+def available_families() -> list[str]:
+    """Families whose library is installed here."""
+    return [f for f, mod in _MODULES.items() if importlib.util.find_spec(mod) is not None]
+
+
+def _family_class(
+    family: str,
+) -> type[LightGBMRegressor] | type[XGBoostRegressor] | type[CatBoostRegressor]:
+    if family not in FAMILIES:
+        raise ConfigError(
+            f"unknown model family {family!r}; known: {', '.join(FAMILIES)}", field="family"
+        )
+    if family not in available_families():
+        raise ConfigError(
+            f"model family {family!r} needs its library: pip install 'slocast[{family}]'",
+            field="family",
+        )
+    return FAMILIES[family]
+
+
+def make_regressor(
+    family: str,
+    quantile: float | None,
+    config: GBMConfig = GBMConfig(),
+    categorical: list[int] | None = None,
+) -> Regressor:
+    """A new, unfitted regressor; ``quantile=None`` asks for the mean (squared-error) model."""
+    return _family_class(family)(quantile, config, categorical)
+
+
+def load_regressor(family: str, path: Path, quantile: float | None) -> Regressor:
+    return _family_class(family).load(path, quantile)

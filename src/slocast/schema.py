@@ -1,0 +1,187 @@
+"""Domain specifications and the value types that cross module boundaries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from slocast.errors import ConfigError
+
+__all__ = ["DOMAINS", "DomainSpec", "Prediction", "get_domain"]
+
+
+@dataclass(frozen=True)
+class DomainSpec:
+    """What one prediction domain looks like as a table.
+
+    ``time`` orders rows (in ``time_unit``: seconds, or ``"row"`` for traces without clocks);
+    ``known_at`` is the column holding the time the outcome becomes known (job end), which
+    online methods must respect. ``user_request`` names the column holding what the user asked
+    for (the baseline an allocator replaces).
+    """
+
+    name: str
+    target: str
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...] = ()
+    time: str = "time"
+    known_at: str = "known_at"
+    group: str | None = None
+    user_request: str | None = None
+    unit: str = ""
+    time_unit: str = "s"
+    description: str = ""
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        return self.numeric + self.categorical
+
+    def without_features(self, dropped: set[str]) -> DomainSpec:
+        """The same spec with some feature columns removed (e.g. constant in this log)."""
+        return replace(
+            self,
+            numeric=tuple(c for c in self.numeric if c not in dropped),
+            categorical=tuple(c for c in self.categorical if c not in dropped),
+        )
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "target": self.target,
+            "numeric": list(self.numeric),
+            "categorical": list(self.categorical),
+            "time": self.time,
+            "known_at": self.known_at,
+            "group": self.group,
+            "user_request": self.user_request,
+            "unit": self.unit,
+            "time_unit": self.time_unit,
+            "description": self.description,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> DomainSpec:
+        def names(key: str) -> tuple[str, ...]:
+            value = data.get(key, [])
+            return tuple(str(v) for v in value) if isinstance(value, list) else ()
+
+        def optional(key: str) -> str | None:
+            value = data.get(key)
+            return None if value is None else str(value)
+
+        return cls(
+            name=str(data["name"]),
+            target=str(data["target"]),
+            numeric=names("numeric"),
+            categorical=names("categorical"),
+            time=str(data.get("time", "time")),
+            known_at=str(data.get("known_at", "known_at")),
+            group=optional("group"),
+            user_request=optional("user_request"),
+            unit=str(data.get("unit", "")),
+            time_unit=str(data.get("time_unit", "s")),
+            description=str(data.get("description", "")),
+        )
+
+
+_LLM_FEATURES = (
+    "kv_cache_percentage",
+    "input_token_length",
+    "num_request_waiting",
+    "num_request_running",
+    "num_tokens_generated",
+    "prefix_cache_score",
+    "prefill_tokens_in_flight",
+    "decode_tokens_in_flight",
+)
+
+DOMAINS: dict[str, DomainSpec] = {
+    spec.name: spec
+    for spec in (
+        DomainSpec(
+            name="llm-ttft",
+            target="actual_ttft_ms",
+            numeric=_LLM_FEATURES,
+            unit="ms",
+            time_unit="row",
+            description="LLM time to first token",
+        ),
+        DomainSpec(
+            name="llm-tpot",
+            target="actual_tpot_ms",
+            numeric=_LLM_FEATURES,
+            unit="ms",
+            time_unit="row",
+            description="LLM time per output token",
+        ),
+        DomainSpec(
+            name="hpc-runtime",
+            target="run_time",
+            numeric=("requested_procs", "requested_time", "requested_memory"),
+            categorical=("user", "group_id", "executable", "queue", "partition"),
+            group="user",
+            user_request="requested_time",
+            unit="s",
+            description="HPC job run time (Standard Workload Format logs)",
+        ),
+        DomainSpec(
+            name="task-memory",
+            target="peak_rss",
+            numeric=("cpus", "time_limit", "memory", "rchar"),
+            categorical=("process",),
+            group="process",
+            user_request="memory",
+            unit="bytes",
+            description="Workflow task peak memory (Nextflow traces)",
+        ),
+        DomainSpec(
+            name="serving-latency",
+            target="exec_time_seconds",
+            numeric=(
+                "prompt_length",
+                "negative_prompt_length",
+                "num_images_per_prompt",
+                "num_inference_steps",
+                "num_lora",
+            ),
+            categorical=("predict_type", "checkpoint_model_version_id", "groupId"),
+            group="checkpoint_model_version_id",
+            unit="s",
+            description="Model-serving request execution time (Alibaba GenAI trace)",
+        ),
+    )
+}
+
+
+def get_domain(name: str) -> DomainSpec:
+    """Look up a built-in domain by name; unknown names raise :class:`ConfigError`."""
+    try:
+        return DOMAINS[name]
+    except KeyError:
+        known = ", ".join(sorted(DOMAINS))
+        raise ConfigError(f"unknown domain {name!r}; known: {known}", field="domain") from None
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A calibrated upper bound for one job.
+
+    ``upper`` covers the true outcome with probability ``coverage`` (e.g. 0.9) on data after the
+    training window. Bounds are never below the point estimate and never negative.
+
+    >>> p = Prediction(point=1.5, upper=2.0, coverage=0.9, model_version="v1")
+    >>> p.upper >= p.point
+    True
+    """
+
+    point: float
+    upper: float
+    coverage: float
+    model_version: str
+    lower: float | None = None
+    extra: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.coverage < 1.0:
+            raise ValueError(f"coverage must be in (0, 1), got {self.coverage}")
+        if self.point < 0 or self.upper < self.point:
+            raise ValueError(f"need 0 <= point <= upper, got point={self.point} upper={self.upper}")

@@ -1,0 +1,105 @@
+"""The one typed settings object: env vars ``SLOCAST_*`` override an optional TOML file.
+
+Only the edges (``cli.py``, test fixtures) build a :class:`Settings`; library code takes plain
+arguments. The TOML file is ``slocast.toml`` in the working directory, or the path given in
+``SLOCAST_CONFIG``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from slocast.errors import ConfigError
+
+__all__ = ["Settings", "load_settings"]
+
+ModelFamily = Literal["lightgbm", "xgboost", "catboost"]
+
+
+class Settings(BaseSettings):
+    """slocast configuration. Every field can be set as ``SLOCAST_<FIELD>`` or in TOML."""
+
+    model_config = SettingsConfigDict(env_prefix="SLOCAST_", extra="forbid")
+
+    home: Path = Field(
+        Path(".slocast"), description="Directory for embedded state (SQLite, bundles)."
+    )
+    target_coverage: float = Field(
+        0.9,
+        gt=0.5,
+        lt=1.0,
+        description="Promised probability that the upper bound covers the truth.",
+    )
+    test_fraction: float = Field(
+        0.2, gt=0.0, lt=0.9, description="Share of rows, latest by time, held out for testing."
+    )
+    calibration_fraction: float = Field(
+        0.2,
+        gt=0.0,
+        lt=0.9,
+        description="Share of the non-test rows, latest by time, used for conformal calibration.",
+    )
+    model_family: ModelFamily = Field("lightgbm", description="Quantile GBM library.")
+    seed: int = Field(0, description="Seed for every random choice (models, sampling).")
+    under_cost_ratio: float = Field(
+        5.0,
+        gt=0.0,
+        description="Business cost of one point of under-allocation vs over-allocation.",
+    )
+    min_group_size: int = Field(
+        30, ge=1, description="Known outcomes a group needs before it gets its own calibration."
+    )
+    calibration_window: int = Field(
+        500, ge=50, description="Most recent conformity scores kept per group (tracks drift)."
+    )
+    aci_step: float = Field(
+        0.02, ge=0.0, lt=0.5, description="Adaptive conformal step size gamma (0 disables ACI)."
+    )
+    aci_overflow_gain: float = Field(
+        20.0,
+        ge=0.0,
+        description="Score spreads added per unit of coverage ACI asks beyond its level clamp.",
+    )
+    store_url: str | None = Field(None, description="Sample store URL; default SQLite under home.")
+    cache_url: str | None = Field(
+        None, description="Prediction cache URL (redis://...); default in-process."
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = Path(os.environ.get("SLOCAST_CONFIG", "slocast.toml"))
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=toml_path),
+        )
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from env + TOML + explicit overrides; invalid values raise ConfigError."""
+    config = os.environ.get("SLOCAST_CONFIG")
+    if config and not Path(config).is_file():
+        raise ConfigError(f"config file {config} does not exist", field="SLOCAST_CONFIG")
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"invalid setting {name}: {first['msg']}", field=name) from exc

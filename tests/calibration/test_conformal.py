@@ -1,0 +1,101 @@
+"""Statistical and lifecycle tests of split CQR with signed one-sided scores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from slocast.calibration import ConformalUpper, conformal_quantile
+from slocast.errors import LifecycleError
+
+
+def _binomial_tolerance(n: int, p: float, sigmas: float = 4.0) -> float:
+    return sigmas * np.sqrt(p * (1 - p) / n)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    coverage=st.sampled_from([0.8, 0.9, 0.95]),
+    scale=st.floats(0.1, 10.0),
+    skew=st.booleans(),
+)
+def test_coverage_on_exchangeable_data(
+    seed: int, coverage: float, scale: float, skew: bool
+) -> None:
+    rng = np.random.default_rng(seed)
+    n_cal, n_test = 1000, 4000
+    noise = rng.lognormal(0, 1, n_cal + n_test) if skew else rng.normal(0, 1, n_cal + n_test)
+    y = scale * noise
+    upper_hat = np.zeros_like(y)  # a deliberately bad model: calibration must fix it
+    cal = ConformalUpper().conformalize(y[:n_cal] - upper_hat[:n_cal])
+    bound = upper_hat[n_cal:] + cal.offset(coverage)
+    achieved = float(np.mean(y[n_cal:] <= bound))
+    # Split conformal: E[coverage] in [q, q + 1/(n+1)]; plus test-sample noise.
+    assert achieved >= coverage - _binomial_tolerance(n_test, coverage) - 0.02
+    assert achieved <= coverage + 1 / (n_cal + 1) + _binomial_tolerance(n_test, coverage) + 0.02
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    scores=st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=300),
+    q1=st.floats(0.5, 0.99),
+    q2=st.floats(0.5, 0.99),
+)
+def test_offsets_are_monotone_in_coverage(scores: list[float], q1: float, q2: float) -> None:
+    cal = ConformalUpper().conformalize(np.array(scores))
+    lo, hi = sorted((q1, q2))
+    assert cal.offset(lo) <= cal.offset(hi)
+
+
+def test_signed_scores_give_one_sided_bounds() -> None:
+    # An over-wide model: every score negative. The offset shrinks the bound instead of widening.
+    cal = ConformalUpper().conformalize(-np.linspace(1, 2, 100))
+    assert cal.offset(0.9) < 0
+
+
+def test_conformal_quantile_rank() -> None:
+    scores = np.arange(1.0, 101.0)
+    assert conformal_quantile(scores, 0.9) == 91.0  # ceil(101 * 0.9) = 91st smallest
+    with pytest.raises(ValueError):
+        conformal_quantile(scores, 1.0)
+
+
+def test_mondrian_groups_get_their_own_offsets_with_fallback() -> None:
+    rng = np.random.default_rng(0)
+    scores = np.concatenate([rng.normal(0, 1, 500), rng.normal(5, 1, 500), rng.normal(0, 1, 5)])
+    groups = np.array(["a"] * 500 + ["b"] * 500 + ["thin"] * 5)
+    cal = ConformalUpper(min_group_size=30).conformalize(scores, groups)
+    off = cal.offsets(np.array(["a", "b", "thin", "unseen"]), 0.9)
+    assert off[0] == pytest.approx(1.28, abs=0.2)
+    assert off[1] == pytest.approx(6.28, abs=0.2)
+    assert off[2] == off[3] == cal.offset(0.9)  # thin and unseen groups use the pooled scores
+
+
+def test_window_follows_drift() -> None:
+    cal = ConformalUpper(window=100).conformalize(np.zeros(100))
+    assert cal.offset(0.9) == 0.0
+    cal.update(np.full(100, 3.0))
+    assert cal.offset(0.9) == 3.0
+
+
+def test_lifecycle_is_guarded() -> None:
+    cal = ConformalUpper()
+    with pytest.raises(LifecycleError, match="before conformalize"):
+        cal.offset(0.9)
+    with pytest.raises(LifecycleError, match="before conformalize"):
+        cal.update(np.zeros(3))
+    with pytest.raises(LifecycleError):
+        cal.conformalize(np.zeros(0))
+
+
+def test_state_round_trip() -> None:
+    rng = np.random.default_rng(1)
+    cal = ConformalUpper(min_group_size=10).conformalize(
+        rng.normal(size=200), rng.choice(["x", "y"], 200)
+    )
+    restored = ConformalUpper.from_state(cal.state(), 10)
+    for group in ("x", "y", "z"):
+        assert restored.offset(0.9, group) == cal.offset(0.9, group)

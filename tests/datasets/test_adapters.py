@@ -1,0 +1,163 @@
+"""Adapters against the real traces (row and drop counts) and against broken files."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from slocast.datasets import KINDS, load_dataset, parse_dataset_arg
+from slocast.datasets.units import parse_duration_s, parse_size, parse_timestamp_s
+from slocast.errors import ConfigError, DataFormatError, EmptyDataError
+from tests.conftest import ALIBABA, LLMD, SIZEY, SWF, shared_file
+
+
+@pytest.mark.parametrize(
+    ("kind", "file", "rows", "other"),
+    [
+        ("llmd-ttft", "bimodal-h200.jsonl.gz", 1660, 1740),
+        ("llmd-tpot", "bimodal-h200.jsonl.gz", 1740, 1660),
+        ("llmd-ttft", "chatbot-synthetic-h200.jsonl.gz", 1530, 1530),
+    ],
+)
+def test_llmd_rows_split_by_target(kind: str, file: str, rows: int, other: int) -> None:
+    data = load_dataset(f"{kind}:{LLMD / file}")
+    assert data.rows == rows
+    assert data.dropped == {"other_target": other}
+    assert (data.frame[data.spec.target] > 0).all()
+    assert data.frame["time"].is_monotonic_increasing
+    # The outcome is known only after the request: never at its own time.
+    assert (data.frame["known_at"] > data.frame["time"]).all()
+
+
+def test_swf_sdsc_counts_and_dropped_fields() -> None:
+    data = load_dataset(f"swf:{shared_file(SWF)}")
+    assert data.rows_read == 59715
+    assert data.rows == 53999
+    assert data.dropped == {"run_time_not_positive": 5681, "missing_request": 35}
+    # Memory and partition are -1 throughout this log: not features.
+    assert "requested_memory" not in data.spec.features
+    assert "partition" not in data.spec.features
+    assert {"user", "queue", "executable", "requested_time"} <= set(data.spec.features)
+    frame = data.frame
+    assert (frame["known_at"] >= frame["time"] + frame["run_time"]).all()
+    assert float(np.median(frame["run_time"])) == pytest.approx(359, abs=1)
+    assert float(np.median(frame["requested_time"])) == 5400
+
+
+@pytest.mark.parametrize(
+    ("workflow", "rows", "dropped"),
+    [
+        ("chipseq", 2937, {"missing_peak_rss": 1}),
+        ("eager", 1576, {}),
+        ("iwd", 1661, {}),
+        ("rnaseq", 1308, {}),
+    ],
+)
+def test_nextflow_sizey_traces(workflow: str, rows: int, dropped: dict[str, int]) -> None:
+    data = load_dataset(f"nextflow:{shared_file(SIZEY.format(workflow))}")
+    assert data.rows == rows
+    assert data.dropped == dropped
+    assert data.spec.group == "process" and data.spec.user_request == "memory"
+    # Sizey: no task exceeds its requested memory.
+    assert (data.frame["peak_rss"] <= data.frame["memory"]).all()
+
+
+def test_nextflow_without_time_limits_drops_the_feature() -> None:
+    data = load_dataset(f"nextflow:{shared_file(SIZEY.format('iwd'))}")
+    assert "time_limit" not in data.spec.features  # '-' throughout the iwd trace
+
+
+def test_alibaba_keeps_successful_requests() -> None:
+    data = load_dataset(f"alibaba-lora:{shared_file(ALIBABA)}")
+    assert data.rows == 26392
+    assert data.dropped == {"not_succeeded": 431}
+    assert float(np.median(data.frame["exec_time_seconds"])) == pytest.approx(23, abs=1)
+
+
+def test_nextflow_human_readable_units(tmp_path: Path) -> None:
+    trace = tmp_path / "trace.txt"
+    trace.write_text(
+        "task_id\tprocess\tcpus\tmemory\ttime\tpeak_rss\trchar\tsubmit\tcomplete\n"
+        "1\tALIGN\t4\t8 GB\t2h\t3.5 GB\t1.2 GB\t2024-01-01 10:00:00.000\t2024-01-01 10:30:00.000\n"
+        "2\tALIGN\t4\t8 GB\t2h\t-\t1 GB\t2024-01-01 10:01:00.000\t2024-01-01 10:20:00.000\n"
+        "3\tSORT\t2\t4294967296\t30m\t1073741824\t5000\t2024-01-01 10:02:00.000\t-\n"
+    )
+    data = load_dataset(f"nextflow:{trace}")
+    assert data.rows == 2 and data.dropped == {"missing_peak_rss": 1}
+    first = data.frame.iloc[0]
+    assert first["memory"] == 8 * 2**30 and first["peak_rss"] == 3.5 * 2**30
+    assert first["known_at"] - first["time"] == 1800
+
+
+def test_units() -> None:
+    assert parse_size("1.5 KB") == 1536
+    assert parse_size("7") == 7
+    assert parse_duration_s("1d 2h") == 93600
+    assert parse_timestamp_s("1674490103249") == pytest.approx(1674490103.249)
+    for bad, parse in (("lots", parse_size), ("soon", parse_duration_s)):
+        with pytest.raises(ValueError):
+            parse(bad)
+
+
+def test_dataset_argument_errors() -> None:
+    with pytest.raises(ConfigError, match="expected KIND:PATH"):
+        parse_dataset_arg("no-colon")
+    with pytest.raises(ConfigError, match="unknown dataset kind 'csv'"):
+        parse_dataset_arg("csv:x.csv")
+    assert set(KINDS) == {"llmd-ttft", "llmd-tpot", "swf", "nextflow", "alibaba-lora"}
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(DataFormatError, match="no such file") as info:
+        load_dataset(f"swf:{tmp_path / 'absent.swf'}")
+    assert info.value.source == str(tmp_path / "absent.swf")
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(EmptyDataError, match="empty"):
+        load_dataset(f"nextflow:{empty}")
+
+
+def test_missing_column_is_named(tmp_path: Path) -> None:
+    trace = tmp_path / "trace.csv"
+    trace.write_text("process,cpus,memory,submit\nA,1,100,1\n")
+    with pytest.raises(DataFormatError, match="missing column 'peak_rss'") as info:
+        load_dataset(f"nextflow:{trace}")
+    assert info.value.field == "peak_rss"
+
+
+def test_nan_only_target_column(tmp_path: Path) -> None:
+    trace = tmp_path / "trace.csv"
+    trace.write_text("process,cpus,memory,peak_rss,submit\nA,1,100,-,1\nA,1,100,-,2\n")
+    with pytest.raises(EmptyDataError, match="'peak_rss' has no usable values"):
+        load_dataset(f"nextflow:{trace}")
+
+
+def test_non_numeric_value_is_named(tmp_path: Path) -> None:
+    trace = tmp_path / "t.jsonl"
+    trace.write_text(
+        '{"kv_cache_percentage": "lots", "input_token_length": 1, "num_request_waiting": 0, '
+        '"num_request_running": 0, "prefix_cache_score": 0, "actual_ttft_ms": 5, '
+        '"actual_tpot_ms": 0}\n'
+    )
+    with pytest.raises(DataFormatError, match="'kv_cache_percentage'"):
+        load_dataset(f"llmd-ttft:{trace}")
+
+
+def test_swf_with_wrong_field_count(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.swf"
+    bad.write_text("; header\n1 2 3\n")
+    with pytest.raises(DataFormatError, match="has 3 fields"):
+        load_dataset(f"swf:{bad}")
+
+
+def test_corrupt_gzip(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.swf.gz"
+    bad.write_bytes(gzip.compress(b"1 2 3")[:12])
+    with pytest.raises(DataFormatError, match="corrupt gzip"):
+        load_dataset(f"swf:{bad}")

@@ -1,0 +1,90 @@
+"""The backtest never lets a method see the future, and scores methods side by side."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from slocast.datasets import Dataset
+from slocast.errors import EmptyDataError
+from slocast.evaluation import (
+    compute_metrics,
+    rolling_coverage,
+    run_backtest,
+    standard_methods,
+    time_split,
+)
+from slocast.evaluation.backtest import replay
+from slocast.models import Bounds, GBMConfig
+from tests.conftest import SYNTH_SPEC, synthetic_frame
+
+
+class Spy:
+    """A forecaster that records what it was shown and when."""
+
+    name = "spy"
+    online = True
+
+    def __init__(self) -> None:
+        self.seen_until: list[float] = []
+        self.violations = 0
+        self.known: set[int] = set()
+
+    def fit(self, train: pd.DataFrame) -> None:
+        pass
+
+    def predict(self, frame: pd.DataFrame) -> Bounds:
+        now = float(frame["time"].iloc[0])
+        self.violations += sum(1 for t in self.seen_until if t >= now)
+        return Bounds(np.ones(len(frame)), np.ones(len(frame)))
+
+    def observe(self, done: pd.DataFrame, served: Bounds) -> None:
+        self.seen_until.extend(done["known_at"].tolist())
+
+
+def test_time_split_learns_only_finished_jobs() -> None:
+    frame = synthetic_frame(1000)
+    frame["known_at"] = frame["time"] + np.where(np.arange(1000) % 10 == 0, 500, 1)
+    split = time_split(frame, SYNTH_SPEC, 0.2, 0.25)
+    assert len(split.test) == 200
+    assert split.train["known_at"].max() < split.calibration["time"].min()
+    assert split.calibration["known_at"].max() < split.test["time"].min()
+    assert len(split.pending) > 0 and (split.pending["known_at"] >= split.test["time"].min()).all()
+
+
+def test_replay_never_observes_an_outcome_before_it_is_known() -> None:
+    frame = synthetic_frame(600)
+    frame["known_at"] = frame["time"] + np.random.default_rng(0).integers(1, 50, 600)
+    spy = Spy()
+    bounds = replay(spy, frame.iloc[:100], frame.iloc[100:], SYNTH_SPEC, min_release=3)
+    assert spy.violations == 0
+    assert len(bounds.upper) == 500
+    assert len(spy.seen_until) > 400  # most outcomes did arrive during the replay
+
+
+def test_too_few_rows() -> None:
+    with pytest.raises(EmptyDataError):
+        time_split(synthetic_frame(12), SYNTH_SPEC, 0.2, 0.2)
+
+
+def test_slocast_recovers_coverage_after_drift_where_static_cqr_does_not() -> None:
+    frame = synthetic_frame(4000, shift_after=3200)
+    data = Dataset(frame, SYNTH_SPEC, "synthetic", len(frame))
+    methods = standard_methods(SYNTH_SPEC, 0.9, config=GBMConfig(n_estimators=80))
+    result = run_backtest(data, methods, 0.9, 0.25, 0.2)
+    coverage = {name: m.metrics.coverage for name, m in result.methods.items()}
+    assert coverage["cqr"] < 0.6  # a 3x shift during the test breaks the static promise
+    assert coverage["slocast"] == pytest.approx(0.9, abs=0.04)
+    payload = result.to_json()
+    assert set(payload["methods"]) >= {"slocast", "quantile_raw", "cqr", "user_request", "vpa_p90"}
+
+
+def test_metrics_and_rolling_coverage() -> None:
+    y = np.array([1.0, 2.0, 3.0, 4.0])
+    m = compute_metrics(y, np.array([1.0, 1.0, 6.0, 4.0]), coverage=0.9)
+    assert m.coverage == 0.75
+    assert m.under_alloc_pct == 25.0
+    assert m.over_alloc_pct == pytest.approx(100 * 3 / 8)
+    assert m.business_score == pytest.approx(5 * 25 + 100 * 3 / 8)
+    np.testing.assert_allclose(rolling_coverage(y, np.array([0.0, 9, 9, 9]), 2), [0, 0.5, 1, 1])

@@ -1,0 +1,62 @@
+"""The coverage promise on the real traces, measured exactly as `slocast evaluate` does.
+
+Tolerance (issue 3): within 1.5 points of the promise where the test slice has >= 5,000 rows,
+within 3 points for smaller slices.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from slocast.datasets import load_dataset
+from slocast.evaluation import EvaluationResult, run_backtest, standard_methods
+from tests.conftest import ALIBABA, LLMD, SIZEY, SWF, shared_file
+
+pytestmark = pytest.mark.slow
+
+
+def _evaluate(arg: str) -> EvaluationResult:
+    data = load_dataset(arg)
+    return run_backtest(data, standard_methods(data.spec, 0.9), 0.9, 0.2, 0.2)
+
+
+def _tolerance(result: EvaluationResult) -> float:
+    return 0.015 if len(result.split.test) >= 5000 else 0.03
+
+
+@pytest.mark.parametrize("kind", ["llmd-ttft", "llmd-tpot"])
+@pytest.mark.parametrize("trace", ["bimodal-h200", "chatbot-synthetic-h200"])
+def test_llmd_coverage(kind: str, trace: str) -> None:
+    result = _evaluate(f"{kind}:{LLMD / (trace + '.jsonl.gz')}")
+    assert result.methods["slocast"].metrics.coverage == pytest.approx(0.9, abs=_tolerance(result))
+
+
+def test_swf_coverage_and_business_score() -> None:
+    result = _evaluate(f"swf:{shared_file(SWF)}")
+    slocast = result.methods["slocast"].metrics
+    assert slocast.coverage == pytest.approx(0.9, abs=_tolerance(result))
+    assert slocast.business_score < result.methods["user_request"].metrics.business_score
+    # The raw quantile model under-covers on the future slice; calibration is what fixes it.
+    assert result.methods["quantile_raw"].metrics.coverage < 0.87
+
+
+def test_alibaba_coverage() -> None:
+    result = _evaluate(f"alibaba-lora:{shared_file(ALIBABA)}")
+    assert len(result.split.test) >= 5000
+    assert result.methods["slocast"].metrics.coverage == pytest.approx(0.9, abs=0.015)
+
+
+@pytest.mark.parametrize("workflow", ["iwd", "rnaseq"])
+def test_sizey_coverage(workflow: str) -> None:
+    result = _evaluate(f"nextflow:{shared_file(SIZEY.format(workflow))}")
+    assert result.methods["slocast"].metrics.coverage == pytest.approx(0.9, abs=_tolerance(result))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known gap (issue 3 note): later processes drift; slocast covers ~0.84 on the last 20%",
+)
+@pytest.mark.parametrize("workflow", ["chipseq", "eager"])
+def test_sizey_drifting_workflows_coverage(workflow: str) -> None:
+    result = _evaluate(f"nextflow:{shared_file(SIZEY.format(workflow))}")
+    assert result.methods["slocast"].metrics.coverage == pytest.approx(0.9, abs=_tolerance(result))

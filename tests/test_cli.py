@@ -1,0 +1,116 @@
+"""The CLI end to end, through a real subprocess: outputs, exit codes, messages."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import LLMD
+
+TTFT = f"llmd-ttft:{LLMD / 'chatbot-synthetic-h200.jsonl.gz'}"
+METRICS = {
+    "coverage",
+    "mean_bound",
+    "pinball_loss",
+    "under_alloc_pct",
+    "over_alloc_pct",
+    "business_score",
+}
+
+
+def slocast(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "slocast", *args],
+        capture_output=True,
+        text=True,
+        input=stdin,
+        timeout=300,
+    )
+
+
+def test_evaluate_json_has_every_field(tmp_path: Path) -> None:
+    run = slocast("evaluate", "--dataset", TTFT, "--json", "--report", str(tmp_path / "report"))
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout)
+    assert out["rows"] == 1530 and out["train_rows"] + out["test_rows"] <= out["rows"]
+    assert out["target_coverage"] == 0.9
+    assert {"slocast", "quantile_raw"} <= set(out["methods"])
+    for metrics in out["methods"].values():
+        assert set(metrics) == METRICS
+    assert (tmp_path / "report" / "report.html").stat().st_size > 10_000
+    assert (tmp_path / "report" / "rolling_coverage.png").is_file()
+
+
+def test_evaluate_table_and_user_request_column(tmp_path: Path) -> None:
+    trace = tmp_path / "trace.csv"
+    rows = ["process,cpus,memory,peak_rss,submit,complete"]
+    for i in range(300):
+        rows.append(f"P{i % 3},1,{1000 + i % 7},{100 + (i * 37) % 500},{i * 1000},{i * 1000 + 500}")
+    trace.write_text("\n".join(rows) + "\n")
+    run = slocast("evaluate", "--dataset", f"nextflow:{trace}", "--json")
+    assert run.returncode == 0, run.stderr
+    assert "user_request" in json.loads(run.stdout)["methods"]
+    table = slocast("evaluate", "--dataset", f"nextflow:{trace}")
+    assert "slocast" in table.stdout and "score vs request" in table.stdout
+
+
+def test_train_then_predict(tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle"
+    run = slocast("train", "--dataset", TTFT, "--out", str(bundle))
+    assert run.returncode == 0, run.stderr
+    with gzip.open(LLMD / "chatbot-synthetic-h200.jsonl.gz", "rt") as trace:
+        lines = trace.read().splitlines()[:5]
+    run = slocast("predict", "--bundle", str(bundle), "--input", "-", stdin="\n".join(lines))
+    assert run.returncode == 0, run.stderr
+    predictions = [json.loads(line) for line in run.stdout.splitlines()]
+    assert len(predictions) == 5
+    for p in predictions:
+        assert 0 < p["point"] <= p["upper"]
+        assert p["coverage"] == 0.9 and p["domain"] == "llm-ttft"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("evaluate", "--dataset", "swf:/nonexistent.swf"), "no such file"),
+        (("evaluate", "--dataset", "parquet:/x"), "unknown dataset kind"),
+        (("evaluate", "--dataset", TTFT, "--target-coverage", "1.2"), "target_coverage"),
+        (("evaluate", "--dataset", TTFT, "--family", "forest"), "model_family"),
+        (("predict", "--bundle", "/nonexistent"), "not a slocast bundle"),
+    ],
+)
+def test_bad_input_exits_2_with_a_message(args: tuple[str, ...], message: str) -> None:
+    run = slocast(*args)
+    assert run.returncode == 2
+    assert message in run.stderr
+
+
+def test_wrong_column_and_empty_file(tmp_path: Path) -> None:
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text("process,cpus,memory,submit\nA,1,100,1\n")
+    run = slocast("evaluate", "--dataset", f"nextflow:{wrong}")
+    assert (
+        run.returncode == 2
+        and "missing column 'peak_rss'" in run.stderr
+        and str(wrong) in run.stderr
+    )
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    run = slocast("evaluate", "--dataset", f"llmd-ttft:{empty}")
+    assert run.returncode == 2 and "empty" in run.stderr
+
+
+def test_predict_rejects_bad_lines(tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle"
+    assert slocast("train", "--dataset", TTFT, "--out", str(bundle)).returncode == 0
+    run = slocast(
+        "predict", "--bundle", str(bundle), "--input", "-", stdin='{"kv_cache_percentage": 0.1}\n'
+    )
+    assert run.returncode == 2 and "missing" in run.stderr
+    run = slocast("predict", "--bundle", str(bundle), "--input", "-", stdin="not json\n")
+    assert run.returncode == 2 and "line 1" in run.stderr

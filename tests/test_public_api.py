@@ -1,0 +1,42 @@
+"""The exported API is explicit: a change to it must be a deliberate change to this test."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+EXPECTED = {
+    "slocast": {
+        "DOMAINS",
+        "BundleError",
+        "ConfigError",
+        "DataFormatError",
+        "DomainSpec",
+        "EmptyDataError",
+        "InputError",
+        "LifecycleError",
+        "Prediction",
+        "SlocastError",
+        "__version__",
+        "get_domain",
+    },
+    "slocast.calibration": {"POOLED", "AdaptiveConformal", "ConformalUpper", "conformal_quantile"},
+    "slocast.datasets": {"KINDS", "Dataset", "DatasetKind", "load_dataset", "parse_dataset_arg"},
+    "slocast.artifacts": {
+        "FORMAT_VERSION",
+        "ModelBundle",
+        "load_bundle",
+        "records_frame",
+        "save_bundle",
+        "sha256_file",
+    },
+}
+
+
+@pytest.mark.parametrize("module", sorted(EXPECTED))
+def test_exported_members(module: str) -> None:
+    mod = importlib.import_module(module)
+    assert set(mod.__all__) == EXPECTED[module]
+    for name in mod.__all__:
+        assert hasattr(mod, name), name

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from slocast import ConfigError, Prediction, get_domain
+from slocast.errors import DataFormatError, InputError, SlocastError
+from slocast.schema import DOMAINS, DomainSpec
+from slocast.settings import load_settings
+
+
+def test_builtin_domains_never_use_outcome_columns_as_features() -> None:
+    assert set(DOMAINS) == {"llm-ttft", "llm-tpot", "hpc-runtime", "task-memory", "serving-latency"}
+    for spec in DOMAINS.values():
+        assert spec.target not in spec.features
+        assert spec.known_at not in spec.features
+
+
+def test_spec_round_trips_through_dict() -> None:
+    spec = get_domain("task-memory")
+    assert DomainSpec.from_dict(spec.to_dict()) == spec
+
+
+def test_unknown_domain_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="unknown domain 'nope'"):
+        get_domain("nope")
+
+
+def test_prediction_invariants() -> None:
+    Prediction(point=1.0, upper=1.0, coverage=0.9, model_version="v")
+    with pytest.raises(ValueError):
+        Prediction(point=2.0, upper=1.0, coverage=0.9, model_version="v")
+    with pytest.raises(ValueError):
+        Prediction(point=-1.0, upper=1.0, coverage=0.9, model_version="v")
+    with pytest.raises(ValueError):
+        Prediction(point=1.0, upper=2.0, coverage=1.0, model_version="v")
+
+
+def test_errors_share_one_root_and_name_their_field() -> None:
+    exc = DataFormatError("missing column 'x'", field="x", source="f.csv")
+    assert isinstance(exc, InputError) and isinstance(exc, SlocastError)
+    assert str(exc) == "missing column 'x' (file=f.csv, field=x)"
+
+
+def test_settings_defaults_env_and_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert load_settings().target_coverage == 0.9
+    (tmp_path / "slocast.toml").write_text("target_coverage = 0.95\nseed = 7\n")
+    assert load_settings().target_coverage == 0.95
+    monkeypatch.setenv("SLOCAST_TARGET_COVERAGE", "0.8")
+    settings = load_settings()
+    assert settings.target_coverage == 0.8  # env overrides the file
+    assert settings.seed == 7
+
+
+def test_invalid_setting_names_the_field(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLOCAST_TARGET_COVERAGE", "1.5")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert info.value.field == "target_coverage"
+
+
+def test_missing_config_file_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLOCAST_CONFIG", "/nonexistent/slocast.toml")
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings()
