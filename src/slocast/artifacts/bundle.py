@@ -1,0 +1,243 @@
+"""Model bundles: an immutable directory holding everything needed to serve one domain.
+
+::
+
+    manifest.json      format version, bundle version id, domain spec, coverage promise, model
+                       family, feature-schema hash, library versions, provenance, and the
+                       sha256 of every other file
+    features.json      the fitted feature pipeline (shared with training, so no skew)
+    model_point.*      median model, in its library's native format
+    model_upper.*      upper-quantile model, native format
+    calibration.json   conformal scores per group, ACI state, request policy
+    metrics.json       what was measured when the bundle was made
+
+A bundle whose files do not match their hashes, or whose feature schema does not match the
+manifest, is refused with :class:`~slocast.errors.BundleError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from slocast.calibration import AdaptiveConformal, ConformalUpper
+from slocast.calibration.forecaster import CalibratedForecaster
+from slocast.errors import BundleError, InputError
+from slocast.features import FeaturePipeline
+from slocast.models.base import Bounds
+from slocast.models.gbm import FAMILIES, load_regressor
+from slocast.models.quantile import QuantileForecaster
+from slocast.schema import DomainSpec, Prediction
+
+__all__ = ["FORMAT_VERSION", "ModelBundle", "load_bundle", "records_frame", "save_bundle", "sha256_file"]
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+_LIBRARIES = ("slocast", "numpy", "pandas", "lightgbm", "xgboost-cpu", "xgboost", "catboost")
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _library_versions() -> dict[str, str]:
+    versions = {}
+    for name in _LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def _write_json(path: Path, data: object) -> None:
+    path.write_text(json.dumps(data, indent=1, sort_keys=True))
+
+
+def save_bundle(
+    forecaster: CalibratedForecaster,
+    out_dir: Path,
+    provenance: Mapping[str, object],
+    metrics: Mapping[str, object],
+) -> str:
+    """Write a bundle atomically (a temp dir renamed into place); return its version id."""
+    base = forecaster.base
+    if base.pipeline is None or base.point_model is None or base.upper_model is None:
+        raise BundleError("cannot save a forecaster that was never fitted")
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise BundleError(f"bundle directory {out_dir} exists and is not empty (bundles are immutable)")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".bundle-", dir=out_dir.parent))
+    suffix = FAMILIES[base.family].suffix
+    _write_json(staging / "features.json", base.pipeline.to_dict())
+    base.point_model.save(staging / f"model_point{suffix}")
+    base.upper_model.save(staging / f"model_upper{suffix}")
+    _write_json(
+        staging / "calibration.json",
+        {
+            "scores": forecaster.calibrator.state(),
+            "min_group_size": forecaster.calibrator.min_group_size,
+            "window": forecaster.calibrator.window,
+            "aci": None if forecaster.aci is None else forecaster.aci.state(),
+            "aci_params": None
+            if forecaster.aci is None
+            else {
+                "step": forecaster.aci.step,
+                "min_level": forecaster.aci.min_level,
+                "max_level": forecaster.aci.max_level,
+                "overflow_gain": forecaster.aci.overflow_gain,
+            },
+            "use_request": forecaster.use_request,
+            "request_is_cap": forecaster.request_is_cap,
+            "known_per_group": dict(forecaster.known_per_group),
+        },
+    )
+    _write_json(staging / "metrics.json", dict(metrics))
+    files = {p.name: sha256_file(p) for p in sorted(staging.iterdir())}
+    created = datetime.now(UTC)
+    content_hash = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+    version = f"{forecaster.spec.name}-{created:%Y%m%dT%H%M%S}-{content_hash[:8]}"
+    _write_json(
+        staging / MANIFEST,
+        {
+            "format_version": FORMAT_VERSION,
+            "version": version,
+            "created_at": created.isoformat(),
+            "domain": forecaster.spec.to_dict(),
+            "coverage": forecaster.coverage,
+            "family": base.family,
+            "gbm_config": base.config.__dict__,
+            "feature_schema_hash": base.pipeline.schema_hash(),
+            "libraries": _library_versions(),
+            "provenance": dict(provenance),
+            "files": files,
+        },
+    )
+    if out_dir.exists():
+        out_dir.rmdir()
+    os.replace(staging, out_dir)
+    return version
+
+
+@dataclass(frozen=True)
+class ModelBundle:
+    """A verified, loaded bundle, ready to predict."""
+
+    path: Path
+    manifest: dict[str, Any]
+    forecaster: CalibratedForecaster
+
+    @property
+    def version(self) -> str:
+        return str(self.manifest["version"])
+
+    @property
+    def spec(self) -> DomainSpec:
+        return self.forecaster.spec
+
+    @property
+    def coverage(self) -> float:
+        return float(self.manifest["coverage"])
+
+    def predict_frame(self, frame: pd.DataFrame, coverage: float | None = None) -> Bounds:
+        return self.forecaster.predict(frame, coverage)
+
+    def predict_records(
+        self, records: Sequence[Mapping[str, object]], coverage: float | None = None
+    ) -> list[Prediction]:
+        """Validate job dicts (each feature present; numbers where numbers are due) and predict."""
+        frame = records_frame(records, self.spec)
+        bounds = self.predict_frame(frame, coverage)
+        promised = self.coverage if coverage is None else coverage
+        return [
+            Prediction(point=float(p), upper=float(u), coverage=promised, model_version=self.version)
+            for p, u in zip(bounds.point, bounds.upper, strict=True)
+        ]
+
+
+def records_frame(records: Sequence[Mapping[str, object]], spec: DomainSpec) -> pd.DataFrame:
+    """Jobs as a frame of the domain's input columns; bad items raise InputError naming them."""
+    columns = list(dict.fromkeys([*spec.features, *([spec.user_request] if spec.user_request else [])]))
+    for index, record in enumerate(records):
+        if not isinstance(record, Mapping):
+            raise InputError(f"item {index} is not an object", field=f"[{index}]")
+        for column in columns:
+            if column not in record:
+                raise InputError(f"item {index} is missing {column!r}", field=f"[{index}].{column}")
+            value = record[column]
+            numeric = column in spec.numeric or column == spec.user_request
+            if numeric and value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float)
+            ):
+                raise InputError(
+                    f"item {index}: {column!r} must be a number, got {value!r}",
+                    field=f"[{index}].{column}",
+                )
+    frame = pd.DataFrame.from_records(list(records), columns=columns)
+    if spec.group and spec.group not in frame:
+        frame[spec.group] = None
+    return frame
+
+
+def load_bundle(path: Path) -> ModelBundle:
+    """Load and verify a bundle (hashes, feature schema); a bad bundle raises BundleError."""
+    manifest_path = path / MANIFEST
+    if not manifest_path.is_file():
+        raise BundleError(f"{path} is not a slocast bundle (no {MANIFEST})", source=str(path))
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise BundleError(f"corrupt manifest: {exc}", source=str(manifest_path)) from exc
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise BundleError(
+            f"bundle format {manifest.get('format_version')} is not supported (need {FORMAT_VERSION})",
+            field="format_version",
+            source=str(path),
+        )
+    for name, expected in manifest["files"].items():
+        file = path / name
+        if not file.is_file():
+            raise BundleError(f"bundle file {name} is missing", field=name, source=str(path))
+        if sha256_file(file) != expected:
+            raise BundleError(f"bundle file {name} does not match its sha256", field=name, source=str(path))
+    pipeline = FeaturePipeline.from_dict(json.loads((path / "features.json").read_text()))
+    if pipeline.schema_hash() != manifest["feature_schema_hash"]:
+        raise BundleError("feature schema does not match the manifest", field="features.json")
+    spec = DomainSpec.from_dict(manifest["domain"])
+    family, coverage = str(manifest["family"]), float(manifest["coverage"])
+    suffix = FAMILIES[family].suffix
+    base = QuantileForecaster(spec, coverage, family)
+    base.pipeline = pipeline
+    base.point_model = load_regressor(family, path / f"model_point{suffix}", 0.5)
+    base.upper_model = load_regressor(family, path / f"model_upper{suffix}", coverage)
+    cal = json.loads((path / "calibration.json").read_text())
+    aci = None
+    if cal["aci"] is not None:
+        aci = AdaptiveConformal(coverage, **cal["aci_params"])
+        aci.restore(cal["aci"])
+    forecaster = CalibratedForecaster(
+        base,
+        ConformalUpper.from_state(cal["scores"], int(cal["min_group_size"]), int(cal["window"])),
+        aci,
+        use_request=bool(cal["use_request"]),
+    )
+    forecaster.request_is_cap = bool(cal["request_is_cap"])
+    forecaster.known_per_group = Counter({str(k): int(v) for k, v in cal["known_per_group"].items()})
+    forecaster.mark_conformalized()
+    return ModelBundle(path, manifest, forecaster)

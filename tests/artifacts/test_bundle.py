@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from slocast.artifacts import load_bundle, save_bundle
+from slocast.calibration.forecaster import CalibrationParams, fit_on_history
+from slocast.errors import BundleError, InputError
+from slocast.models import GBMConfig, QuantileForecaster
+from tests.conftest import SYNTH_SPEC, synthetic_frame
+
+
+@pytest.fixture
+def bundle_dir(tmp_path: Path) -> Path:
+    frame = synthetic_frame(800)
+    base = QuantileForecaster(SYNTH_SPEC, 0.9, "lightgbm", GBMConfig(n_estimators=50))
+    forecaster, _, _ = fit_on_history(frame, base, CalibrationParams(), 0.25)
+    out = tmp_path / "bundle"
+    save_bundle(forecaster, out, provenance={"dataset": "synthetic"}, metrics={"rows": 800})
+    return out
+
+
+def test_round_trip_predicts_identically(bundle_dir: Path) -> None:
+    frame = synthetic_frame(800)
+    bundle = load_bundle(bundle_dir)
+    first = bundle.predict_frame(frame)
+    again = load_bundle(bundle_dir).predict_frame(frame)
+    np.testing.assert_array_equal(first.upper, again.upper)
+    assert (first.upper >= first.point).all()
+    assert bundle.version.startswith("synthetic-")
+    manifest = json.loads((bundle_dir / "manifest.json").read_text())
+    assert set(manifest["files"]) == {
+        "calibration.json", "features.json", "metrics.json", "model_point.txt", "model_upper.txt"
+    }
+    assert "lightgbm" in manifest["libraries"]
+
+
+def test_records_and_coverage_monotone(bundle_dir: Path) -> None:
+    bundle = load_bundle(bundle_dir)
+    job = {"x1": 5.0, "x2": 0.1, "g": "a", "request": 1e9}
+    lo, hi = bundle.predict_records([job], 0.8)[0], bundle.predict_records([job], 0.97)[0]
+    assert lo.upper <= hi.upper
+    assert lo.coverage == 0.8 and lo.model_version == bundle.version
+
+
+def test_bad_records_name_the_item_and_field(bundle_dir: Path) -> None:
+    bundle = load_bundle(bundle_dir)
+    with pytest.raises(InputError) as info:
+        bundle.predict_records([{"x1": 1.0, "x2": 0.0, "g": "a", "request": 1.0}, {"x1": 1.0}])
+    assert info.value.field == "[1].x2"
+    with pytest.raises(InputError, match="must be a number"):
+        bundle.predict_records([{"x1": "big", "x2": 0.0, "g": "a", "request": 1.0}])
+
+
+def test_tampered_file_is_refused(bundle_dir: Path) -> None:
+    calibration = bundle_dir / "calibration.json"
+    calibration.write_text(calibration.read_text().replace("0", "1", 1))
+    with pytest.raises(BundleError, match="calibration.json does not match its sha256"):
+        load_bundle(bundle_dir)
+
+
+def test_schema_mismatch_is_refused(bundle_dir: Path) -> None:
+    manifest = json.loads((bundle_dir / "manifest.json").read_text())
+    manifest["feature_schema_hash"] = "0" * 64
+    (bundle_dir / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="feature schema"):
+        load_bundle(bundle_dir)
+
+
+def test_bundles_are_immutable_and_must_exist(bundle_dir: Path, tmp_path: Path) -> None:
+    frame = synthetic_frame(300)
+    base = QuantileForecaster(SYNTH_SPEC, 0.9, "lightgbm", GBMConfig(n_estimators=20))
+    forecaster, _, _ = fit_on_history(frame, base, CalibrationParams(), 0.25)
+    with pytest.raises(BundleError, match="immutable"):
+        save_bundle(forecaster, bundle_dir, {}, {})
+    with pytest.raises(BundleError, match="not a slocast bundle"):
+        load_bundle(tmp_path / "nothing")
