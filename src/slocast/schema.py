@@ -16,7 +16,8 @@ class DomainSpec:
     ``time`` orders rows (in ``time_unit``: seconds, or ``"row"`` for traces without clocks);
     ``known_at`` is the column holding the time the outcome becomes known (job end), which
     online methods must respect. ``user_request`` names the column holding what the user asked
-    for (the baseline an allocator replaces).
+    for (the baseline an allocator replaces). ``optional`` features may be left out by a caller
+    (they are then missing to the model), e.g. history the caller does not keep.
     """
 
     name: str
@@ -27,6 +28,7 @@ class DomainSpec:
     known_at: str = "known_at"
     group: str | None = None
     user_request: str | None = None
+    optional: tuple[str, ...] = ()
     unit: str = ""
     time_unit: str = "s"
     description: str = ""
@@ -41,6 +43,7 @@ class DomainSpec:
             self,
             numeric=tuple(c for c in self.numeric if c not in dropped),
             categorical=tuple(c for c in self.categorical if c not in dropped),
+            optional=tuple(c for c in self.optional if c not in dropped),
         )
 
     def to_dict(self) -> dict[str, object]:
@@ -53,6 +56,7 @@ class DomainSpec:
             "known_at": self.known_at,
             "group": self.group,
             "user_request": self.user_request,
+            "optional": list(self.optional),
             "unit": self.unit,
             "time_unit": self.time_unit,
             "description": self.description,
@@ -77,6 +81,7 @@ class DomainSpec:
             known_at=str(data.get("known_at", "known_at")),
             group=optional("group"),
             user_request=optional("user_request"),
+            optional=names("optional"),
             unit=str(data.get("unit", "")),
             time_unit=str(data.get("time_unit", "s")),
             description=str(data.get("description", "")),

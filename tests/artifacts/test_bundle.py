@@ -33,7 +33,11 @@ def test_round_trip_predicts_identically(bundle_dir: Path) -> None:
     assert bundle.version.startswith("synthetic-")
     manifest = json.loads((bundle_dir / "manifest.json").read_text())
     assert set(manifest["files"]) == {
-        "calibration.json", "features.json", "metrics.json", "model_point.txt", "model_upper.txt"
+        "calibration.json",
+        "features.json",
+        "metrics.json",
+        "model_point.txt",
+        "model_upper.txt",
     }
     assert "lightgbm" in manifest["libraries"]
 
@@ -58,7 +62,7 @@ def test_bad_records_name_the_item_and_field(bundle_dir: Path) -> None:
 def test_tampered_file_is_refused(bundle_dir: Path) -> None:
     calibration = bundle_dir / "calibration.json"
     calibration.write_text(calibration.read_text().replace("0", "1", 1))
-    with pytest.raises(BundleError, match="calibration.json does not match its sha256"):
+    with pytest.raises(BundleError, match=r"calibration\.json does not match its sha256"):
         load_bundle(bundle_dir)
 
 
@@ -78,3 +82,15 @@ def test_bundles_are_immutable_and_must_exist(bundle_dir: Path, tmp_path: Path) 
         save_bundle(forecaster, bundle_dir, {}, {})
     with pytest.raises(BundleError, match="not a slocast bundle"):
         load_bundle(tmp_path / "nothing")
+
+
+def test_optional_features_may_be_left_out() -> None:
+    from dataclasses import replace
+
+    from slocast.artifacts import records_frame
+
+    spec = replace(SYNTH_SPEC, optional=("x2",))
+    frame = records_frame([{"x1": 1.0, "g": "a", "request": 2.0}], spec)
+    assert np.isnan(frame["x2"].iloc[0])
+    with pytest.raises(InputError, match="missing 'x1'"):
+        records_frame([{"x2": 1.0, "g": "a", "request": 2.0}], spec)

@@ -161,3 +161,15 @@ def test_corrupt_gzip(tmp_path: Path) -> None:
     bad.write_bytes(gzip.compress(b"1 2 3")[:12])
     with pytest.raises(DataFormatError, match="corrupt gzip"):
         load_dataset(f"swf:{bad}")
+
+
+def test_history_features_use_only_finished_jobs() -> None:
+    data = load_dataset(f"swf:{shared_file(SWF)}")
+    frame = data.frame
+    assert "user_prev_run_time" in data.spec.features
+    assert "user_prev_run_time" in data.spec.optional
+    # Recompute one job's feature by brute force from the jobs finished before its submission.
+    row = frame.iloc[30000]
+    same = frame[(frame["user"] == row["user"]) & (frame["known_at"] < row["time"])]
+    expected = same.sort_values("known_at", kind="stable")["run_time"].iloc[-1]
+    assert row["user_prev_run_time"] == expected

@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -41,7 +40,14 @@ from slocast.models.gbm import FAMILIES, load_regressor
 from slocast.models.quantile import QuantileForecaster
 from slocast.schema import DomainSpec, Prediction
 
-__all__ = ["FORMAT_VERSION", "ModelBundle", "load_bundle", "records_frame", "save_bundle", "sha256_file"]
+__all__ = [
+    "FORMAT_VERSION",
+    "ModelBundle",
+    "load_bundle",
+    "records_frame",
+    "save_bundle",
+    "sha256_file",
+]
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -81,7 +87,9 @@ def save_bundle(
     if base.pipeline is None or base.point_model is None or base.upper_model is None:
         raise BundleError("cannot save a forecaster that was never fitted")
     if out_dir.exists() and any(out_dir.iterdir()):
-        raise BundleError(f"bundle directory {out_dir} exists and is not empty (bundles are immutable)")
+        raise BundleError(
+            f"bundle directory {out_dir} exists and is not empty (bundles are immutable)"
+        )
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".bundle-", dir=out_dir.parent))
     suffix = FAMILIES[base.family].suffix
@@ -166,24 +174,32 @@ class ModelBundle:
         bounds = self.predict_frame(frame, coverage)
         promised = self.coverage if coverage is None else coverage
         return [
-            Prediction(point=float(p), upper=float(u), coverage=promised, model_version=self.version)
+            Prediction(
+                point=float(p), upper=float(u), coverage=promised, model_version=self.version
+            )
             for p, u in zip(bounds.point, bounds.upper, strict=True)
         ]
 
 
 def records_frame(records: Sequence[Mapping[str, object]], spec: DomainSpec) -> pd.DataFrame:
     """Jobs as a frame of the domain's input columns; bad items raise InputError naming them."""
-    columns = list(dict.fromkeys([*spec.features, *([spec.user_request] if spec.user_request else [])]))
+    columns = list(
+        dict.fromkeys([*spec.features, *([spec.user_request] if spec.user_request else [])])
+    )
     for index, record in enumerate(records):
         if not isinstance(record, Mapping):
             raise InputError(f"item {index} is not an object", field=f"[{index}]")
         for column in columns:
             if column not in record:
+                if column in spec.optional:
+                    continue
                 raise InputError(f"item {index} is missing {column!r}", field=f"[{index}].{column}")
             value = record[column]
             numeric = column in spec.numeric or column == spec.user_request
-            if numeric and value is not None and (
-                isinstance(value, bool) or not isinstance(value, int | float)
+            if (
+                numeric
+                and value is not None
+                and (isinstance(value, bool) or not isinstance(value, int | float))
             ):
                 raise InputError(
                     f"item {index}: {column!r} must be a number, got {value!r}",
@@ -206,7 +222,8 @@ def load_bundle(path: Path) -> ModelBundle:
         raise BundleError(f"corrupt manifest: {exc}", source=str(manifest_path)) from exc
     if manifest.get("format_version") != FORMAT_VERSION:
         raise BundleError(
-            f"bundle format {manifest.get('format_version')} is not supported (need {FORMAT_VERSION})",
+            f"bundle format {manifest.get('format_version')} is not supported "
+            f"(this slocast reads format {FORMAT_VERSION})",
             field="format_version",
             source=str(path),
         )
@@ -215,7 +232,9 @@ def load_bundle(path: Path) -> ModelBundle:
         if not file.is_file():
             raise BundleError(f"bundle file {name} is missing", field=name, source=str(path))
         if sha256_file(file) != expected:
-            raise BundleError(f"bundle file {name} does not match its sha256", field=name, source=str(path))
+            raise BundleError(
+                f"bundle file {name} does not match its sha256", field=name, source=str(path)
+            )
     pipeline = FeaturePipeline.from_dict(json.loads((path / "features.json").read_text()))
     if pipeline.schema_hash() != manifest["feature_schema_hash"]:
         raise BundleError("feature schema does not match the manifest", field="features.json")
@@ -238,6 +257,8 @@ def load_bundle(path: Path) -> ModelBundle:
         use_request=bool(cal["use_request"]),
     )
     forecaster.request_is_cap = bool(cal["request_is_cap"])
-    forecaster.known_per_group = Counter({str(k): int(v) for k, v in cal["known_per_group"].items()})
+    forecaster.known_per_group = Counter(
+        {str(k): int(v) for k, v in cal["known_per_group"].items()}
+    )
     forecaster.mark_conformalized()
     return ModelBundle(path, manifest, forecaster)

@@ -18,6 +18,7 @@ from slocast.datasets._io import (
     require_columns,
     require_values,
 )
+from slocast.datasets.history import add_group_history
 from slocast.datasets.units import parse_duration_s, parse_size, parse_timestamp_s
 from slocast.schema import get_domain
 
@@ -55,4 +56,5 @@ def load_nextflow(path: Path) -> Dataset:
         "missing_request": int((has_target & ~has_request).sum()),
         "missing_submit": int((has_target & has_request & ~has_time).sum()),
     }
-    return finish(frame[has_target & has_request & has_time], spec, path, len(raw), dropped)
+    frame, spec = add_group_history(frame[has_target & has_request & has_time], spec, "process")
+    return finish(frame, spec, path, len(raw), dropped)

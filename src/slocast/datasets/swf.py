@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from slocast.datasets._io import Dataset, finish, read_text
+from slocast.datasets.history import add_group_history
 from slocast.errors import DataFormatError, EmptyDataError
 from slocast.schema import get_domain
 
@@ -78,4 +79,5 @@ def load_swf(path: Path) -> Dataset:
     frame[spec.known_at] = frame["submit"] + frame["wait"].fillna(0) + frame["run_time"]
     unknown = [c for c in spec.features if frame[c].isna().all()]
     frame = frame.drop(columns=unknown)
-    return finish(frame, spec.without_features(set(unknown)), path, len(raw), dropped)
+    frame, spec = add_group_history(frame, spec.without_features(set(unknown)), "user")
+    return finish(frame, spec, path, len(raw), dropped)
