@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import base64
 import html
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -27,55 +30,55 @@ METRIC_COLUMNS = (
 )
 
 
+@contextmanager
+def _figure(path: Path, size: tuple[float, float], title: str) -> Iterator[Any]:
+    """A figure with one axis, titled, legend drawn, saved to ``path`` and closed."""
+    fig, ax = plt.subplots(figsize=size)
+    try:
+        yield ax
+        ax.set_title(title)
+        ax.legend(fontsize=8, loc="best")
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+    finally:
+        plt.close(fig)
+
+
 def _plot_rolling(result: EvaluationResult, path: Path) -> None:
     y = result.y_test
     window = max(20, len(y) // 20)
-    fig, ax = plt.subplots(figsize=(9, 4))
-    for name, method in result.methods.items():
-        ax.plot(rolling_coverage(y, method.bounds.upper, window), label=name, lw=1.2)
-    ax.axhline(result.target_coverage, color="black", ls="--", lw=1, label="promised")
-    ax.set(
-        xlabel="test job (time order)", ylabel=f"coverage (rolling, {window} jobs)", ylim=(0, 1.02)
-    )
-    ax.set_title(f"{result.spec.name}: rolling coverage on the future slice")
-    ax.legend(loc="lower left", fontsize=8, ncol=3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    title = f"{result.spec.name}: rolling coverage on the future slice"
+    with _figure(path, (9, 4), title) as ax:
+        for name, method in result.methods.items():
+            ax.plot(rolling_coverage(y, method.bounds.upper, window), label=name, lw=1.2)
+        ax.axhline(result.target_coverage, color="black", ls="--", lw=1, label="promised")
+        ylabel = f"coverage (rolling, {window} jobs)"
+        ax.set(xlabel="test job (time order)", ylabel=ylabel, ylim=(0, 1.02))
 
 
 def _plot_scatter(result: EvaluationResult, path: Path) -> None:
     y = result.y_test
-    fig, ax = plt.subplots(figsize=(5.5, 5))
-    for name in ("slocast", "user_request", "quantile_raw"):
-        if name in result.methods:
-            ax.scatter(y, result.methods[name].bounds.upper, s=4, alpha=0.4, label=name)
-    positive = y[y > 0]
-    lo, hi = float(positive.min()), float(positive.max())
-    ax.plot([lo, hi], [lo, hi], color="black", lw=1, label="bound = actual")
-    ax.set(xscale="log", yscale="log", xlabel=f"actual ({result.spec.unit})", ylabel="upper bound")
-    ax.set_title("bound vs actual (above the line = covered)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with _figure(path, (5.5, 5), "bound vs actual (above the line = covered)") as ax:
+        for name in ("slocast", "user_request", "quantile_raw"):
+            if name in result.methods:
+                ax.scatter(y, result.methods[name].bounds.upper, s=4, alpha=0.4, label=name)
+        positive = y[y > 0]
+        lo, hi = float(positive.min()), float(positive.max())
+        ax.plot([lo, hi], [lo, hi], color="black", lw=1, label="bound = actual")
+        xlabel = f"actual ({result.spec.unit})"
+        ax.set(xscale="log", yscale="log", xlabel=xlabel, ylabel="upper bound")
 
 
 def _plot_waste(result: EvaluationResult, path: Path) -> None:
     y = result.y_test
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for name, method in result.methods.items():
-        upper = np.nan_to_num(method.bounds.upper, nan=0.0)
-        covered = upper >= y
-        if covered.any() and (y[covered] > 0).all():
-            ratio = upper[covered] / y[covered]
-            ax.hist(np.log10(np.clip(ratio, 1.0, None)), bins=50, histtype="step", label=name)
-    ax.set(xlabel="log10(bound / actual) on covered jobs", ylabel="jobs")
-    ax.set_title("waste distribution")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with _figure(path, (7, 4), "waste distribution") as ax:
+        for name, method in result.methods.items():
+            upper = np.nan_to_num(method.bounds.upper, nan=0.0)
+            covered = upper >= y
+            if covered.any() and (y[covered] > 0).all():
+                ratio = np.log10(np.clip(upper[covered] / y[covered], 1.0, None))
+                ax.hist(ratio, bins=50, histtype="step", label=name)
+        ax.set(xlabel="log10(bound / actual) on covered jobs", ylabel="jobs")
 
 
 def _markdown(result: EvaluationResult, images: list[Path]) -> str:

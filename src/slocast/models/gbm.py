@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
@@ -26,11 +26,11 @@ __all__ = [
 ]
 
 
-class LightGBMRegressor:
-    """LightGBM with ``objective="quantile"`` (``alpha`` = level) or ``"l2"`` (mean)."""
+class _GBMRegressor:
+    """What the families share: construction, the fitted native object, saving and loading."""
 
-    family = "lightgbm"
-    suffix = ".txt"
+    family = ""
+    suffix = ""
 
     def __init__(
         self,
@@ -41,7 +41,37 @@ class LightGBMRegressor:
         self.quantile = quantile
         self.config = config
         self.categorical = categorical or []
-        self._booster: Any = None
+        self._native: Any = None
+
+    def _fitted(self) -> Any:
+        if self._native is None:
+            raise LifecycleError(f"{type(self).__name__}.predict called before fit")
+        return self._native
+
+    def save(self, path: Path) -> None:
+        self._fitted().save_model(str(path))
+
+    @classmethod
+    def load(cls, path: Path, quantile: float | None) -> Self:
+        model = cls(quantile)
+        model._native = cls._load_native(path)
+        return model
+
+    @staticmethod
+    def _load_native(path: Path) -> Any:
+        raise NotImplementedError
+
+    @property
+    def native(self) -> Any:
+        """The library's own model object (LightGBM Booster, XGBoost Booster, CatBoost model)."""
+        return self._fitted()
+
+
+class LightGBMRegressor(_GBMRegressor):
+    """LightGBM with ``objective="quantile"`` (``alpha`` = level) or ``"l2"`` (mean)."""
+
+    family = "lightgbm"
+    suffix = ".txt"
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> None:
         import lightgbm as lgb
@@ -66,46 +96,24 @@ class LightGBMRegressor:
         if self.quantile is not None:
             params["alpha"] = self.quantile
         data = lgb.Dataset(X, y, categorical_feature=self.categorical or "auto", free_raw_data=True)
-        self._booster = lgb.train(params, data, num_boost_round=c.n_estimators)
+        self._native = lgb.train(params, data, num_boost_round=c.n_estimators)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        if self._booster is None:
-            raise LifecycleError("LightGBMRegressor.predict called before fit")
-        return np.asarray(
-            self._booster.predict(X, num_threads=self.config.threads), dtype=np.float64
-        )
+        raw = self._fitted().predict(X, num_threads=self.config.threads)
+        return np.asarray(raw, dtype=np.float64)
 
-    def save(self, path: Path) -> None:
-        self._booster.save_model(str(path))
-
-    @classmethod
-    def load(cls, path: Path, quantile: float | None) -> LightGBMRegressor:
+    @staticmethod
+    def _load_native(path: Path) -> Any:
         import lightgbm as lgb
 
-        model = cls(quantile)
-        model._booster = lgb.Booster(model_file=str(path))
-        return model
-
-    @property
-    def booster(self) -> Any:
-        return self._booster
+        return lgb.Booster(model_file=str(path))
 
 
-class XGBoostRegressor:
+class XGBoostRegressor(_GBMRegressor):
     """XGBoost with ``reg:quantileerror`` or ``reg:squarederror``; categorical codes as numbers."""
 
     family = "xgboost"
     suffix = ".json"
-
-    def __init__(
-        self,
-        quantile: float | None,
-        config: GBMConfig = GBMConfig(),
-        categorical: list[int] | None = None,
-    ) -> None:
-        self.quantile = quantile
-        self.config = config
-        self._booster: Any = None
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> None:
         import xgboost as xgb
@@ -125,53 +133,32 @@ class XGBoostRegressor:
         }
         if self.quantile is not None:
             params["quantile_alpha"] = self.quantile
-        self._booster = xgb.train(params, xgb.DMatrix(X, y), num_boost_round=c.n_estimators)
+        self._native = xgb.train(params, xgb.DMatrix(X, y), num_boost_round=c.n_estimators)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        if self._booster is None:
-            raise LifecycleError("XGBoostRegressor.predict called before fit")
         import xgboost as xgb
 
-        return np.asarray(self._booster.predict(xgb.DMatrix(X)), dtype=np.float64)
+        return np.asarray(self._fitted().predict(xgb.DMatrix(X)), dtype=np.float64)
 
-    def save(self, path: Path) -> None:
-        self._booster.save_model(str(path))
-
-    @classmethod
-    def load(cls, path: Path, quantile: float | None) -> XGBoostRegressor:
+    @staticmethod
+    def _load_native(path: Path) -> Any:
         import xgboost as xgb
 
-        model = cls(quantile)
-        model._booster = xgb.Booster(model_file=str(path))
-        return model
-
-    @property
-    def booster(self) -> Any:
-        return self._booster
+        return xgb.Booster(model_file=str(path))
 
 
-class CatBoostRegressor:
+class CatBoostRegressor(_GBMRegressor):
     """CatBoost with ``Quantile:alpha=q`` or ``RMSE`` (install the ``catboost`` extra)."""
 
     family = "catboost"
     suffix = ".cbm"
-
-    def __init__(
-        self,
-        quantile: float | None,
-        config: GBMConfig = GBMConfig(),
-        categorical: list[int] | None = None,
-    ) -> None:
-        self.quantile = quantile
-        self.config = config
-        self._model: Any = None
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> None:
         from catboost import CatBoostRegressor as _CatBoost
 
         c = self.config
         loss = "RMSE" if self.quantile is None else f"Quantile:alpha={self.quantile}"
-        self._model = _CatBoost(
+        self._native = _CatBoost(
             loss_function=loss,
             iterations=c.n_estimators,
             learning_rate=c.learning_rate,
@@ -182,23 +169,17 @@ class CatBoostRegressor:
             verbose=False,
             allow_writing_files=False,
         )
-        self._model.fit(X, y)
+        self._native.fit(X, y)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        if self._model is None:
-            raise LifecycleError("CatBoostRegressor.predict called before fit")
-        return np.asarray(self._model.predict(X), dtype=np.float64)
+        return np.asarray(self._fitted().predict(X), dtype=np.float64)
 
-    def save(self, path: Path) -> None:
-        self._model.save_model(str(path))
-
-    @classmethod
-    def load(cls, path: Path, quantile: float | None) -> CatBoostRegressor:
+    @staticmethod
+    def _load_native(path: Path) -> Any:
         from catboost import CatBoostRegressor as _CatBoost
 
-        model = cls(quantile)
-        model._model = _CatBoost()
-        model._model.load_model(str(path))
+        model = _CatBoost()
+        model.load_model(str(path))
         return model
 
 
