@@ -27,7 +27,7 @@ EXPECTED = {
         "FORMAT_VERSION",
         "ModelBundle",
         "load_bundle",
-        "records_frame",
+        "validate_records",
         "save_bundle",
         "sha256_file",
     },

@@ -87,8 +87,21 @@ class FeaturePipeline:
         return out
 
     def transform_records(self, records: Sequence[Mapping[str, object]]) -> np.ndarray:
-        """Same as :meth:`transform` for a list of dicts (JSON lines, HTTP bodies)."""
-        return self.transform(pd.DataFrame.from_records(list(records), columns=list(self.columns)))
+        """Same as :meth:`transform` for a list of dicts (JSON lines, HTTP bodies).
+
+        Built straight from the dicts, without a DataFrame: this is the serving hot path. An
+        absent key is a missing value (callers validate which keys are required).
+        """
+        out = np.empty((len(records), len(self.columns)), dtype=np.float64)
+        for i, column in enumerate(self.numeric):
+            out[:, i] = [_number(r.get(column)) for r in records]
+        for j, column in enumerate(self.categories, start=len(self.numeric)):
+            codes, other = self._codes[column], float(len(self._codes[column]))
+            out[:, j] = [
+                np.nan if _missing(v := r.get(column)) else codes.get(str(v), other)
+                for r in records
+            ]
+        return out
 
     def encode_target(self, y: np.ndarray) -> np.ndarray:
         return np.log1p(np.maximum(y, 0.0)) if self.target_transform == "log1p" else y
@@ -122,6 +135,12 @@ class FeaturePipeline:
         """sha256 of the canonical feature schema: a bundle and its server must agree on it."""
         canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _number(value: object) -> float:
+    if value is None or isinstance(value, str):
+        return float(value) if isinstance(value, str) and value.strip() else np.nan
+    return float(value)  # type: ignore[arg-type]
 
 
 def _missing(value: object) -> bool:

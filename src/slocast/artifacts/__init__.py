@@ -4,16 +4,16 @@ from slocast.artifacts.bundle import (
     FORMAT_VERSION,
     ModelBundle,
     load_bundle,
-    records_frame,
     save_bundle,
     sha256_file,
+    validate_records,
 )
 
 __all__ = [
     "FORMAT_VERSION",
     "ModelBundle",
     "load_bundle",
-    "records_frame",
     "save_bundle",
     "sha256_file",
+    "validate_records",
 ]

@@ -29,9 +29,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from slocast.calibration import AdaptiveConformal, ConformalUpper
+from slocast.calibration import POOLED, AdaptiveConformal, ConformalUpper
 from slocast.calibration.forecaster import CalibratedForecaster
 from slocast.errors import BundleError, InputError
 from slocast.features import FeaturePipeline
@@ -44,9 +45,9 @@ __all__ = [
     "FORMAT_VERSION",
     "ModelBundle",
     "load_bundle",
-    "records_frame",
     "save_bundle",
     "sha256_file",
+    "validate_records",
 ]
 
 FORMAT_VERSION = 1
@@ -167,22 +168,44 @@ class ModelBundle:
         return self.forecaster.predict(frame, coverage)
 
     def predict_records(
-        self, records: Sequence[Mapping[str, object]], coverage: float | None = None
+        self,
+        records: Sequence[Mapping[str, object]],
+        coverage: float | None = None,
+        validated: bool = False,
     ) -> list[Prediction]:
-        """Validate job dicts (each feature present; numbers where numbers are due) and predict."""
-        frame = records_frame(records, self.spec)
-        bounds = self.predict_frame(frame, coverage)
+        """Predict for job dicts; unless ``validated``, check them first (InputError names them)."""
+        if not validated:
+            validate_records(records, self.spec)
+        bounds = self.predict_matrix(records, coverage)
         promised = self.coverage if coverage is None else coverage
         return [
-            Prediction(
-                point=float(p), upper=float(u), coverage=promised, model_version=self.version
-            )
-            for p, u in zip(bounds.point, bounds.upper, strict=True)
+            Prediction(point=p, upper=u, coverage=promised, model_version=self.version)
+            for p, u in zip(bounds.point.tolist(), bounds.upper.tolist(), strict=True)
         ]
 
+    def predict_matrix(
+        self, records: Sequence[Mapping[str, object]], coverage: float | None = None
+    ) -> Bounds:
+        """Vectorised bounds for validated job dicts (the serving hot path: no DataFrame)."""
+        forecaster = self.forecaster
+        assert forecaster.base.pipeline is not None
+        X = forecaster.base.pipeline.transform_records(records)
+        group, request = self.spec.group, self.spec.user_request
+        groups = np.array(
+            [POOLED if group is None or r.get(group) is None else str(r[group]) for r in records],
+            dtype=object,
+        )
+        requested = (
+            np.array([float(r.get(request) or np.nan) for r in records]) if request else None  # type: ignore[arg-type]
+        )
+        return forecaster.bounds(X, groups, requested, coverage)[0]
 
-def records_frame(records: Sequence[Mapping[str, object]], spec: DomainSpec) -> pd.DataFrame:
-    """Jobs as a frame of the domain's input columns; bad items raise InputError naming them."""
+
+def validate_records(records: Sequence[Mapping[str, object]], spec: DomainSpec) -> None:
+    """Each job a dict with every required input; numbers where numbers are due.
+
+    Raises InputError naming the item index and field, e.g. ``[3].input_token_length``.
+    """
     columns = list(
         dict.fromkeys([*spec.features, *([spec.user_request] if spec.user_request else [])])
     )
@@ -205,10 +228,6 @@ def records_frame(records: Sequence[Mapping[str, object]], spec: DomainSpec) -> 
                     f"item {index}: {column!r} must be a number, got {value!r}",
                     field=f"[{index}].{column}",
                 )
-    frame = pd.DataFrame.from_records(list(records), columns=columns)
-    if spec.group and spec.group not in frame:
-        frame[spec.group] = None
-    return frame
 
 
 def load_bundle(path: Path) -> ModelBundle:

@@ -106,26 +106,44 @@ class CalibratedForecaster:
 
     def predict(self, frame: pd.DataFrame, coverage: float | None = None) -> Bounds:
         """Bounds at the promised coverage (ACI-adjusted), or at ``coverage`` when given."""
-        if not self._ready:
-            raise LifecycleError("CalibratedForecaster.predict called before conformalize")
-        point_z, upper_z = self.base.predict_encoded(frame)
+        if self.base.pipeline is None:
+            raise LifecycleError("CalibratedForecaster.predict called before fit")
+        X = self.base.pipeline.transform(frame)
+        request = (
+            frame[self.spec.user_request].to_numpy(np.float64) if self.spec.user_request else None
+        )
+        bounds, upper_z = self.bounds(X, self._groups(frame), request, coverage)
         if self.online:
             self._served_upper_z.update(zip(frame.index, upper_z.tolist(), strict=True))
-        groups = self._groups(frame)
+        return bounds
+
+    def bounds(
+        self,
+        X: np.ndarray,
+        groups: np.ndarray,
+        request: np.ndarray | None,
+        coverage: float | None = None,
+    ) -> tuple[Bounds, np.ndarray]:
+        """Calibrated bounds for a feature matrix, and the raw upper quantile on the model scale.
+
+        The one vectorised step shared by backtests and serving: model, conformal offset per
+        group, ACI overflow, request fallback and cap.
+        """
+        if not self._ready:
+            raise LifecycleError("CalibratedForecaster.predict called before conformalize")
+        point_z, upper_z = self.base.predict_matrix(X)
         shift = self.calibrator.offsets(groups, self.level if coverage is None else coverage)
         if self.aci is not None and coverage is None:
             shift += self.aci.overflow
         upper = self.base.decode(upper_z + shift)
         point = self.base.decode(point_z)
-        if self.use_request:
-            assert self.spec.user_request is not None
-            request = frame[self.spec.user_request].to_numpy(np.float64)
+        if self.use_request and request is not None:
             unseen = np.array([self.known_per_group[g] == 0 for g in groups], dtype=bool)
             upper = np.where(unseen & np.isfinite(request), request, upper)
             if self.request_is_cap:
                 upper = np.where(np.isfinite(request), np.minimum(upper, request), upper)
         upper = np.maximum(upper, 0.0)
-        return Bounds(np.minimum(point, upper), upper)
+        return Bounds(np.minimum(point, upper), upper), upper_z
 
     def observe(self, done: pd.DataFrame, served: Bounds) -> None:
         """Learn from finished jobs (``served.upper`` is NaN for jobs never served here)."""

@@ -60,9 +60,14 @@ class QuantileForecaster:
 
     def predict_encoded(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """(point, upper) on the model's target scale, before calibration."""
-        if self.pipeline is None or self.point_model is None or self.upper_model is None:
+        if self.pipeline is None:
             raise LifecycleError(f"{type(self).__name__}.predict called before fit")
-        X = self.pipeline.transform(frame)
+        return self.predict_matrix(self.pipeline.transform(frame))
+
+    def predict_matrix(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(point, upper) on the model's scale for an already transformed feature matrix."""
+        if self.point_model is None or self.upper_model is None:
+            raise LifecycleError(f"{type(self).__name__}.predict called before fit")
         point = self.point_model.predict(X)
         return point, np.maximum(self.upper_model.predict(X), point)
 
