@@ -253,6 +253,73 @@ def predict(
             )
 
 
+serve_app = typer.Typer(help="Run a prediction server.", no_args_is_help=True)
+app.add_typer(serve_app, name="serve")
+
+BundlesOpt = Annotated[
+    list[Path] | None, typer.Option("--bundle", help="Bundle directory (repeat: one per domain).")
+]
+
+
+def _build_dataplane(bundle_dirs: list[Path], settings: Settings) -> Any:
+    from slocast.serving import DataPlane, LRUCache, RedisCache
+
+    cache = (
+        RedisCache(settings.cache_url) if settings.cache_url else LRUCache(settings.cache_entries)
+    )
+    bundles = [load_bundle(path) for path in bundle_dirs]
+    domains = [b.spec.name for b in bundles]
+    duplicated = {d for d in domains if domains.count(d) > 1}
+    if duplicated:
+        raise InputError(f"two bundles for domain {sorted(duplicated)[0]}", field="--bundle")
+    return DataPlane(
+        bundles, cache, max_batch=settings.max_batch, llm_coverage=settings.target_coverage
+    )
+
+
+def _local_reloader(dataplane: Any, bundle_dirs: list[Path]) -> Any:
+    """``/reload`` re-reads the bundle directories; a bad bundle is refused, the old one serves."""
+    from slocast.serving import ReloadResult
+
+    async def reload() -> ReloadResult:
+        swapped = False
+        for path in bundle_dirs:
+            try:
+                swapped |= dataplane.swap(load_bundle(path))
+            except SlocastError as exc:
+                dataplane.metrics.bundles_refused.inc()
+                return ReloadResult(False, False, f"refused {path}: {exc}")
+        return ReloadResult(True, swapped, "reloaded" if swapped else "already current")
+
+    return reload
+
+
+@serve_app.command("http")
+def serve_http(
+    bundle: BundlesOpt = None,
+    host: Annotated[str | None, typer.Option(help="Bind address (env PREDICT_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (env PREDICT_PORT, default 8001).")] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
+) -> None:
+    """Serve calibrated bounds over HTTP (llm-d prediction-server API + /v1 routes)."""
+    import uvicorn
+
+    from slocast.serving import HTTPConfig, create_app
+
+    with _errors():
+        settings = _settings(serve_host=host, serve_port=port)
+        bundle_dirs = list(bundle or [])
+        dataplane = _build_dataplane(bundle_dirs, settings)
+        web = create_app(
+            dataplane,
+            HTTPConfig(max_batch=settings.max_batch, model_type=settings.model_family),
+            _local_reloader(dataplane, bundle_dirs),
+        )
+        where = f"{settings.serve_host}:{settings.serve_port}"
+        err.print(f"serving {', '.join(sorted(dataplane.models))} on {where}")
+    uvicorn.run(web, host=settings.serve_host, port=settings.serve_port, log_level=log_level)
+
+
 def _read_input(path: Path) -> str:
     if not path.is_file():
         raise InputError(f"no such file: {path}", source=str(path))

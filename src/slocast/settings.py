@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError
+from pydantic import AliasChoices, Field, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -29,7 +29,7 @@ ModelFamily = Literal["lightgbm", "xgboost", "catboost"]
 class Settings(BaseSettings):
     """slocast configuration. Every field can be set as ``SLOCAST_<FIELD>`` or in TOML."""
 
-    model_config = SettingsConfigDict(env_prefix="SLOCAST_", extra="forbid")
+    model_config = SettingsConfigDict(env_prefix="SLOCAST_", extra="forbid", populate_by_name=True)
 
     home: Path = Field(
         Path(".slocast"), description="Directory for embedded state (SQLite, bundles)."
@@ -70,6 +70,20 @@ class Settings(BaseSettings):
         ge=0.0,
         description="Score spreads added per unit of coverage ACI asks beyond its level clamp.",
     )
+    serve_host: str = Field(
+        "0.0.0.0",
+        validation_alias=AliasChoices("SLOCAST_SERVE_HOST", "PREDICT_HOST", "serve_host"),
+        description="Prediction server bind address (llm-d name: PREDICT_HOST).",
+    )
+    serve_port: int = Field(
+        8001,
+        ge=1,
+        le=65535,
+        validation_alias=AliasChoices("SLOCAST_SERVE_PORT", "PREDICT_PORT", "serve_port"),
+        description="Prediction server port (llm-d name: PREDICT_PORT).",
+    )
+    max_batch: int = Field(10_000, ge=1, description="Most items one prediction request may carry.")
+    cache_entries: int = Field(100_000, ge=0, description="In-process LRU cache size (0 disables).")
     store_url: str | None = Field(None, description="Sample store URL; default SQLite under home.")
     cache_url: str | None = Field(
         None, description="Prediction cache URL (redis://...); default in-process."

@@ -1,0 +1,112 @@
+"""Prediction caches: in-process LRU by default, Redis when replicas should share one.
+
+Keys hash the canonical feature vector (the domain's inputs in the spec's fixed order, so the
+order of fields in a request does not matter) together with the model version and coverage, so
+a new model never serves an old model's values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import orjson
+
+__all__ = ["LRUCache", "PredictionCache", "RedisCache", "cache_keys"]
+
+Entry = tuple[float, float]
+
+
+class PredictionCache(Protocol):
+    def get_many(self, keys: Sequence[str]) -> list[Entry | None]: ...
+
+    def put_many(self, entries: Mapping[str, Entry]) -> None: ...
+
+
+def cache_keys(
+    version: str,
+    coverage: float | None,
+    fields: Sequence[str],
+    records: Sequence[Mapping[str, Any]],
+) -> list[str]:
+    """One key per record: sha1 of (version, coverage, values of ``fields`` in that order).
+
+    >>> a = cache_keys("v1", None, ["x", "y"], [{"x": 1, "y": 2}])
+    >>> b = cache_keys("v1", None, ["x", "y"], [{"y": 2, "x": 1, "ignored": 3}])
+    >>> a == b, a == cache_keys("v2", None, ["x", "y"], [{"x": 1, "y": 2}])
+    (True, False)
+    """
+    prefix = orjson.dumps([version, coverage])
+    return [
+        hashlib.sha1(
+            prefix + orjson.dumps([r.get(f) for f in fields]), usedforsecurity=False
+        ).hexdigest()
+        for r in records
+    ]
+
+
+class LRUCache:
+    """A bounded, thread-safe least-recently-used map."""
+
+    def __init__(self, max_entries: int = 100_000) -> None:
+        self.max_entries = max_entries
+        self._data: OrderedDict[str, Entry] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get_many(self, keys: Sequence[str]) -> list[Entry | None]:
+        out: list[Entry | None] = []
+        with self._lock:
+            for key in keys:
+                value = self._data.get(key)
+                if value is not None:
+                    self._data.move_to_end(key)
+                out.append(value)
+        return out
+
+    def put_many(self, entries: Mapping[str, Entry]) -> None:
+        if self.max_entries <= 0:
+            return
+        with self._lock:
+            self._data.update(entries)
+            for key in entries:
+                self._data.move_to_end(key)
+            while len(self._data) > self.max_entries:
+                self._data.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+class RedisCache:
+    """Shared cache in Redis (``SLOCAST_CACHE_URL=redis://host:6379/0``); entries expire."""
+
+    def __init__(self, url: str, ttl_seconds: int = 3600, prefix: str = "slocast:") -> None:
+        import redis
+
+        self._client = redis.Redis.from_url(url)
+        self.ttl_seconds = ttl_seconds
+        self.prefix = prefix
+
+    def get_many(self, keys: Sequence[str]) -> list[Entry | None]:
+        if not keys:
+            return []
+        values = self._client.mget([self.prefix + k for k in keys])
+        out: list[Entry | None] = []
+        for raw in values:
+            if raw is None:
+                out.append(None)
+            else:
+                point, upper = orjson.loads(raw)
+                out.append((float(point), float(upper)))
+        return out
+
+    def put_many(self, entries: Mapping[str, Entry]) -> None:
+        if not entries:
+            return
+        pipe = self._client.pipeline(transaction=False)
+        for key, value in entries.items():
+            pipe.set(self.prefix + key, orjson.dumps(value), ex=self.ttl_seconds)
+        pipe.execute()

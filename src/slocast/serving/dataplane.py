@@ -1,0 +1,217 @@
+"""The data plane: the one place that validates, looks up the cache, predicts, counts and swaps.
+
+HTTP and gRPC are thin adapters over :class:`DataPlane`. Models are held per domain in an
+immutable snapshot that is replaced atomically: a request takes the snapshot once and finishes
+on the models it started with, however many swaps happen meanwhile.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from slocast.artifacts import ModelBundle, validate_records
+from slocast.errors import ConfigError, InputError
+from slocast.models.base import Bounds
+from slocast.schema import DomainSpec, Prediction, get_domain
+from slocast.serving.cache import LRUCache, PredictionCache, cache_keys
+from slocast.serving.coldstart import ColdStartLatency
+from slocast.serving.metrics import ServingMetrics
+
+__all__ = ["LLM_DOMAINS", "DataPlane", "LoadedModel"]
+
+LLM_DOMAINS = ("llm-ttft", "llm-tpot")
+
+
+class _Predictor(Protocol):
+    @property
+    def version(self) -> str: ...
+
+    def predict_matrix(
+        self, records: Sequence[Mapping[str, object]], coverage: float | None = None
+    ) -> Bounds: ...
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model serving one domain, and when it was loaded."""
+
+    domain: str
+    spec: DomainSpec
+    predictor: _Predictor
+    coverage: float
+    family: str
+    loaded_at: datetime
+    bundle: ModelBundle | None = None
+
+    @property
+    def version(self) -> str:
+        return self.predictor.version
+
+    @property
+    def cold_start(self) -> bool:
+        return self.bundle is None
+
+    def cache_fields(self) -> list[str]:
+        spec = self.spec
+        extras = [c for c in (spec.group, spec.user_request) if c and c not in spec.features]
+        return [*spec.features, *extras]
+
+
+def _loaded(bundle: ModelBundle) -> LoadedModel:
+    return LoadedModel(
+        bundle.spec.name,
+        bundle.spec,
+        bundle,
+        bundle.coverage,
+        str(bundle.manifest["family"]),
+        datetime.now(UTC),
+        bundle,
+    )
+
+
+def _cold_start(domain: str, coverage: float) -> LoadedModel:
+    target = domain.removeprefix("llm-")
+    return LoadedModel(
+        domain,
+        get_domain(domain),
+        ColdStartLatency(target, coverage),
+        coverage,
+        "cold-start",
+        datetime.now(UTC),
+    )
+
+
+class DataPlane:
+    def __init__(
+        self,
+        bundles: Sequence[ModelBundle] = (),
+        cache: PredictionCache | None = None,
+        metrics: ServingMetrics | None = None,
+        max_batch: int = 10_000,
+        llm_coverage: float = 0.9,
+    ) -> None:
+        self.cache = cache if cache is not None else LRUCache()
+        self.metrics = metrics or ServingMetrics()
+        self.max_batch = max_batch
+        self._lock = threading.Lock()
+        models = {d: _cold_start(d, llm_coverage) for d in LLM_DOMAINS}
+        for bundle in bundles:
+            models[bundle.spec.name] = _loaded(bundle)
+        self._models: Mapping[str, LoadedModel] = models
+        for model in models.values():
+            self.metrics.set_model(model.domain, model.version, model.coverage)
+
+    # -- models ------------------------------------------------------------------------------
+    @property
+    def models(self) -> Mapping[str, LoadedModel]:
+        """The current snapshot (immutable; swaps replace it whole)."""
+        return self._models
+
+    def model(self, domain: str) -> LoadedModel:
+        try:
+            return self._models[domain]
+        except KeyError:
+            known = ", ".join(sorted(self._models))
+            raise ConfigError(
+                f"no model for domain {domain!r}; loaded: {known}", field="domain"
+            ) from None
+
+    def swap(self, bundle: ModelBundle) -> bool:
+        """Serve ``bundle`` for its domain from now on; False when that version already serves."""
+        with self._lock:
+            current = self._models.get(bundle.spec.name)
+            if current is not None and current.version == bundle.version:
+                return False
+            self._models = {**self._models, bundle.spec.name: _loaded(bundle)}
+        self.metrics.set_model(bundle.spec.name, bundle.version, bundle.coverage)
+        self.metrics.model_swaps.labels(bundle.spec.name).inc()
+        return True
+
+    # -- prediction --------------------------------------------------------------------------
+    def predict(
+        self,
+        domain: str,
+        items: Sequence[Mapping[str, Any]],
+        coverage: float | None = None,
+        validated: bool = False,
+    ) -> list[Prediction]:
+        """Calibrated bounds for ``items`` (in order), through the cache."""
+        model = self.model(domain)
+        return self._predict(model, items, coverage, validated)
+
+    def _predict(
+        self,
+        model: LoadedModel,
+        items: Sequence[Mapping[str, Any]],
+        coverage: float | None,
+        validated: bool,
+    ) -> list[Prediction]:
+        if not items:
+            raise InputError("empty batch: send at least one item", field="items")
+        if len(items) > self.max_batch:
+            raise InputError(
+                f"batch of {len(items)} exceeds the limit of {self.max_batch}", field="items"
+            )
+        if coverage is not None and not 0.0 < coverage < 1.0:
+            raise InputError(f"coverage must be in (0, 1), got {coverage}", field="coverage")
+        if not validated:
+            validate_records(items, model.spec)
+        domain = model.domain
+        self.metrics.batch_size.labels(domain).observe(len(items))
+        keys = cache_keys(model.version, coverage, model.cache_fields(), items)
+        cached = self.cache.get_many(keys)
+        missing = [i for i, hit in enumerate(cached) if hit is None]
+        hits = len(items) - len(missing)
+        if hits:
+            self.metrics.cache_hits.labels(domain).inc(hits)
+        results: list[tuple[float, float]] = [c if c is not None else (0.0, 0.0) for c in cached]
+        if missing:
+            self.metrics.cache_misses.labels(domain).inc(len(missing))
+            todo = [items[i] for i in missing] if hits else items
+            bounds = model.predictor.predict_matrix(todo, coverage)
+            fresh = list(zip(bounds.point.tolist(), bounds.upper.tolist(), strict=True))
+            for i, value in zip(missing, fresh, strict=True):
+                results[i] = value
+            self.cache.put_many({keys[i]: value for i, value in zip(missing, fresh, strict=True)})
+        self.metrics.predictions.labels(domain).inc(len(items))
+        promised = model.coverage if coverage is None else coverage
+        return [
+            Prediction(point=p, upper=u, coverage=promised, model_version=model.version)
+            for p, u in results
+        ]
+
+    def predict_llm(
+        self, items: Sequence[Mapping[str, Any]]
+    ) -> tuple[list[float], list[float], float]:
+        """TTFT and TPOT upper bounds (ms) for llm-d requests; both models from one snapshot."""
+        snapshot = self._models
+        ttft = self._predict(snapshot["llm-ttft"], items, None, validated=True)
+        tpot = self._predict(snapshot["llm-tpot"], items, None, validated=True)
+        return [p.upper for p in ttft], [p.upper for p in tpot], snapshot["llm-ttft"].coverage
+
+    # -- status ------------------------------------------------------------------------------
+    def describe(self) -> list[dict[str, Any]]:
+        """What is loaded: domain, version, promised coverage, family, load time."""
+        return [
+            {
+                "domain": m.domain,
+                "version": m.version,
+                "coverage": m.coverage,
+                "family": m.family,
+                "cold_start": m.cold_start,
+                "loaded_at": m.loaded_at.isoformat(),
+                "features": list(m.spec.features),
+            }
+            for m in self._models.values()
+        ]
+
+    @property
+    def ready(self) -> bool:
+        return bool(self._models)
+
+    def last_load(self) -> datetime:
+        return max(m.loaded_at for m in self._models.values())

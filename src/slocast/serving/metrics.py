@@ -1,0 +1,63 @@
+"""Prometheus metrics of a prediction server, in a registry of its own (no global state)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+__all__ = ["ServingMetrics"]
+
+_LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0)
+_BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
+
+
+class ServingMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "slocast_requests", "Requests by route and status.", ["route", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "slocast_request_latency_seconds",
+            "Request latency by route.",
+            ["route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "slocast_batch_size",
+            "Items per prediction call.",
+            ["domain"],
+            buckets=_BATCH_BUCKETS,
+            registry=r,
+        )
+        self.predictions = Counter(
+            "slocast_predictions", "Predictions served.", ["domain"], registry=r
+        )
+        self.cache_hits = Counter("slocast_cache_hits", "Cache hits.", ["domain"], registry=r)
+        self.cache_misses = Counter("slocast_cache_misses", "Cache misses.", ["domain"], registry=r)
+        self.model_info = Gauge(
+            "slocast_model_info",
+            "1 for the model version serving each domain.",
+            ["domain", "version", "coverage"],
+            registry=r,
+        )
+        self.model_swaps = Counter(
+            "slocast_model_swaps", "Model versions swapped in.", ["domain"], registry=r
+        )
+        self._model_labels: dict[str, tuple[str, str, str]] = {}
+        self.bundles_refused = Counter(
+            "slocast_bundles_refused", "Bundles refused (hash or schema mismatch).", registry=r
+        )
+
+    def set_model(self, domain: str, version: str, coverage: float) -> None:
+        """Point the model-info gauge of ``domain`` at its new version (the old series goes)."""
+        labels = (domain, version, f"{coverage:g}")
+        previous = self._model_labels.get(domain)
+        if previous is not None and previous != labels:
+            self.model_info.remove(*previous)
+        self.model_info.labels(*labels).set(1)
+        self._model_labels[domain] = labels
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,164 @@
+"""The HTTP API in process (httpx over ASGI): llm-d contract, generic routes, errors, metrics."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from typing import Any
+
+import httpx
+import pytest
+
+from slocast.artifacts import ModelBundle
+from slocast.serving import DataPlane, HTTPConfig, LRUCache, create_app
+from tests.conftest import LLMD
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def trace_rows(n: int) -> list[dict[str, Any]]:
+    with gzip.open(LLMD / "chatbot-synthetic-h200.jsonl.gz", "rt") as handle:
+        rows = [json.loads(line) for _, line in zip(range(n), handle, strict=False)]
+    for row in rows:
+        row.pop("actual_ttft_ms"), row.pop("actual_tpot_ms")
+    return rows
+
+
+def client_for(dataplane: DataPlane) -> httpx.AsyncClient:
+    app = create_app(dataplane, HTTPConfig(max_batch=10_000))
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+
+
+async def test_cold_start_serves_positive_predictions_and_is_ready() -> None:
+    async with client_for(DataPlane()) as client:
+        assert (await client.get("/readyz")).status_code == 200
+        body = (await client.post("/predict", json=trace_rows(1)[0])).json()
+        assert body["ttft_ms"] > 0 and body["tpot_ms"] > 0
+        assert body["objective_type"] == "quantile" and body["quantile"] == 0.9
+        status = (await client.get("/status")).json()
+        assert status["models_exist"]["ttft_model"] is False
+
+
+async def test_predict_uses_trained_bundles(llmd_bundles: list[ModelBundle]) -> None:
+    dataplane = DataPlane(llmd_bundles)
+    rows = trace_rows(50)
+    async with client_for(dataplane) as client:
+        one = (await client.post("/predict", json=rows[0])).json()
+        expected = dataplane.predict("llm-ttft", [rows[0]])[0].upper
+        assert one["ttft_ms"] == pytest.approx(expected)
+        bulk = (await client.post("/predict/bulk/strict", json={"requests": rows})).json()
+        assert bulk["total_requests"] == bulk["successful_predictions"] == 50
+        assert bulk["failed_predictions"] == 0
+        assert bulk["predictions"][0]["ttft_ms"] == pytest.approx(one["ttft_ms"])
+        assert all(p["ttft_ms"] > 0 and p["tpot_ms"] > 0 for p in bulk["predictions"])
+        status = (await client.get("/status")).json()
+        assert status["models_exist"]["ttft_model"] is True
+
+
+@pytest.mark.parametrize("trained", [False, True])
+async def test_tokens_in_flight_are_used_on_every_route(
+    trained: bool, llmd_bundles: list[ModelBundle]
+) -> None:
+    # llm-d's bug: /predict ignored the in-flight fields. Here they reach the model on every route.
+    row = trace_rows(1)[0]
+    sweep = [row | {"prefill_tokens_in_flight": t} for t in range(0, 3_000_000, 150_000)]
+    async with client_for(DataPlane(llmd_bundles if trained else [])) as client:
+        single = [(await client.post("/predict", json=r)).json()["ttft_ms"] for r in sweep]
+        bulk = (await client.post("/predict/bulk/strict", json={"requests": sweep})).json()
+    assert len(set(single)) > 1
+    assert [p["ttft_ms"] for p in bulk["predictions"]] == pytest.approx(single)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"prefix_cache_score": None}, "prefix_cache_score"),
+        ({"num_request_waiting": -1}, "num_request_waiting"),
+        ({"kv_cache_percentage": "lots"}, "kv_cache_percentage"),
+        ({"prefill_tokens_in_flight": -5}, "prefill_tokens_in_flight"),
+    ],
+)
+async def test_one_bad_item_rejects_the_batch_naming_it(change: dict[str, Any], field: str) -> None:
+    rows = trace_rows(3)
+    rows[2] = {k: v for k, v in (rows[2] | change).items() if v is not None}
+    async with client_for(DataPlane()) as client:
+        response = await client.post("/predict/bulk/strict", json={"requests": rows})
+    assert response.status_code == 422
+    locs = [e["loc"] for e in response.json()["detail"]]
+    assert ["body", "requests", 2, field] in locs
+
+
+async def test_batch_limits() -> None:
+    async with client_for(DataPlane()) as client:
+        assert (await client.post("/predict/bulk/strict", json={"requests": []})).status_code == 422
+        big = {"requests": trace_rows(1) * 10_001}
+        assert (await client.post("/predict/bulk/strict", json=big)).status_code == 422
+
+
+async def test_loose_bulk_reports_bad_items_and_predicts_the_rest() -> None:
+    rows = trace_rows(3)
+    rows[1] = {"input_token_length": 5}
+    async with client_for(DataPlane()) as client:
+        body = (await client.post("/predict/bulk", json={"requests": rows})).json()
+    assert body["successful_predictions"] == 2 and body["failed_predictions"] == 1
+    assert body["predictions"][1] is None and body["errors"][0]["index"] == 1
+
+
+async def test_generic_route_validates_strictly_and_ignores_unknown_fields(
+    llmd_bundles: list[ModelBundle],
+) -> None:
+    rows = trace_rows(4)
+    async with client_for(DataPlane(llmd_bundles)) as client:
+        ok = await client.post(
+            "/v1/llm-ttft/predict",
+            json={"items": [r | {"junk": 1} for r in rows], "coverage": 0.95},
+        )
+        assert ok.status_code == 200, ok.text
+        predictions = ok.json()["predictions"]
+        assert len(predictions) == 4
+        assert all(0 <= p["point"] <= p["upper"] and p["coverage"] == 0.95 for p in predictions)
+        reordered = {"items": [dict(reversed(list(r.items()))) for r in rows], "coverage": 0.95}
+        again = (await client.post("/v1/llm-ttft/predict", json=reordered)).json()["predictions"]
+        assert again == predictions
+        bad = [*rows[:2], rows[2] | {"input_token_length": "long"}]
+        response = await client.post("/v1/llm-ttft/predict", json={"items": bad})
+        assert response.status_code == 422
+        assert response.json()["detail"][0]["loc"][:4] == ["body", "items", 2, "input_token_length"]
+        missing = [{k: v for k, v in rows[0].items() if k != "input_token_length"}]
+        assert (
+            await client.post("/v1/llm-ttft/predict", json={"items": missing})
+        ).status_code == 422
+        assert (await client.post("/v1/llm-ttft/predict", json={"items": []})).status_code == 422
+        unknown = await client.post("/v1/no-such-domain/predict", json={"items": rows})
+        assert unknown.status_code == 404
+        models = (await client.get("/v1/models")).json()["models"]
+        assert {m["domain"] for m in models} == {"llm-ttft", "llm-tpot"}
+
+
+async def test_cache_hits_and_metrics(llmd_bundles: list[ModelBundle]) -> None:
+    cache = LRUCache(1000)
+    dataplane = DataPlane(llmd_bundles, cache)
+    rows = trace_rows(10)
+    async with client_for(dataplane) as client:
+        first = (await client.post("/predict/bulk/strict", json={"requests": rows})).json()
+        second = (await client.post("/predict/bulk/strict", json={"requests": rows})).json()
+        text = (await client.get("/metrics")).text
+    assert [p["ttft_ms"] for p in first["predictions"]] == [
+        p["ttft_ms"] for p in second["predictions"]
+    ]
+    assert len(cache) == 20  # 10 rows x (ttft, tpot)
+    assert 'slocast_cache_hits_total{domain="llm-ttft"} 10.0' in text
+    assert 'slocast_requests_total{route="/predict/bulk/strict",status="200"} 2.0' in text
+    assert "slocast_model_info" in text
+
+
+async def test_docs_are_served() -> None:
+    async with client_for(DataPlane()) as client:
+        assert (await client.get("/docs")).status_code == 200
+        spec = (await client.get("/openapi.json")).json()
+        assert "/predict/bulk/strict" in spec["paths"]
