@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 LLMD   := data/llm_serving/llmd_h200_traces
 DEMO_BUNDLE := .slocast/bundles/llm-ttft-demo
 
-.PHONY: install demo test test-fast lint typecheck bench clean
+.PHONY: install demo test test-fast lint typecheck bench bench-evaluate bench-serve clean
 
 install: $(STAMP)
 
@@ -42,8 +42,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-bench: $(STAMP)
+bench: bench-evaluate bench-serve
+
+bench-evaluate: $(STAMP)
 	$(BIN)/python bench/bench_evaluate.py
 
 clean:
 	rm -rf $(VENV) reports .slocast .pytest_cache .mypy_cache .ruff_cache
+
+bench-serve: $(STAMP)
+	$(BIN)/python bench/bench_serve.py
