@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 LLMD   := data/llm_serving/llmd_h200_traces
 DEMO_BUNDLE := .slocast/bundles/llm-ttft-demo
 
-.PHONY: install demo test test-fast lint typecheck bench bench-evaluate bench-serve clean
+.PHONY: install demo test test-fast lint typecheck bench bench-evaluate bench-serve proto proto-check clean
 
 install: $(STAMP)
 
@@ -35,9 +35,18 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/pytest -n 2 -q -m "not slow"
 
-lint: $(STAMP)
+lint: $(STAMP) proto-check
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+
+PROTOC = $(BIN)/python -m grpc_tools.protoc -Islocast/serving/pb=proto
+
+proto: $(STAMP)  ## regenerate the gRPC code from proto/slocast.proto
+	$(PROTOC) --python_out=src --pyi_out=src --grpc_python_out=src slocast/serving/pb/slocast.proto
+
+proto-check: $(STAMP)  ## the committed gRPC code is what the proto generates
+	tmp=$$(mktemp -d) && $(PROTOC) --python_out=$$tmp --pyi_out=$$tmp --grpc_python_out=$$tmp \
+		slocast/serving/pb/slocast.proto && diff -r -x __init__.py -x __pycache__ $$tmp/slocast/serving/pb src/slocast/serving/pb
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -27,7 +27,7 @@ import xgboost as xgb
 from rich.console import Console
 from rich.table import Table
 
-from slocast.artifacts import load_bundle, save_bundle
+from slocast.artifacts import ModelBundle, load_bundle, save_bundle
 from slocast.calibration.forecaster import CalibrationParams, fit_on_history
 from slocast.datasets import load_dataset
 from slocast.models import QuantileForecaster
@@ -56,6 +56,44 @@ def rows(n: int) -> list[dict[str, float]]:
     for row in base:
         row.pop("actual_ttft_ms"), row.pop("actual_tpot_ms")
     return [base[i % len(base)] for i in range(n)]
+
+
+def bench_grpc(bundles: list[ModelBundle], record: Callable[..., None]) -> None:
+    """PredictBatch (1,000 rows) and PredictStream (200 messages per stream) on a real server."""
+    import grpc
+
+    from slocast.serving.grpc import create_grpc_server
+    from slocast.serving.pb import slocast_pb2 as pb
+    from slocast.serving.pb import slocast_pb2_grpc as pb_grpc
+
+    server, port = create_grpc_server(DataPlane(bundles, LRUCache(0)), "127.0.0.1:0")
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = pb_grpc.PredictorStub(channel)
+            items = [
+                pb.Item(
+                    numeric={
+                        k: float(v)
+                        for k, v in r.items()
+                        if v is not None and not isinstance(v, str)
+                    }
+                )
+                for r in rows(1000)
+            ]
+            batch = pb.PredictBatchRequest(domain="llm-ttft", items=items)
+            record("gRPC PredictBatch", 1000, lambda: stub.PredictBatch(batch), 100)
+            one = pb.PredictRequest(domain="llm-ttft", item=items[0])
+            record("gRPC Predict", 1, lambda: stub.Predict(one), 500)
+            stream = [pb.PredictRequest(domain="llm-ttft", item=i) for i in items[:200]]
+            record(
+                "gRPC PredictStream (200 msgs)",
+                200,
+                lambda: list(stub.PredictStream(iter(stream))),
+                30,
+            )
+    finally:
+        server.stop(grace=None)
 
 
 def main() -> None:
@@ -127,6 +165,7 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=10)
+    bench_grpc(bundles, record)
     baseline = {n: statistics.median(t) for name, n, t in results if name.startswith("native XGB")}
     title = "slocast serving: latency per call; ratio vs native XGBoost on the same rows"
     table = Table(title=title)
@@ -134,7 +173,7 @@ def main() -> None:
         table.add_column(column, justify="left" if column == "path" else "right")
     for name, n, t in results:
         p50, p99 = statistics.median(t), float(np.percentile(t, 99))
-        ref = baseline[1] if n == 1 else baseline[1000]
+        ref = baseline[1] if n == 1 else baseline[1000] * n / 1000
         cells = [f"{p50 * 1e6:,.0f}", f"{p99 * 1e6:,.0f}", f"{1 / p50:,.0f}", f"{n / p50:,.0f}"]
         table.add_row(name, str(n), *cells, f"{p50 / ref:.2f}x")
     Console(width=150).print(table)

@@ -320,6 +320,31 @@ def serve_http(
     uvicorn.run(web, host=settings.serve_host, port=settings.serve_port, log_level=log_level)
 
 
+@serve_app.command("grpc")
+def serve_grpc(
+    bundle: BundlesOpt = None,
+    port: Annotated[int, typer.Option(help="gRPC port.")] = 50051,
+    host: Annotated[str, typer.Option(help="Bind address.")] = "0.0.0.0",
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve Prometheus /metrics on this port.")
+    ] = None,
+) -> None:
+    """Serve calibrated bounds over gRPC (slocast.v1.Predictor, health, reflection)."""
+    from prometheus_client import start_http_server
+
+    from slocast.serving.grpc import create_grpc_server
+
+    with _errors():
+        settings = _settings()
+        dataplane = _build_dataplane(list(bundle or []), settings)
+        server, bound = create_grpc_server(dataplane, f"{host}:{port}")
+        if metrics_port is not None:
+            start_http_server(metrics_port, registry=dataplane.metrics.registry)
+        server.start()
+        err.print(f"serving {', '.join(sorted(dataplane.models))} over gRPC on {host}:{bound}")
+    server.wait_for_termination()
+
+
 def _read_input(path: Path) -> str:
     if not path.is_file():
         raise InputError(f"no such file: {path}", source=str(path))

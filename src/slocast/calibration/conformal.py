@@ -67,6 +67,8 @@ class ConformalUpper:
         self.min_group_size = min_group_size
         self.window = window
         self._scores: dict[str, deque[float]] = {}
+        # Offsets per (group, coverage) until the next update: serving asks the same ones.
+        self._memo: dict[tuple[str, float], float] = {}
         self._conformalized = False
 
     def conformalize(
@@ -85,6 +87,7 @@ class ConformalUpper:
         if not self._conformalized:
             raise LifecycleError("update called before conformalize")
         scores = np.asarray(scores, dtype=np.float64)
+        self._memo.clear()
         self._scores[POOLED].extend(scores.tolist())
         if groups is None:
             return
@@ -102,18 +105,24 @@ class ConformalUpper:
         """Offset for one group (pooled when the group is thinner than ``min_group_size``)."""
         if not self._conformalized:
             raise LifecycleError("offset called before conformalize")
-        scores = self._scores.get(str(group))
-        if scores is None or len(scores) < self.min_group_size:
-            scores = self._scores[POOLED]
-        return conformal_quantile(np.fromiter(scores, dtype=np.float64), coverage)
+        key = (str(group), coverage)
+        cached = self._memo.get(key)
+        if cached is None:
+            scores = self._scores.get(key[0])
+            if scores is None or len(scores) < self.min_group_size:
+                scores = self._scores[POOLED]
+            cached = conformal_quantile(np.fromiter(scores, dtype=np.float64), coverage)
+            self._memo[key] = cached
+        return cached
 
     def offsets(self, groups: np.ndarray, coverage: float) -> np.ndarray:
         """Per-row offsets for a batch; each distinct group's quantile is computed once."""
-        keys = np.asarray([str(g) for g in groups], dtype=object)
-        out = np.empty(len(keys), dtype=np.float64)
-        for key in set(keys.tolist()):
-            out[keys == key] = self.offset(coverage, key)
-        return out
+        keys = [str(g) for g in groups]
+        distinct = set(keys)
+        if len(distinct) == 1:
+            return np.full(len(keys), self.offset(coverage, keys[0]))
+        lookup = {key: self.offset(coverage, key) for key in distinct}
+        return np.array([lookup[key] for key in keys], dtype=np.float64)
 
     @property
     def groups(self) -> list[str]:
@@ -129,6 +138,7 @@ class ConformalUpper:
     ) -> ConformalUpper:
         cal = cls(min_group_size, window)
         cal._scores = {k: deque(v, maxlen=window) for k, v in state.items()}
+        cal._memo = {}
         cal._scores.setdefault(POOLED, deque(maxlen=window))
         cal._conformalized = bool(cal._scores[POOLED])
         return cal

@@ -1,0 +1,119 @@
+"""gRPC transport: ``slocast.v1.Predictor`` over the data plane, plus health and reflection.
+
+The servicer converts messages to job dicts, delegates, and converts back; slocast errors map
+to status codes in :func:`_abort` only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent import futures
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from slocast.errors import ConfigError, InputError, SlocastError
+from slocast.schema import Prediction
+from slocast.serving.dataplane import DataPlane
+from slocast.serving.pb import slocast_pb2 as pb
+from slocast.serving.pb import slocast_pb2_grpc as pb_grpc
+
+__all__ = ["SERVICE_NAME", "PredictorService", "create_grpc_server"]
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Predictor"].full_name
+_MODEL_INFO_FIELDS = (
+    "domain",
+    "version",
+    "coverage",
+    "family",
+    "cold_start",
+    "loaded_at",
+    "features",
+)
+
+
+def _item(message: Any) -> dict[str, Any]:
+    return {**dict(message.numeric), **dict(message.categorical)}
+
+
+def _prediction(p: Prediction) -> Any:
+    return pb.Prediction(
+        point=p.point, upper=p.upper, coverage=p.coverage, model_version=p.model_version
+    )
+
+
+def _abort(context: grpc.ServicerContext, exc: SlocastError) -> None:
+    """The one mapping from slocast errors to gRPC status codes."""
+    if isinstance(exc, ConfigError) and exc.field == "domain":
+        code = grpc.StatusCode.NOT_FOUND
+    elif isinstance(exc, InputError):
+        code = grpc.StatusCode.INVALID_ARGUMENT
+    else:
+        code = grpc.StatusCode.INTERNAL
+    context.abort(code, str(exc))
+
+
+def _coverage(request: Any) -> float | None:
+    return float(request.coverage) if request.HasField("coverage") else None
+
+
+class PredictorService:
+    """Implements slocast.v1.Predictor (duck-typed: the generated base class adds nothing)."""
+
+    def __init__(self, dataplane: DataPlane) -> None:
+        self.dataplane = dataplane
+
+    def _predict(
+        self, domain: str, items: Sequence[Mapping[str, Any]], coverage: float | None
+    ) -> list[Prediction]:
+        return self.dataplane.predict(domain, items, coverage)
+
+    def Predict(self, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            [p] = self._predict(request.domain, [_item(request.item)], _coverage(request))
+        except SlocastError as exc:
+            _abort(context, exc)
+        return pb.PredictResponse(prediction=_prediction(p))
+
+    def PredictBatch(self, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            items = [_item(item) for item in request.items]
+            predictions = self._predict(request.domain, items, _coverage(request))
+        except SlocastError as exc:
+            _abort(context, exc)
+        return pb.PredictBatchResponse(predictions=[_prediction(p) for p in predictions])
+
+    def PredictStream(
+        self, request_iterator: Iterator[Any], context: grpc.ServicerContext
+    ) -> Iterator[Any]:
+        for request in request_iterator:
+            yield self.Predict(request, context)
+
+    def GetModelInfo(self, request: Any, context: grpc.ServicerContext) -> Any:
+        models = [
+            pb.ModelInfo(**{k: m[k] for k in _MODEL_INFO_FIELDS})
+            for m in self.dataplane.describe()
+            if not request.domain or m["domain"] == request.domain
+        ]
+        if request.domain and not models:
+            _abort(context, ConfigError(f"no model for domain {request.domain!r}", field="domain"))
+        return pb.ModelInfoResponse(models=models)
+
+
+def create_grpc_server(
+    dataplane: DataPlane, address: str, max_workers: int = 8
+) -> tuple[grpc.Server, int]:
+    """A started-ready (not yet started) server bound to ``address``; returns it and its port."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers))
+    pb_grpc.add_PredictorServicer_to_server(PredictorService(dataplane), server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for name in (SERVICE_NAME, ""):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    port = server.add_insecure_port(address)
+    return server, port
