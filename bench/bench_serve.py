@@ -104,9 +104,10 @@ def main() -> None:
         forecaster, _, _ = fit_on_history(
             data.frame, QuantileForecaster(data.spec, 0.9), CalibrationParams(), 0.2
         )
-        save_bundle(forecaster, work / kind, {"dataset": kind}, {})
+        save_bundle(forecaster, work / kind, {"dataset": kind}, {}, compile_models=True)
         dirs.append(work / kind)
-    bundles = [load_bundle(d) for d in dirs]
+    bundles = [load_bundle(d) for d in dirs]  # compiled (TL2cgen) where the machine can
+    native_bundles = [load_bundle(d, prefer_compiled=False) for d in dirs]
     ttft = bundles[0]
     pipeline = ttft.forecaster.base.pipeline
     assert pipeline is not None
@@ -117,7 +118,7 @@ def main() -> None:
         xgb.DMatrix(X, z),
         num_boost_round=300,
     )
-    lgb_booster = ttft.forecaster.base.upper_model.native  # type: ignore[union-attr]
+    lgb_booster = native_bundles[0].forecaster.base.upper_model.native  # type: ignore[union-attr]
     results: list[tuple[str, int, list[float]]] = []
 
     def record(name: str, n: int, call: Callable[[], object], repeat: int = 300) -> None:
@@ -126,9 +127,15 @@ def main() -> None:
     for n in (1, 1000):
         x, items = X[:n], rows(n)
         miss, hit = DataPlane(bundles, LRUCache(0)), DataPlane(bundles, LRUCache(100_000))
+        native = DataPlane(native_bundles, LRUCache(0))
         record("native XGBoost (baseline)", n, lambda x=x: booster.predict(xgb.DMatrix(x)))
         record("native LightGBM", n, lambda x=x: lgb_booster.predict(x, num_threads=1))
-        record("slocast data plane, cache miss", n, lambda d=miss, i=items: d.predict_llm(i))
+        record("slocast data plane, native, miss", n, lambda d=native, i=items: d.predict_llm(i))
+        record(
+            f"slocast data plane, {bundles[0].engine}, miss",
+            n,
+            lambda d=miss, i=items: d.predict_llm(i),
+        )
         record("slocast data plane, cache hit", n, lambda d=hit, i=items: d.predict_llm(i))
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

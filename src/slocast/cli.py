@@ -180,6 +180,9 @@ def train(
     out: Annotated[Path, typer.Option(help="Bundle directory to create.")],
     target_coverage: CoverageOpt = None,
     family: Annotated[str | None, typer.Option(help="lightgbm | xgboost | catboost")] = None,
+    compile_models: Annotated[
+        bool, typer.Option("--compile/--no-compile", help="Also compile the trees (TL2cgen).")
+    ] = True,
 ) -> None:
     """Train on all rows of a trace and write a model bundle."""
     with _errors():
@@ -196,7 +199,7 @@ def train(
             forecaster, n_train, n_cal = fit_on_history(
                 data.frame, base, _params(settings), settings.calibration_fraction
             )
-            step("writing bundle")
+            step("compiling trees and writing bundle" if compile_models else "writing bundle")
             version = save_bundle(
                 forecaster,
                 out,
@@ -207,6 +210,7 @@ def train(
                     "dropped": data.dropped,
                 },
                 metrics={"train_rows": n_train, "calibration_rows": n_cal},
+                compile_models=compile_models,
             )
         err.print(f"bundle {version} written to {out}")
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tempfile
 from collections import Counter
@@ -32,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from slocast.artifacts.compiled import CompiledRegressor, can_compile, compile_model
 from slocast.calibration import POOLED, AdaptiveConformal, ConformalUpper
 from slocast.calibration.forecaster import CalibratedForecaster
 from slocast.errors import BundleError, InputError
@@ -50,9 +52,13 @@ __all__ = [
     "validate_records",
 ]
 
+log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-_LIBRARIES = ("slocast", "numpy", "pandas", "lightgbm", "xgboost-cpu", "xgboost", "catboost")
+_LIBRARIES = (
+    "slocast", "numpy", "pandas", "lightgbm", "xgboost-cpu", "xgboost", "catboost",
+    "treelite", "tl2cgen",
+)  # fmt: skip
 
 
 def sha256_file(path: Path) -> str:
@@ -82,8 +88,13 @@ def save_bundle(
     out_dir: Path,
     provenance: Mapping[str, object],
     metrics: Mapping[str, object],
+    compile_models: bool = False,
 ) -> str:
-    """Write a bundle atomically (a temp dir renamed into place); return its version id."""
+    """Write a bundle atomically (a temp dir renamed into place); return its version id.
+
+    With ``compile_models`` (and a toolchain: see :func:`can_compile`) the GBMs are also
+    compiled to shared libraries that :func:`load_bundle` prefers over the native files.
+    """
     base = forecaster.base
     if base.pipeline is None or base.point_model is None or base.upper_model is None:
         raise BundleError("cannot save a forecaster that was never fitted")
@@ -97,6 +108,18 @@ def save_bundle(
     _write_json(staging / "features.json", base.pipeline.to_dict())
     base.point_model.save(staging / f"model_point{suffix}")
     base.upper_model.save(staging / f"model_upper{suffix}")
+    compiled: dict[str, str] = {}
+    if compile_models and can_compile(base.family):
+        libraries = {name: f"{name}.so" for name in ("model_point", "model_upper")}
+        built = [
+            compile_model(staging / f"{n}{suffix}", base.family, staging / f)
+            for n, f in libraries.items()
+        ]
+        if all(built):
+            compiled = libraries
+        else:
+            for library in libraries.values():
+                (staging / library).unlink(missing_ok=True)
     _write_json(
         staging / "calibration.json",
         {
@@ -133,6 +156,7 @@ def save_bundle(
             "family": base.family,
             "gbm_config": base.config.__dict__,
             "feature_schema_hash": base.pipeline.schema_hash(),
+            "compiled": compiled,
             "libraries": _library_versions(),
             "provenance": dict(provenance),
             "files": files,
@@ -151,6 +175,7 @@ class ModelBundle:
     path: Path
     manifest: dict[str, Any]
     forecaster: CalibratedForecaster
+    engine: str = "native"  # "tl2cgen" when compiled models serve
 
     @property
     def version(self) -> str:
@@ -230,8 +255,11 @@ def validate_records(records: Sequence[Mapping[str, object]], spec: DomainSpec) 
                 )
 
 
-def load_bundle(path: Path) -> ModelBundle:
-    """Load and verify a bundle (hashes, feature schema); a bad bundle raises BundleError."""
+def load_bundle(path: Path, prefer_compiled: bool = True) -> ModelBundle:
+    """Load and verify a bundle (hashes, feature schema); a bad bundle raises BundleError.
+
+    Compiled models are used when present and loadable here, else the native ones.
+    """
     manifest_path = path / MANIFEST
     if not manifest_path.is_file():
         raise BundleError(f"{path} is not a slocast bundle (no {MANIFEST})", source=str(path))
@@ -264,6 +292,19 @@ def load_bundle(path: Path) -> ModelBundle:
     base.pipeline = pipeline
     base.point_model = load_regressor(family, path / f"model_point{suffix}", 0.5)
     base.upper_model = load_regressor(family, path / f"model_upper{suffix}", coverage)
+    engine = "native"
+    compiled = manifest.get("compiled") or {}
+    if prefer_compiled and compiled:
+        try:
+            point = CompiledRegressor(path / compiled["model_point"])
+            upper = CompiledRegressor(path / compiled["model_upper"])
+        except (OSError, ImportError) as exc:
+            # Built on another machine or toolchain: the native models serve, same predictions.
+            log.warning(
+                "compiled models in %s unusable here (%s); serving native models", path, exc
+            )
+        else:
+            base.point_model, base.upper_model, engine = point, upper, "tl2cgen"
     cal = json.loads((path / "calibration.json").read_text())
     aci = None
     if cal["aci"] is not None:
@@ -280,4 +321,4 @@ def load_bundle(path: Path) -> ModelBundle:
         {str(k): int(v) for k, v in cal["known_per_group"].items()}
     )
     forecaster.mark_conformalized()
-    return ModelBundle(path, manifest, forecaster)
+    return ModelBundle(path, manifest, forecaster, engine)

@@ -202,6 +202,7 @@ class DataPlane:
                 "version": m.version,
                 "coverage": m.coverage,
                 "family": m.family,
+                "engine": m.bundle.engine if m.bundle else "cold-start",
                 "cold_start": m.cold_start,
                 "loaded_at": m.loaded_at.isoformat(),
                 "features": list(m.spec.features),
