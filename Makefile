@@ -13,7 +13,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,xgboost,catboost,serve,compile]'
+	$(BIN)/pip install --quiet -e '.[dev,xgboost,catboost,serve,store,compile]'
 	touch $(STAMP)
 
 demo: $(STAMP)

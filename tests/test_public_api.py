@@ -36,6 +36,16 @@ EXPECTED = {
         "cache_keys",
         "create_app",
     },
+    "slocast.trainer": {"GateDecision", "Trainer", "TrainerConfig", "gate"},
+    "slocast.store": {
+        "SCHEMA_VERSION",
+        "SampleStore",
+        "StoredCounts",
+        "bucket_of",
+        "is_heldout",
+        "llm_bucket",
+        "sqlite_url",
+    },
     "slocast.artifacts": {
         "FORMAT_VERSION",
         "ModelBundle",

@@ -28,6 +28,7 @@ from slocast.evaluation import EvaluationResult, run_backtest, standard_methods,
 from slocast.evaluation.report import METRIC_COLUMNS
 from slocast.models.base import GBMConfig
 from slocast.models.quantile import QuantileForecaster
+from slocast.schema import get_domain
 from slocast.settings import Settings, load_settings
 
 app = typer.Typer(
@@ -303,22 +304,36 @@ def serve_http(
     bundle: BundlesOpt = None,
     host: Annotated[str | None, typer.Option(help="Bind address (env PREDICT_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (env PREDICT_PORT, default 8001).")] = None,
+    training_server_url: Annotated[
+        str | None,
+        typer.Option(help="Pull bundles from this slocast trainer (env TRAINING_SERVER_URL)."),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
 ) -> None:
     """Serve calibrated bounds over HTTP (llm-d prediction-server API + /v1 routes)."""
     import uvicorn
 
     from slocast.serving import HTTPConfig, create_app
+    from slocast.serving.sync import TrainerSync
 
     with _errors():
-        settings = _settings(serve_host=host, serve_port=port)
+        settings = _settings(
+            serve_host=host, serve_port=port, training_server_url=training_server_url
+        )
         bundle_dirs = list(bundle or [])
         dataplane = _build_dataplane(bundle_dirs, settings)
-        web = create_app(
-            dataplane,
-            HTTPConfig(max_batch=settings.max_batch, model_type=settings.model_family),
-            _local_reloader(dataplane, bundle_dirs),
+        config = HTTPConfig(
+            max_batch=settings.max_batch,
+            model_type=settings.model_family,
+            training_server_url=settings.training_server_url,
+            sync_interval_s=settings.model_sync_interval_s,
         )
+        if settings.training_server_url:
+            sync = TrainerSync(settings.training_server_url, settings.home / "synced", dataplane)
+            interval = settings.model_sync_interval_s
+            web = create_app(dataplane, config, sync.sync, lambda: sync.run(interval))
+        else:
+            web = create_app(dataplane, config, _local_reloader(dataplane, bundle_dirs))
         where = f"{settings.serve_host}:{settings.serve_port}"
         err.print(f"serving {', '.join(sorted(dataplane.models))} on {where}")
     uvicorn.run(web, host=settings.serve_host, port=settings.serve_port, log_level=log_level)
@@ -347,6 +362,55 @@ def serve_grpc(
         server.start()
         err.print(f"serving {', '.join(sorted(dataplane.models))} over gRPC on {host}:{bound}")
     server.wait_for_termination()
+
+
+@app.command()
+def trainer(
+    host: Annotated[str, typer.Option(help="Bind address.")] = "0.0.0.0",
+    port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+    domain: Annotated[
+        list[str] | None, typer.Option(help="Domains to retrain (default: llm-ttft, llm-tpot).")
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
+) -> None:
+    """Continuous training server: durable ingest, background retraining, gated bundles."""
+    import uvicorn
+
+    from slocast.store import SampleStore, sqlite_url
+    from slocast.trainer.http import create_trainer_app
+    from slocast.trainer.service import Trainer, TrainerConfig
+
+    with _errors():
+        settings = _settings(trainer_port=port)
+        domains = list(domain or ["llm-ttft", "llm-tpot"])
+        for name in domains:
+            get_domain(name)
+        store = SampleStore(
+            settings.store_url or sqlite_url(settings.home),
+            per_bucket_cap=settings.max_per_bucket,
+            test_cap=settings.max_test_rows,
+        )
+        service = Trainer(
+            store,
+            TrainerConfig(
+                home=settings.home,
+                coverage=settings.target_coverage,
+                retrain_interval_s=settings.retrain_interval_s,
+                min_samples=settings.min_samples_for_retrain,
+                test_share=settings.test_share,
+                family=settings.model_family,
+                calibration=_params(settings),
+            ),
+        )
+        web = create_trainer_app(service, settings.max_batch, settings.model_family)
+        service.start(domains)
+        err.print(
+            f"trainer on {host}:{settings.trainer_port}, store {store.url}, domains {domains}"
+        )
+    try:
+        uvicorn.run(web, host=host, port=settings.trainer_port, log_level=log_level)
+    finally:
+        service.stop()
 
 
 def _read_input(path: Path) -> str:

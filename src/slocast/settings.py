@@ -26,6 +26,11 @@ __all__ = ["Settings", "load_settings"]
 ModelFamily = Literal["lightgbm", "xgboost", "catboost"]
 
 
+def _alias(field: str, llmd_name: str) -> AliasChoices:
+    """Accept ``SLOCAST_<FIELD>``, llm-d's own variable name, and the field name (TOML/kwargs)."""
+    return AliasChoices(f"SLOCAST_{field.upper()}", llmd_name, field)
+
+
 class Settings(BaseSettings):
     """slocast configuration. Every field can be set as ``SLOCAST_<FIELD>`` or in TOML."""
 
@@ -72,18 +77,61 @@ class Settings(BaseSettings):
     )
     serve_host: str = Field(
         "0.0.0.0",
-        validation_alias=AliasChoices("SLOCAST_SERVE_HOST", "PREDICT_HOST", "serve_host"),
+        validation_alias=_alias("serve_host", "PREDICT_HOST"),
         description="Prediction server bind address (llm-d name: PREDICT_HOST).",
     )
     serve_port: int = Field(
         8001,
         ge=1,
         le=65535,
-        validation_alias=AliasChoices("SLOCAST_SERVE_PORT", "PREDICT_PORT", "serve_port"),
+        validation_alias=_alias("serve_port", "PREDICT_PORT"),
         description="Prediction server port (llm-d name: PREDICT_PORT).",
     )
     max_batch: int = Field(10_000, ge=1, description="Most items one prediction request may carry.")
     cache_entries: int = Field(100_000, ge=0, description="In-process LRU cache size (0 disables).")
+    training_server_url: str | None = Field(
+        None,
+        validation_alias=_alias("training_server_url", "TRAINING_SERVER_URL"),
+        description="Trainer a prediction server pulls bundles from (llm-d: TRAINING_SERVER_URL).",
+    )
+    model_sync_interval_s: float = Field(
+        10.0,
+        gt=0,
+        validation_alias=_alias("model_sync_interval_s", "MODEL_SYNC_INTERVAL_SEC"),
+        description="Seconds between a prediction server's polls of the trainer.",
+    )
+    retrain_interval_s: float = Field(
+        1.0,
+        gt=0,
+        validation_alias=_alias("retrain_interval_s", "LATENCY_RETRAINING_INTERVAL_SEC"),
+        description="Trainer: seconds between retrain checks.",
+    )
+    min_samples_for_retrain: int = Field(
+        100,
+        ge=10,
+        validation_alias=_alias("min_samples_for_retrain", "LATENCY_MIN_SAMPLES_FOR_RETRAIN"),
+        description="Trainer: training rows needed before the first retrain (llm-d name).",
+    )
+    max_per_bucket: int = Field(
+        5000,
+        ge=1,
+        validation_alias=_alias("max_per_bucket", "LATENCY_MAX_TRAINING_DATA_SIZE_PER_BUCKET"),
+        description="Trainer: rows kept per retention bucket, oldest evicted (llm-d name).",
+    )
+    test_share: float = Field(
+        0.1,
+        gt=0,
+        lt=0.5,
+        validation_alias=_alias("test_share", "LATENCY_TEST_TRAIN_RATIO"),
+        description="Trainer: share of rows held out for gating (llm-d: LATENCY_TEST_TRAIN_RATIO).",
+    )
+    max_test_rows: int = Field(
+        20_000,
+        ge=1,
+        validation_alias=_alias("max_test_rows", "LATENCY_MAX_TEST_DATA_SIZE"),
+        description="Trainer: held-out rows kept per domain (llm-d: LATENCY_MAX_TEST_DATA_SIZE).",
+    )
+    trainer_port: int = Field(8000, ge=1, le=65535, description="Trainer HTTP port.")
     store_url: str | None = Field(None, description="Sample store URL; default SQLite under home.")
     cache_url: str | None = Field(
         None, description="Prediction cache URL (redis://...); default in-process."

@@ -134,6 +134,7 @@ def save_bundle(
                 "min_level": forecaster.aci.min_level,
                 "max_level": forecaster.aci.max_level,
                 "overflow_gain": forecaster.aci.overflow_gain,
+                "max_round": forecaster.aci.max_round,
             },
             "use_request": forecaster.use_request,
             "request_is_cap": forecaster.request_is_cap,

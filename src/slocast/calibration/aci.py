@@ -37,6 +37,7 @@ class AdaptiveConformal:
         min_level: float = 0.5,
         max_level: float = 0.995,
         overflow_gain: float = 20.0,
+        max_round: int = 10,
     ) -> None:
         if not 0.0 < coverage < 1.0:
             raise ValueError(f"coverage must be in (0, 1), got {coverage}")
@@ -47,6 +48,7 @@ class AdaptiveConformal:
         self.min_level = min_level
         self.max_level = max_level
         self.overflow_gain = overflow_gain
+        self.max_round = max_round
         self.scale = 1.0
         self._alpha = 1.0 - coverage
         self.observed = 0
@@ -71,17 +73,18 @@ class AdaptiveConformal:
     def update(self, misses: Iterable[bool]) -> None:
         """One feedback round: the outcomes that became known together.
 
-        The level moves once per round by ``step * (alpha - miss rate of the round)``. A burst
-        of correlated misses arriving at once (a user's 100 identical jobs ending together)
-        therefore moves it like one miss, not a hundred: with delayed feedback, per-outcome
-        updates overshoot.
+        The level moves by ``step * min(sqrt(n), max_round) * (alpha - miss rate)`` for a round
+        of ``n`` outcomes: outcomes that arrive together are correlated (a user's 100 identical
+        jobs ending at once), so they weigh like sqrt(n) independent ones, never more than
+        ``max_round`` -- with delayed feedback, per-outcome updates overshoot.
         """
         batch = [bool(m) for m in misses]
         if not batch:
             return
         self.observed += len(batch)
         self.misses += sum(batch)
-        self._alpha += self.step * ((1.0 - self.coverage) - sum(batch) / len(batch))
+        weight = min(len(batch) ** 0.5, self.max_round)
+        self._alpha += self.step * weight * ((1.0 - self.coverage) - sum(batch) / len(batch))
         # No wind-up on the loose side: runs of hits cannot store up future misses.
         self._alpha = min(self._alpha, 1.0 - self.min_level)
 

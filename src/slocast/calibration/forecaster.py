@@ -104,6 +104,16 @@ class CalibratedForecaster:
     def level(self) -> float:
         return self.aci.level if self.aci is not None else self.coverage
 
+    def level_for(self, coverage: float | None) -> float:
+        """Quantile level for a requested coverage: ACI's drift correction applies to any
+        coverage asked for, so bounds stay monotone in it and consistent with the default."""
+        if coverage is None:
+            return self.level
+        if self.aci is None:
+            return coverage
+        shifted = coverage + (self.aci.level - self.coverage)
+        return min(self.aci.max_level, max(self.aci.min_level, shifted))
+
     def predict(self, frame: pd.DataFrame, coverage: float | None = None) -> Bounds:
         """Bounds at the promised coverage (ACI-adjusted), or at ``coverage`` when given."""
         if self.base.pipeline is None:
@@ -132,8 +142,8 @@ class CalibratedForecaster:
         if not self._ready:
             raise LifecycleError("CalibratedForecaster.predict called before conformalize")
         point_z, upper_z = self.base.predict_matrix(X)
-        shift = self.calibrator.offsets(groups, self.level if coverage is None else coverage)
-        if self.aci is not None and coverage is None:
+        shift = self.calibrator.offsets(groups, self.level_for(coverage))
+        if self.aci is not None:
             shift += self.aci.overflow
         upper = self.base.decode(upper_z + shift)
         point = self.base.decode(point_z)
@@ -184,9 +194,12 @@ def fit_on_history(
     params: CalibrationParams,
     calibration_fraction: float,
 ) -> tuple[CalibratedForecaster, int, int]:
-    """Fit on the older rows and conformalize on the latest ``calibration_fraction`` by time.
+    """Fit on the older rows and calibrate on the latest ``calibration_fraction`` by time.
 
-    Returns the forecaster and the numbers of training and calibration rows.
+    The first half of the calibration slice gives the conformal scores; the newer half is then
+    replayed in time order (predict, then observe), so the windows and the ACI level end where
+    the data ends -- a model published in the middle of a drift starts out already adjusted
+    to it. Returns the forecaster and the numbers of training and calibration rows.
     """
     spec = base.spec
     frame = frame.sort_values(spec.time, kind="stable")
@@ -196,5 +209,9 @@ def fit_on_history(
     train = train[train[spec.known_at] < calibration[spec.time].iloc[0]]
     forecaster = build_slocast(base, params)
     forecaster.fit(train)
-    forecaster.conformalize(calibration)
+    first, recent = calibration.iloc[: max(1, n_cal // 2)], calibration.iloc[max(1, n_cal // 2) :]
+    forecaster.conformalize(first)
+    for chunk in np.array_split(np.arange(len(recent)), min(len(recent), 50)):
+        rows = recent.iloc[chunk]
+        forecaster.observe(rows, forecaster.predict(rows))
     return forecaster, len(train), len(calibration)

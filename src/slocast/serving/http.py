@@ -6,8 +6,10 @@ Errors are mapped to statuses in one place (:func:`_error_response`).
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, MutableMapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -112,10 +114,28 @@ class _MetricsMiddleware:
 
 
 def create_app(
-    dataplane: DataPlane, config: HTTPConfig = HTTPConfig(), reloader: Reloader | None = None
+    dataplane: DataPlane,
+    config: HTTPConfig = HTTPConfig(),
+    reloader: Reloader | None = None,
+    background: Callable[[], Coroutine[Any, Any, None]] | None = None,
 ) -> FastAPI:
-    """Build the prediction server's ASGI app around a data plane (no global state)."""
+    """Build the prediction server's ASGI app around a data plane (no global state).
+
+    ``reloader`` serves ``POST /reload``; ``background`` (e.g. polling a trainer) runs for the
+    app's lifetime.
+    """
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(background()) if background else None
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="slocast prediction server",
         version=__version__,
         description="Calibrated upper bounds. llm-d-compatible routes and generic /v1 routes.",

@@ -1,0 +1,186 @@
+"""Durable sample store on SQLAlchemy 2: embedded SQLite (WAL) by default, PostgreSQL by URL.
+
+Rows are committed before :meth:`SampleStore.add` returns, so a caller may acknowledge them.
+Each (domain, bucket, split) keeps at most ``per_bucket_cap`` rows, oldest evicted first.
+The schema carries a version row; opening a store with a newer version than this code knows
+is refused.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+)
+from sqlalchemy.engine import Engine
+
+from slocast.errors import ConfigError
+
+__all__ = ["SCHEMA_VERSION", "SampleStore", "StoredCounts", "sqlite_url"]
+
+SCHEMA_VERSION = 1
+_metadata = MetaData()
+samples = Table(
+    "slocast_samples",
+    _metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("domain", String(64), nullable=False, index=True),
+    Column("bucket", String(128), nullable=False),
+    Column("heldout", Boolean, nullable=False),
+    Column("received_at", Float, nullable=False),
+    Column("payload", JSON, nullable=False),
+)
+schema_version = Table(
+    "slocast_schema_version", _metadata, Column("version", Integer, nullable=False)
+)
+
+
+def sqlite_url(home: Path) -> str:
+    home.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{home / 'samples.db'}"
+
+
+@dataclass(frozen=True)
+class StoredCounts:
+    train: int
+    test: int
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+    cursor.execute("PRAGMA synchronous=FULL")  # a commit survives power loss, not just a crash
+    cursor.close()
+
+
+class SampleStore:
+    def __init__(self, url: str, per_bucket_cap: int = 5000, test_cap: int = 20_000) -> None:
+        if url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+        self.url = url
+        self.per_bucket_cap = per_bucket_cap
+        self.test_cap = test_cap
+        self.engine: Engine = create_engine(url, future=True, pool_pre_ping=True)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        _metadata.create_all(self.engine)
+        with self.engine.begin() as conn:
+            found = conn.execute(select(schema_version.c.version)).scalar()
+            if found is None:
+                conn.execute(insert(schema_version).values(version=SCHEMA_VERSION))
+            elif found > SCHEMA_VERSION:
+                raise ConfigError(
+                    f"store schema v{found} is newer than this slocast (v{SCHEMA_VERSION})",
+                    field="store_url",
+                )
+
+    def add(
+        self,
+        domain: str,
+        rows: Sequence[Mapping[str, Any]],
+        buckets: Sequence[str],
+        heldout: Sequence[bool],
+    ) -> int:
+        """Insert rows in one transaction (committed on return); trim full buckets."""
+        if not rows:
+            return 0
+        now = time.time()
+        values = [
+            {"domain": domain, "bucket": b, "heldout": h, "received_at": now, "payload": dict(r)}
+            for r, b, h in zip(rows, buckets, heldout, strict=True)
+        ]
+        with self.engine.begin() as conn:
+            conn.execute(insert(samples), values)
+            for (bucket, held), _ in Counter(zip(buckets, heldout, strict=True)).items():
+                cap = self.test_cap if held else self.per_bucket_cap
+                keep = (
+                    select(samples.c.id)
+                    .where(
+                        samples.c.domain == domain,
+                        samples.c.bucket == bucket,
+                        samples.c.heldout == held,
+                    )
+                    .order_by(samples.c.id.desc())
+                    .offset(cap)
+                    .scalar_subquery()
+                )
+                conn.execute(delete(samples).where(samples.c.id.in_(keep)))
+        return len(rows)
+
+    def rows(self, domain: str, heldout: bool) -> list[dict[str, Any]]:
+        """Stored rows of one split, oldest first, with their id as ``_id``."""
+        with self.engine.connect() as conn:
+            result = conn.execute(
+                select(samples.c.id, samples.c.payload)
+                .where(samples.c.domain == domain, samples.c.heldout == heldout)
+                .order_by(samples.c.id)
+            )
+            return [
+                {**(p if isinstance(p, dict) else orjson.loads(p)), "_id": i} for i, p in result
+            ]
+
+    def counts(self, domain: str) -> StoredCounts:
+        with self.engine.connect() as conn:
+            result = conn.execute(
+                select(samples.c.heldout, func.count())
+                .where(samples.c.domain == domain)
+                .group_by(samples.c.heldout)
+            )
+            by_split = {bool(h): int(n) for h, n in result}
+        return StoredCounts(train=by_split.get(False, 0), test=by_split.get(True, 0))
+
+    def bucket_counts(self, domain: str) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            result = conn.execute(
+                select(samples.c.bucket, func.count())
+                .where(samples.c.domain == domain, samples.c.heldout.is_(False))
+                .group_by(samples.c.bucket)
+            )
+            return {str(b): int(n) for b, n in result}
+
+    def latest_id(self, domain: str) -> int:
+        with self.engine.connect() as conn:
+            value = conn.execute(
+                select(func.max(samples.c.id)).where(samples.c.domain == domain)
+            ).scalar()
+        return int(value or 0)
+
+    def flush(self, domain: str, train: bool = True, test: bool = True) -> StoredCounts:
+        """Delete rows of the chosen splits; returns how many of each were removed."""
+        before = self.counts(domain)
+        with self.engine.begin() as conn:
+            for held, wanted in ((False, train), (True, test)):
+                if wanted:
+                    conn.execute(
+                        delete(samples).where(samples.c.domain == domain, samples.c.heldout == held)
+                    )
+        return StoredCounts(before.train if train else 0, before.test if test else 0)
+
+    def close(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,391 @@
+"""The trainer's HTTP API: llm-d's training-server contract plus slocast's ``/v1`` routes."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
+
+from slocast import __version__
+from slocast.artifacts import load_bundle
+from slocast.artifacts.registry import pack_bundle
+from slocast.errors import BundleError, InputError, SlocastError
+from slocast.serving import DataPlane
+from slocast.serving.schemas import LatencyFeatures
+from slocast.trainer.service import Trainer
+
+__all__ = ["create_trainer_app"]
+
+LLM = {"ttft": "llm-ttft", "tpot": "llm-tpot"}
+
+
+class TrainingEntry(LatencyFeatures):
+    actual_ttft_ms: float = Field(ge=0.0)
+    actual_tpot_ms: float = Field(ge=0.0)
+    timestamp: datetime | None = None
+
+
+class BulkTrainingRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    entries: list[TrainingEntry]
+
+
+class FlushRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    flush_training_data: StrictBool = True
+    flush_test_data: StrictBool = True
+    flush_metrics: StrictBool = True
+    reason: str | None = None
+
+
+class SamplesRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    items: list[dict[str, Any]] = Field(min_length=1)
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
+
+
+def _llm_rows(entries: list[TrainingEntry]) -> dict[str, list[dict[str, Any]]]:
+    """A TTFT sample has tpot == 0 and vice versa: each row trains only its own target."""
+    out: dict[str, list[dict[str, Any]]] = {"llm-ttft": [], "llm-tpot": []}
+    for entry in entries:
+        row = entry.model_dump(exclude={"timestamp"})
+        if entry.actual_ttft_ms > 0:
+            out["llm-ttft"].append(row)
+        if entry.actual_tpot_ms > 0:
+            out["llm-tpot"].append(row)
+    return out
+
+
+def create_trainer_app(
+    trainer: Trainer, max_batch: int = 10_000, model_type: str = "lightgbm"
+) -> FastAPI:
+    app = FastAPI(title="slocast trainer", version=__version__)
+    serving = DataPlane(llm_coverage=trainer.config.coverage)
+
+    def refresh_serving() -> None:
+        for domain in trainer.registry.domains():
+            bundle = trainer.current_bundle(domain)
+            if bundle is not None:
+                serving.swap(bundle)
+
+    @app.exception_handler(SlocastError)
+    async def _slocast_error(_: Request, exc: SlocastError) -> Response:
+        if isinstance(exc, BundleError):
+            return _json({"detail": str(exc)}, 404)
+        if isinstance(exc, InputError):
+            loc = [
+                "body",
+                *[p for p in (exc.field or "").replace("[", ".").replace("]", "").split(".") if p],
+            ]
+            return _json({"detail": [{"loc": loc, "msg": exc.message, "type": "value_error"}]}, 422)
+        return _json({"detail": str(exc)}, 500)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> Response:
+        errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+        return _json({"detail": errors}, 422)
+
+    @app.exception_handler(ValidationError)
+    async def _invalid_body(_: Request, exc: ValidationError) -> Response:
+        errors = exc.errors(include_url=False, include_input=False)
+        detail = [{"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in errors]
+        return _json({"detail": detail}, 422)
+
+    def meta() -> dict[str, Any]:
+        return {
+            "model_type": model_type,
+            "objective_type": "quantile",
+            "quantile": trainer.config.coverage,
+        }
+
+    # -- ingest --------------------------------------------------------------------------------
+    @app.post("/add_training_data_bulk", status_code=202)
+    async def add_bulk(body: BulkTrainingRequest) -> Response:
+        if len(body.entries) > max_batch:
+            return _json(
+                {"detail": f"batch of {len(body.entries)} exceeds the limit of {max_batch}"}, 413
+            )
+        rows = _llm_rows(body.entries)
+        # Durable before we answer: the store commits inside ingest.
+        await asyncio.to_thread(lambda: [trainer.ingest(d, r) for d, r in rows.items() if r])
+        return _json({"message": f"Accepted {len(body.entries)} training samples."}, 202)
+
+    @app.post("/v1/{domain}/samples", status_code=202)
+    async def add_samples(domain: str, body: SamplesRequest) -> Response:
+        if len(body.items) > max_batch:
+            return _json(
+                {"detail": f"batch of {len(body.items)} exceeds the limit of {max_batch}"}, 413
+            )
+        accepted = await asyncio.to_thread(trainer.ingest, domain, body.items)
+        return _json({"accepted": accepted, "domain": domain}, 202)
+
+    @app.post("/flush")
+    async def flush(request: Request) -> Response:
+        raw = await request.body()
+        body = FlushRequest.model_validate_json(raw) if raw.strip() else FlushRequest()
+        flushed = {
+            d: trainer.store.flush(d, body.flush_training_data, body.flush_test_data)
+            for d in LLM.values()
+        }
+        if body.flush_metrics:
+            trainer.decisions.clear()
+        parts = [
+            p
+            for p, on in (
+                ("training data", body.flush_training_data),
+                ("test data", body.flush_test_data),
+                ("metrics", body.flush_metrics),
+            )
+            if on
+        ]
+        return _json(
+            {
+                "success": True,
+                "flushed_at": datetime.now(UTC).isoformat(),
+                "reason": body.reason,
+                "ttft_training_samples_flushed": flushed["llm-ttft"].train,
+                "tpot_training_samples_flushed": flushed["llm-tpot"].train,
+                "ttft_test_samples_flushed": flushed["llm-ttft"].test,
+                "tpot_test_samples_flushed": flushed["llm-tpot"].test,
+                "metrics_cleared": body.flush_metrics,
+                "message": "Successfully flushed: " + ", ".join(parts),
+            }
+        )
+
+    # -- status --------------------------------------------------------------------------------
+    @app.get("/data/status")
+    async def data_status() -> Response:
+        ttft, tpot = trainer.store.counts("llm-ttft"), trainer.store.counts("llm-tpot")
+        return _json(
+            {
+                "training_data": {
+                    "ttft_samples": ttft.train,
+                    "tpot_samples": tpot.train,
+                    "total_samples": ttft.train + tpot.train,
+                },
+                "test_data": {
+                    "ttft_samples": ttft.test,
+                    "tpot_samples": tpot.test,
+                    "total_samples": ttft.test + tpot.test,
+                },
+                "ensemble": {
+                    "ensemble_mode": False,
+                    "ensemble_active": False,
+                    "min_samples_for_split": trainer.config.min_samples,
+                    "ttft_noqueue_samples": 0,
+                    "ttft_queued_samples": 0,
+                    "tpot_noqueue_samples": 0,
+                    "tpot_queued_samples": 0,
+                },
+                "metrics": {
+                    "ttft_scores_count": sum(d.domain == "llm-ttft" for d in trainer.decisions),
+                    "tpot_scores_count": sum(d.domain == "llm-tpot" for d in trainer.decisions),
+                },
+                "bucket_distribution": {d: trainer.store.bucket_counts(d) for d in LLM.values()},
+                "model_ready": True,
+                "last_retrain": trainer.last_retrain.get("llm-ttft"),
+            }
+        )
+
+    def model_file(name: str) -> tuple[str, Any]:
+        domain = LLM.get(name)
+        version = trainer.registry.current(domain) if domain else None
+        if domain is None or version is None:
+            return name, None
+        path = trainer.registry.path(domain, version)
+        files = sorted(path.glob("model_upper.*"))
+        return name, files[0] if files else None
+
+    @app.get("/models/list")
+    async def models_list() -> Response:
+        models = {}
+        for name in ("ttft", "tpot", "ttft_gated", "tpot_gated"):
+            _, file = model_file(name)
+            models[name] = {
+                "exists": file is not None,
+                "size_bytes": file.stat().st_size if file else 0,
+                "last_modified": datetime.fromtimestamp(file.stat().st_mtime, UTC).isoformat()
+                if file
+                else None,
+            }
+        return _json(
+            {
+                "models": models,
+                **meta(),
+                "server_time": datetime.now(UTC).isoformat(),
+                "evaluation_metrics": [d.to_dict() for d in trainer.decisions[-10:]],
+            }
+        )
+
+    @app.get("/model/download/info")
+    async def download_info() -> Response:
+        return _json(
+            {
+                **meta(),
+                "available_endpoints": {
+                    "bundles": "/v1/bundles",
+                    "lightgbm_text": "/model/{ttft,tpot}/lgb/txt",
+                },
+                "model_status": {
+                    "ttft_model_ready": model_file("ttft")[1] is not None,
+                    "tpot_model_ready": model_file("tpot")[1] is not None,
+                },
+                "evaluation_info": {"gating": "/v1/bundles/gating"},
+            }
+        )
+
+    @app.get("/model/{name}/info")
+    async def model_info(name: str) -> Response:
+        _, file = model_file(name)
+        if file is None:
+            return _json({"detail": f"model {name!r} not found"}, 404)
+        stat = file.stat()
+        return _json(
+            {
+                "model_name": name,
+                "path": str(file),
+                "size_bytes": stat.st_size,
+                "last_modified": datetime.fromtimestamp(stat.st_mtime, UTC).isoformat(),
+                "exists": True,
+                **meta(),
+            }
+        )
+
+    @app.get("/model/{name}/lgb/txt")
+    async def lgb_text(name: str) -> Response:
+        _, file = model_file(name)
+        if file is None or file.suffix != ".txt":
+            return _json({"detail": f"no LightGBM model {name!r}"}, 404)
+        return Response(file.read_bytes(), media_type="text/plain; charset=utf-8")
+
+    @app.get("/model/{name}/lgb/importances")
+    async def lgb_importances(name: str) -> Response:
+        _, file = model_file(name)
+        if file is None or file.suffix != ".txt":
+            return _json({"detail": f"no LightGBM model {name!r}"}, 404)
+        import lightgbm as lgb
+
+        booster = lgb.Booster(model_file=str(file))
+        gains = booster.feature_importance(importance_type="gain")
+        return _json({f: float(g) for f, g in zip(bundle_features(name), gains, strict=True)})
+
+    def bundle_features(name: str) -> list[str]:
+        domain = LLM[name]
+        version = trainer.registry.current(domain)
+        assert version is not None
+        bundle = load_bundle(trainer.registry.path(domain, version))
+        assert bundle.forecaster.base.pipeline is not None
+        return list(bundle.forecaster.base.pipeline.columns)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        lines = [
+            f'model_type{{type="{model_type}"}} 1',
+            'objective_type{type="quantile"} 1',
+            f"model_quantile{{}} {trainer.config.coverage}",
+            "ensemble_active{} 0",
+            "ensemble_mode{} 0",
+        ]
+        for name, domain in LLM.items():
+            for bucket, count in trainer.store.bucket_counts(domain).items():
+                queue, cache, prefix = bucket.split(":")
+                labels = (
+                    f'model="{name}",queue_bucket="{queue}",'
+                    f'cache_bucket="{cache}",prefix_bucket="{prefix}"'
+                )
+                lines.append(f"training_samples_count{{{labels}}} {count}")
+            last = next(
+                (
+                    d
+                    for d in reversed(trainer.decisions)
+                    if d.domain == domain and d.coverage_new is not None
+                ),
+                None,
+            )
+            if last is not None and last.coverage_new is not None:
+                lines.append(f"{name}_coverage_percent{{}} {100 * last.coverage_new:.3f}")
+                lines.append(
+                    f"{name}_violation_rate_percent{{}} {100 * (1 - last.coverage_new):.3f}"
+                )
+        return Response("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        return _json({"status": "ok"})
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        return _json({"status": "ready"})
+
+    @app.get("/")
+    async def root() -> Response:
+        return _json(
+            {
+                "message": "slocast trainer",
+                **meta(),
+                "description": "durable ingest, gated retraining, bundles",
+            }
+        )
+
+    @app.post("/predict")
+    async def predict(row: LatencyFeatures) -> Response:
+        refresh_serving()
+        ttft, tpot, _ = serving.predict_llm([row.__dict__])
+        return _json(
+            {
+                "ttft_ms": ttft[0],
+                "tpot_ms": tpot[0],
+                "ttft_uncertainty": 0.0,
+                "tpot_uncertainty": 0.0,
+                "ttft_prediction_bounds": [0.0, ttft[0]],
+                "tpot_prediction_bounds": [0.0, tpot[0]],
+                "predicted_at": datetime.now(UTC).isoformat(),
+                **meta(),
+            }
+        )
+
+    # -- bundles for prediction servers -----------------------------------------------------------
+    @app.get("/v1/bundles")
+    async def bundles() -> Response:
+        return _json(
+            {
+                "bundles": {
+                    d: {
+                        "current": trainer.registry.current(d),
+                        "versions": trainer.registry.versions(d),
+                    }
+                    for d in trainer.registry.domains()
+                }
+            }
+        )
+
+    @app.get("/v1/bundles/gating")
+    async def gating() -> Response:
+        return _json({"decisions": [d.to_dict() for d in trainer.decisions]})
+
+    @app.get("/v1/bundles/{domain}/{version}")
+    async def bundle_manifest(domain: str, version: str) -> Response:
+        return Response(
+            (trainer.registry.path(domain, version) / "manifest.json").read_bytes(),
+            media_type="application/json",
+        )
+
+    @app.get("/v1/bundles/{domain}/{version}/download")
+    async def bundle_download(domain: str, version: str) -> Response:
+        data = pack_bundle(trainer.registry.path(domain, version))
+        return Response(
+            data,
+            media_type="application/gzip",
+            headers={"Content-Disposition": f'attachment; filename="{version}.tar.gz"'},
+        )
+
+    return app

@@ -1,0 +1,299 @@
+"""The continuous trainer: durable ingest, retraining in the background, gated publishing.
+
+Each retrain of a domain: read the stored training rows (oldest first) -> fit the quantile GBM
+on the older part and conformalize on the newest part -> measure on the held-out rows ->
+**gate**: publish only if the coverage error is not worse than the current bundle's (beyond
+one binomial standard error) and, at equal error, the bound is not wider. Every decision is
+recorded with its reasons.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from slocast.artifacts import ModelBundle, load_bundle, save_bundle
+from slocast.artifacts.registry import BundleRegistry
+from slocast.calibration.forecaster import CalibratedForecaster, CalibrationParams, fit_on_history
+from slocast.errors import InputError
+from slocast.models import GBMConfig, QuantileForecaster
+from slocast.schema import DomainSpec, get_domain
+from slocast.store import SampleStore, bucket_of, is_heldout
+
+__all__ = ["GateDecision", "Trainer", "TrainerConfig", "gate"]
+
+
+@dataclass(frozen=True)
+class TrainerConfig:
+    home: Path
+    coverage: float = 0.9
+    retrain_interval_s: float = 1.0
+    min_samples: int = 100
+    test_share: float = 0.1
+    family: str = "lightgbm"
+    n_estimators: int = 200
+    keep_bundles: int = 5
+    compile_models: bool = False
+    gate_rows: int = 200
+    calibration: CalibrationParams = CalibrationParams()
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    domain: str
+    version: str
+    accepted: bool
+    reason: str
+    train_rows: int
+    heldout_rows: int
+    coverage_new: float | None
+    coverage_current: float | None
+    width_new: float | None
+    width_current: float | None
+    seconds: float
+    at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _measure(
+    bundle_or_forecaster: ModelBundle | CalibratedForecaster, heldout: pd.DataFrame, target: str
+) -> tuple[float, float]:
+    bounds = (
+        bundle_or_forecaster.predict(heldout)
+        if isinstance(bundle_or_forecaster, CalibratedForecaster)
+        else bundle_or_forecaster.predict_frame(heldout)
+    )
+    y = heldout[target].to_numpy(np.float64)
+    return float(np.mean(y <= bounds.upper)), float(np.mean(bounds.upper))
+
+
+def gate(
+    coverage: float,
+    n: int,
+    new: tuple[float, float],
+    current: tuple[float, float] | None,
+) -> tuple[bool, str]:
+    """Accept a new model over the current one? ``new``/``current`` = (coverage, mean bound).
+
+    >>> gate(0.9, 400, (0.90, 10.0), (0.80, 8.0))
+    (True, 'coverage error 0.000 better than 0.100')
+    >>> gate(0.9, 400, (0.80, 8.0), (0.90, 10.0))
+    (False, 'coverage error 0.100 worse than 0.000')
+    >>> gate(0.9, 400, (0.905, 12.0), (0.90, 10.0))
+    (False, 'same coverage error within 0.015, but wider bound 12 > 10')
+    """
+    if current is None:
+        return True, "first model for this domain"
+    error_new, error_current = abs(new[0] - coverage), abs(current[0] - coverage)
+    tolerance = math.sqrt(coverage * (1 - coverage) / max(n, 1))
+    if error_new < error_current - tolerance:
+        return True, f"coverage error {error_new:.3f} better than {error_current:.3f}"
+    if error_new > error_current + tolerance:
+        return False, f"coverage error {error_new:.3f} worse than {error_current:.3f}"
+    same = f"same coverage error within {tolerance:.3f}"
+    if new[1] > current[1] * 1.0001:
+        return False, f"{same}, but wider bound {new[1]:.4g} > {current[1]:.4g}"
+    return True, f"{same}, bound {new[1]:.4g} <= {current[1]:.4g}"
+
+
+def _frame(rows: Sequence[Mapping[str, Any]], spec: DomainSpec) -> pd.DataFrame:
+    frame = pd.DataFrame.from_records(list(rows))
+    # Rows without clocks are ordered by arrival; an outcome is known once it is stored.
+    if spec.time not in frame or frame[spec.time].isna().all():
+        frame[spec.time] = frame["_id"].astype(float)
+    if spec.known_at not in frame or frame[spec.known_at].isna().all():
+        frame[spec.known_at] = frame[spec.time]
+    for column in spec.features:
+        if column not in frame:
+            frame[column] = np.nan
+    return frame
+
+
+class Trainer:
+    def __init__(self, store: SampleStore, config: TrainerConfig) -> None:
+        self.store = store
+        self.config = config
+        self.registry = BundleRegistry(config.home / "bundles", config.keep_bundles)
+        self.decisions: list[GateDecision] = []
+        self.last_trained_id: dict[str, int] = {}
+        self.last_retrain: dict[str, str] = {}
+        self._lock = threading.RLock()
+        self.live: dict[str, CalibratedForecaster] = {}
+        self.recalibrate_pending: set[str] = set()
+        for domain in self.registry.domains():
+            bundle = self.current_bundle(domain)
+            if bundle is not None:
+                self.live[domain] = load_bundle(bundle.path, prefer_compiled=False).forecaster
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- ingest ------------------------------------------------------------------------------
+    def ingest(self, domain: str, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Store rows durably (committed before returning); returns how many."""
+        spec = get_domain(domain)
+        for index, row in enumerate(rows):
+            value = row.get(spec.target)
+            if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+                raise InputError(
+                    f"item {index}: {spec.target!r} must be a number >= 0",
+                    field=f"[{index}].{spec.target}",
+                )
+        buckets = [bucket_of(domain, r, spec.group, spec.time) for r in rows]
+        heldout = [is_heldout(r, self.config.test_share) for r in rows]
+        stored = self.store.add(domain, rows, buckets, heldout)
+        self._track(domain, rows)
+        return stored
+
+    def _track(self, domain: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Feed outcomes to the live copy of the current bundle: what it would have served for
+        these jobs, whether that covered them (ACI), and their scores (sliding windows)."""
+        with self._lock:
+            live = self.live.get(domain)
+            if live is None:
+                return
+            frame = _frame([{**r, "_id": 0} for r in rows], live.spec)
+            live.observe(frame, live.predict(frame))
+            self.recalibrate_pending.add(domain)
+
+    def _publish(self, domain: str, forecaster: CalibratedForecaster, provenance: dict[str, Any],
+                 metrics: dict[str, Any]) -> str:  # fmt: skip
+        staging = self.registry.staging(domain, f"{time.time_ns()}")
+        version = save_bundle(forecaster, staging, provenance, metrics, self.config.compile_models)
+        self.registry.publish(domain, staging, version)
+        # The live copy restarts from what was just published (native models: it is re-saved).
+        self.live[domain] = load_bundle(
+            self.registry.path(domain, version), prefer_compiled=False
+        ).forecaster
+        return version
+
+    def recalibrate(self, domain: str) -> str | None:
+        """Publish the live calibration (ACI level, score windows) with the current models.
+
+        Between retrains this is how the served bounds follow drift: same trees, offsets moved
+        by the outcomes that arrived since. Returns the new version, if one was published.
+        """
+        with self._lock:
+            live = self.live.get(domain)
+            if live is None or domain not in self.recalibrate_pending:
+                return None
+            self.recalibrate_pending.discard(domain)
+            coverage = live.aci.observed_coverage if live.aci is not None else None
+            return self._publish(domain, live, {"source": "trainer", "recalibrated": True},
+                                 {"rolling_coverage": coverage})  # fmt: skip
+
+    # -- models ------------------------------------------------------------------------------
+    def current_bundle(self, domain: str) -> ModelBundle | None:
+        version = self.registry.current(domain)
+        return None if version is None else load_bundle(self.registry.path(domain, version))
+
+    def due(self, domain: str) -> bool:
+        latest = self.store.latest_id(domain)
+        if latest <= self.last_trained_id.get(domain, 0):
+            return False
+        return self.store.counts(domain).train >= self.config.min_samples
+
+    def retrain(self, domain: str) -> GateDecision:
+        """Fit, calibrate, measure, gate and (if accepted) publish one domain's model."""
+        with self._lock:
+            started = time.perf_counter()
+            latest = self.store.latest_id(domain)
+            builtin = get_domain(domain)
+            train = _frame(self.store.rows(domain, heldout=False), builtin)
+            constant = {c for c in builtin.features if train[c].nunique(dropna=True) <= 1}
+            spec = builtin.without_features(constant)
+            # Gate on the newest held-out rows: under drift, the model to publish is the one
+            # that is right about now, not about the whole history.
+            heldout_rows = self.store.rows(domain, heldout=True)[-self.config.gate_rows :]
+            base = QuantileForecaster(
+                spec,
+                self.config.coverage,
+                self.config.family,
+                GBMConfig(n_estimators=self.config.n_estimators),
+            )
+            forecaster, n_train, _ = fit_on_history(train, base, self.config.calibration, 0.2)
+            current = self.current_bundle(domain)
+            new_stats = current_stats = None
+            if heldout_rows:
+                heldout = _frame(heldout_rows, builtin)
+                new_stats = _measure(forecaster, heldout, spec.target)
+                if current is not None:
+                    current_stats = _measure(current, heldout, spec.target)
+            if current is None:
+                accepted, reason = True, "first model for this domain"
+            elif new_stats is None or current_stats is None:
+                accepted, reason = True, "no held-out rows to compare on: newer data wins"
+            else:
+                accepted, reason = gate(
+                    self.config.coverage, len(heldout_rows), new_stats, current_stats
+                )
+            version = ""
+            if accepted:
+                version = self._publish(
+                    domain,
+                    forecaster,
+                    {"source": "trainer", "rows_up_to_id": latest},
+                    {
+                        "train_rows": n_train,
+                        "heldout_rows": len(heldout_rows),
+                        "heldout_coverage": new_stats[0] if new_stats else None,
+                    },
+                )
+                self.recalibrate_pending.discard(domain)
+                self.last_retrain[domain] = datetime.now(UTC).isoformat()
+            self.last_trained_id[domain] = latest
+            decision = GateDecision(
+                domain,
+                version,
+                accepted,
+                reason,
+                n_train,
+                len(heldout_rows),
+                new_stats[0] if new_stats else None,
+                current_stats[0] if current_stats else None,
+                new_stats[1] if new_stats else None,
+                current_stats[1] if current_stats else None,
+                time.perf_counter() - started,
+            )
+            self.decisions.append(decision)
+            return decision
+
+    # -- background loop -----------------------------------------------------------------------
+    def run_once(self, domains: Sequence[str]) -> list[GateDecision]:
+        """Retrain the domains that are due; recalibrate the others that saw new outcomes."""
+        decisions = []
+        for domain in domains:
+            if self.due(domain):
+                decisions.append(self.retrain(domain))
+            # Accepted retrains clear the pending flag; a rejected one leaves the live model
+            # serving, so its calibration still moves with the new outcomes.
+            self.recalibrate(domain)
+        return decisions
+
+    def start(self, domains: Sequence[str]) -> None:
+        def loop() -> None:
+            while not self._stop.wait(self.config.retrain_interval_s):
+                try:
+                    self.run_once(domains)
+                except Exception:
+                    import logging
+
+                    logging.getLogger(__name__).exception("retrain failed; will retry")
+
+        self._thread = threading.Thread(target=loop, name="slocast-retrain", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)

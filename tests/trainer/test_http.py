@@ -1,0 +1,131 @@
+"""The trainer's llm-d-compatible API in process (httpx over ASGI)."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from slocast.store import SampleStore, sqlite_url
+from slocast.trainer.http import create_trainer_app
+from slocast.trainer.service import Trainer, TrainerConfig
+from tests.trainer.test_service import synthetic_llm_rows
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def entries(n: int, seed: int = 0) -> list[dict[str, Any]]:
+    out = []
+    for i, row in enumerate(synthetic_llm_rows(n, seed)):
+        ttft = row.pop("actual_ttft_ms")
+        # The router sends TTFT samples (tpot 0) and TPOT samples (ttft 0).
+        if i % 2 == 0:
+            out.append(row | {"actual_ttft_ms": ttft, "actual_tpot_ms": 0.0})
+        else:
+            out.append(row | {"actual_ttft_ms": 0.0, "actual_tpot_ms": 20 + ttft / 100})
+    return out
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> tuple[httpx.AsyncClient, Trainer]:
+    store = SampleStore(sqlite_url(tmp_path / "home"))
+    trainer = Trainer(
+        store, TrainerConfig(home=tmp_path / "home", min_samples=100, n_estimators=80)
+    )
+    app = create_trainer_app(trainer, max_batch=1000)
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+    return client, trainer
+
+
+async def test_ingest_is_acknowledged_with_llmd_message_and_split_by_target(setup: Any) -> None:
+    client, trainer = setup
+    response = await client.post("/add_training_data_bulk", json={"entries": entries(400)})
+    assert response.status_code == 202
+    assert response.json() == {"message": "Accepted 400 training samples."}
+    status = (await client.get("/data/status")).json()
+    ttft = status["training_data"]["ttft_samples"] + status["test_data"]["ttft_samples"]
+    tpot = status["training_data"]["tpot_samples"] + status["test_data"]["tpot_samples"]
+    assert ttft == 200 and tpot == 200
+    assert status["test_data"]["total_samples"] > 0
+    assert trainer.store.counts("llm-ttft").train == status["training_data"]["ttft_samples"]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"actual_ttft_ms": -1.0}, "actual_ttft_ms"),
+        ({"prefix_cache_score": 2.0}, "prefix_cache_score"),
+        ({"num_request_waiting": "many"}, "num_request_waiting"),
+    ],
+)
+async def test_invalid_rows_reject_the_batch_and_store_nothing(
+    setup: Any, change: dict[str, Any], field: str
+) -> None:
+    client, trainer = setup
+    batch = entries(10)
+    batch[7] |= change
+    response = await client.post("/add_training_data_bulk", json={"entries": batch})
+    assert response.status_code == 422
+    assert ["body", "entries", 7, field] in [e["loc"] for e in response.json()["detail"]]
+    assert trainer.store.counts("llm-ttft").train == 0
+
+
+async def test_oversized_batch_and_bad_flush_flag(setup: Any) -> None:
+    client, _ = setup
+    assert (
+        await client.post("/add_training_data_bulk", json={"entries": entries(1001)})
+    ).status_code == 413
+    assert (await client.post("/flush", json={"flush_training_data": "yes"})).status_code == 422
+
+
+async def test_flush_and_models_lifecycle(setup: Any) -> None:
+    client, trainer = setup
+    accepted = await client.post("/add_training_data_bulk", json={"entries": entries(1000)})
+    assert accepted.status_code == 202
+    listed = (await client.get("/models/list")).json()
+    assert set(listed["models"]) == {"ttft", "tpot", "ttft_gated", "tpot_gated"}
+    assert listed["models"]["ttft"]["exists"] is False
+    assert (await client.get("/model/ttft/info")).status_code == 404
+    trainer.run_once(["llm-ttft", "llm-tpot"])
+    info = (await client.get("/model/ttft/info")).json()
+    assert info["exists"] and info["size_bytes"] > 0 and info["model_type"] == "lightgbm"
+    text = await client.get("/model/ttft/lgb/txt")
+    assert text.status_code == 200 and text.text.startswith("tree")
+    importances = (await client.get("/model/ttft/lgb/importances")).json()
+    assert "input_token_length" in importances
+    metrics = (await client.get("/metrics")).text
+    for line in ('model_type{type="lightgbm"} 1', "model_quantile{} 0.9", "ensemble_active{} 0"):
+        assert line in metrics
+    assert 'training_samples_count{model="ttft",queue_bucket=' in metrics
+    bundles = (await client.get("/v1/bundles")).json()["bundles"]
+    version = bundles["llm-ttft"]["current"]
+    archive = (await client.get(f"/v1/bundles/llm-ttft/{version}/download")).content
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        assert "manifest.json" in tar.getnames()
+    gating = (await client.get("/v1/bundles/gating")).json()["decisions"]
+    assert {d["domain"] for d in gating} == {"llm-ttft", "llm-tpot"}
+    predicted = (await client.post("/predict", json=entries(1)[0])).json()
+    assert predicted["ttft_ms"] > 0 and predicted["tpot_ms"] > 0
+    flushed = (await client.post("/flush", content=b"")).json()
+    assert flushed["success"] and flushed["ttft_training_samples_flushed"] > 0
+    assert flushed["message"].startswith("Successfully flushed: ")
+    assert (await client.get("/model/ttft/info")).status_code == 200  # flush keeps the models
+
+
+async def test_generic_samples_route(setup: Any) -> None:
+    client, trainer = setup
+    rows = [{"cpus": 1, "memory": 1e9, "rchar": 1e6, "process": "ALIGN", "peak_rss": 5e8}] * 3
+    response = await client.post("/v1/task-memory/samples", json={"items": rows})
+    assert response.status_code == 202 and response.json()["accepted"] == 3
+    bad = await client.post("/v1/task-memory/samples", json={"items": [{"cpus": 1}]})
+    assert bad.status_code == 422 and "peak_rss" in str(bad.json())
+    assert trainer.store.counts("task-memory").train + trainer.store.counts("task-memory").test == 3

@@ -1,0 +1,80 @@
+"""The learning path: ingest -> retrain -> gate -> publish -> serve, on synthetic and real rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from slocast.serving import DataPlane
+from slocast.store import SampleStore, sqlite_url
+from slocast.trainer.service import Trainer, TrainerConfig
+
+
+def synthetic_llm_rows(n: int, seed: int) -> list[dict[str, float]]:
+    """llm-d's own learning check: TTFT linear in the features plus Gaussian noise."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _ in range(n):
+        row = {
+            "kv_cache_percentage": float(rng.uniform(0, 1)),
+            "input_token_length": int(rng.integers(10, 4000)),
+            "num_request_waiting": int(rng.integers(0, 20)),
+            "num_request_running": int(rng.integers(0, 30)),
+            "num_tokens_generated": 0,
+            "prefix_cache_score": float(rng.uniform(0, 1)),
+        }
+        row["actual_ttft_ms"] = (
+            50 + 0.2 * row["input_token_length"] + 30 * row["num_request_waiting"]
+            + 100 * row["kv_cache_percentage"] + float(rng.normal(0, 40))
+        )  # fmt: skip
+        rows.append(row)
+    return rows
+
+
+@pytest.fixture
+def trainer(tmp_path: Path) -> Trainer:
+    store = SampleStore(sqlite_url(tmp_path / "home"))
+    return Trainer(store, TrainerConfig(home=tmp_path / "home", min_samples=100, n_estimators=150))
+
+
+def test_a_trainer_replaces_its_cold_start_model_and_keeps_the_promise(trainer: Trainer) -> None:
+    assert trainer.current_bundle("llm-ttft") is None
+    trainer.ingest("llm-ttft", synthetic_llm_rows(3000, seed=1))
+    [decision] = trainer.run_once(["llm-ttft"])
+    assert decision.accepted and decision.reason == "first model for this domain"
+    bundle = trainer.current_bundle("llm-ttft")
+    assert bundle is not None and bundle.version == decision.version
+    dataplane = DataPlane([bundle])
+    assert not dataplane.models["llm-ttft"].cold_start
+    fresh = synthetic_llm_rows(2000, seed=2)
+    bounds = [p.upper for p in dataplane.predict("llm-ttft", fresh)]
+    coverage = np.mean([r["actual_ttft_ms"] <= b for r, b in zip(fresh, bounds, strict=True)])
+    assert coverage == pytest.approx(0.9, abs=0.05)
+    probe = fresh[0] | {"num_request_waiting": 5}
+    short, long = (
+        dataplane.predict("llm-ttft", [probe | {"input_token_length": n}])[0].upper
+        for n in (200, 3500)
+    )
+    assert long > short
+
+
+def test_no_retrain_without_new_rows_and_gating_is_recorded(trainer: Trainer) -> None:
+    trainer.ingest("llm-ttft", synthetic_llm_rows(1000, seed=3))
+    assert len(trainer.run_once(["llm-ttft"])) == 1
+    assert trainer.run_once(["llm-ttft"]) == []  # nothing new: no retrain, no new bundle
+    trainer.ingest("llm-ttft", synthetic_llm_rows(500, seed=4))
+    [second] = trainer.run_once(["llm-ttft"])
+    assert second.coverage_current is not None and second.coverage_new is not None
+    assert second.reason  # accepted or rejected, always with its reason
+    current = trainer.current_bundle("llm-ttft")
+    assert current is not None
+    if not second.accepted:
+        assert current.version == trainer.decisions[0].version
+
+
+def test_too_few_rows_keep_the_cold_start(trainer: Trainer) -> None:
+    trainer.ingest("llm-ttft", synthetic_llm_rows(50, seed=5))
+    assert trainer.run_once(["llm-ttft"]) == []
+    assert trainer.current_bundle("llm-ttft") is None
