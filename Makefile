@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 LLMD   := data/llm_serving/llmd_h200_traces
 DEMO_BUNDLE := .slocast/bundles/llm-ttft-demo
 
-.PHONY: install demo test test-fast lint typecheck bench bench-evaluate bench-serve proto proto-check clean
+.PHONY: install demo test test-fast lint typecheck bench bench-evaluate bench-serve bench-trainer proto proto-check clean
 
 install: $(STAMP)
 
@@ -51,7 +51,7 @@ proto-check: $(STAMP)  ## the committed gRPC code is what the proto generates
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-bench: bench-evaluate bench-serve
+bench: bench-evaluate bench-serve bench-trainer
 
 bench-evaluate: $(STAMP)
 	$(BIN)/python bench/bench_evaluate.py
@@ -61,3 +61,6 @@ clean:
 
 bench-serve: $(STAMP)
 	$(BIN)/python bench/bench_serve.py
+
+bench-trainer: $(STAMP)
+	$(BIN)/python bench/bench_trainer.py

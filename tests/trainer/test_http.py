@@ -106,6 +106,7 @@ async def test_flush_and_models_lifecycle(setup: Any) -> None:
     for line in ('model_type{type="lightgbm"} 1', "model_quantile{} 0.9", "ensemble_active{} 0"):
         assert line in metrics
     assert 'training_samples_count{model="ttft",queue_bucket=' in metrics
+    assert "ttft_aci_level{}" in metrics
     bundles = (await client.get("/v1/bundles")).json()["bundles"]
     version = bundles["llm-ttft"]["current"]
     archive = (await client.get(f"/v1/bundles/llm-ttft/{version}/download")).content

@@ -25,10 +25,12 @@ def synthetic_llm_rows(n: int, seed: int) -> list[dict[str, float]]:
             "num_tokens_generated": 0,
             "prefix_cache_score": float(rng.uniform(0, 1)),
         }
-        row["actual_ttft_ms"] = (
+        mean = (
             50 + 0.2 * row["input_token_length"] + 30 * row["num_request_waiting"]
-            + 100 * row["kv_cache_percentage"] + float(rng.normal(0, 40))
+            + 100 * row["kv_cache_percentage"]
         )  # fmt: skip
+        # Latencies are positive: the rare draw below 1 ms is clipped (0.0001% of rows).
+        row["actual_ttft_ms"] = max(1.0, mean + float(rng.normal(0, 40)))
         rows.append(row)
     return rows
 

@@ -9,7 +9,6 @@ is refused.
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     Float,
+    Index,
     Integer,
     MetaData,
     String,
@@ -52,6 +52,8 @@ samples = Table(
     Column("heldout", Boolean, nullable=False),
     Column("received_at", Float, nullable=False),
     Column("payload", JSON, nullable=False),
+    # Retention trims and split reads walk (domain, split, bucket) newest first.
+    Index("ix_slocast_samples_bucket", "domain", "heldout", "bucket", "id"),
 )
 schema_version = Table(
     "slocast_schema_version", _metadata, Column("version", Integer, nullable=False)
@@ -83,7 +85,12 @@ class SampleStore:
         self.url = url
         self.per_bucket_cap = per_bucket_cap
         self.test_cap = test_cap
-        self.engine: Engine = create_engine(url, future=True, pool_pre_ping=True)
+        self.engine: Engine = create_engine(
+            url,
+            pool_pre_ping=True,
+            json_serializer=lambda value: orjson.dumps(value).decode(),
+            json_deserializer=orjson.loads,
+        )
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._migrate()
@@ -115,22 +122,30 @@ class SampleStore:
             {"domain": domain, "bucket": b, "heldout": h, "received_at": now, "payload": dict(r)}
             for r, b, h in zip(rows, buckets, heldout, strict=True)
         ]
+        touched = sorted(set(buckets))
         with self.engine.begin() as conn:
             conn.execute(insert(samples), values)
-            for (bucket, held), _ in Counter(zip(buckets, heldout, strict=True)).items():
+            sizes = conn.execute(
+                select(samples.c.bucket, samples.c.heldout, func.count())
+                .where(samples.c.domain == domain, samples.c.bucket.in_(touched))
+                .group_by(samples.c.bucket, samples.c.heldout)
+            )
+            for bucket, held, size in list(sizes):
                 cap = self.test_cap if held else self.per_bucket_cap
-                keep = (
+                if size <= cap:
+                    continue
+                oldest = (
                     select(samples.c.id)
                     .where(
                         samples.c.domain == domain,
-                        samples.c.bucket == bucket,
                         samples.c.heldout == held,
+                        samples.c.bucket == bucket,
                     )
                     .order_by(samples.c.id.desc())
                     .offset(cap)
                     .scalar_subquery()
                 )
-                conn.execute(delete(samples).where(samples.c.id.in_(keep)))
+                conn.execute(delete(samples).where(samples.c.id.in_(oldest)))
         return len(rows)
 
     def rows(self, domain: str, heldout: bool) -> list[dict[str, Any]]:

@@ -311,6 +311,12 @@ def create_trainer_app(
                 ),
                 None,
             )
+            live = trainer.live.get(domain)
+            if live is not None and live.aci is not None:
+                lines.append(f"{name}_aci_level{{}} {live.aci.level:.4f}")
+                observed = live.aci.observed_coverage
+                if observed is not None:
+                    lines.append(f"{name}_rolling_coverage{{}} {observed:.4f}")
             if last is not None and last.coverage_new is not None:
                 lines.append(f"{name}_coverage_percent{{}} {100 * last.coverage_new:.3f}")
                 lines.append(
