@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import socket
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,23 @@ REPO = Path(__file__).resolve().parents[1]
 BUNDLED = REPO / "data"
 LLMD = BUNDLED / "llm_serving" / "llmd_h200_traces"
 SHARED = Path(os.environ.get("SLOCAST_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now (for servers the tests start)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, attempts: int = 100) -> None:
+    for _ in range(attempts):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"nothing listens on port {port}")
 
 
 def shared_file(relative: str) -> Path:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +11,7 @@ import pytest
 
 from slocast.artifacts import ModelBundle
 from slocast.serving import DataPlane, RedisCache
+from tests.conftest import free_port, wait_for_port
 from tests.serving.test_http import trace_rows
 
 pytestmark = pytest.mark.skipif(
@@ -23,9 +22,7 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture
 def redis_url(tmp_path: Path) -> Iterator[str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen(
         [
             "redis-server",
@@ -42,12 +39,7 @@ def redis_url(tmp_path: Path) -> Iterator[str]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
+        wait_for_port(port)
         yield f"redis://127.0.0.1:{port}/0"
     finally:
         proc.terminate()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from slocast.store import SampleStore, sqlite_url
+from tests.conftest import free_port, wait_for_port
 
 
 def _pg_binary(name: str) -> str | None:
@@ -39,20 +39,13 @@ def postgres_url() -> Iterator[str]:
     data = root / "data"
     subprocess.run([*as_user, initdb, "-D", str(data), "-A", "trust", "-U", "slocast", "--no-sync"],
                    check=True, capture_output=True)  # fmt: skip
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen(
         [*as_user, postgres, "-D", str(data), "-p", str(port), "-k", str(root), "-h", "127.0.0.1"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
+        wait_for_port(port)
         time.sleep(0.3)
         yield f"postgresql://slocast@127.0.0.1:{port}/postgres"
     finally:

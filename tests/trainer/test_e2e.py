@@ -18,8 +18,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.conftest import LLMD
-from tests.serving.test_server_process import free_port
+from tests.conftest import LLMD, free_port
 
 pytestmark = pytest.mark.slow
 

@@ -15,15 +15,13 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-import orjson
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from slocast import __version__
-from slocast.errors import BundleError, ConfigError, InputError, SlocastError
 from slocast.serving.dataplane import DataPlane
+from slocast.serving.httperrors import install_error_handlers, json_response, validation_response
 from slocast.serving.schemas import (
     BulkRequest,
     LatencyFeatures,
@@ -53,33 +51,6 @@ class ReloadResult:
 Reloader = Callable[[], Awaitable[ReloadResult]]
 Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Callable[..., Any], Callable[..., Any]], Awaitable[None]]
-
-
-def _json(data: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
-
-
-def _error_response(exc: Exception) -> Response:
-    """The one mapping from slocast errors to HTTP statuses."""
-    if isinstance(exc, ConfigError) and exc.field == "domain":
-        return _json({"detail": str(exc.message)}, 404)
-    if isinstance(exc, BundleError):
-        return _json({"detail": str(exc)}, 409)
-    if isinstance(exc, InputError):
-        loc = [
-            "body",
-            *[p for p in (exc.field or "").replace("[", ".").replace("]", "").split(".") if p],
-        ]
-        return _json({"detail": [{"loc": loc, "msg": exc.message, "type": "value_error"}]}, 422)
-    return _json({"detail": str(exc)}, 500)
-
-
-def _validation_response(exc: ValidationError, prefix: list[str | int]) -> Response:
-    errors = [
-        {"loc": [*prefix, *e["loc"]], "msg": e["msg"], "type": e["type"]}
-        for e in exc.errors(include_url=False, include_input=False)
-    ]
-    return _json({"detail": errors}, 422)
 
 
 class _MetricsMiddleware:
@@ -142,14 +113,7 @@ def create_app(
     )
     app.add_middleware(_MetricsMiddleware, dataplane=dataplane)
 
-    @app.exception_handler(SlocastError)
-    async def _slocast_error(_: Request, exc: SlocastError) -> Response:
-        return _error_response(exc)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> Response:
-        errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
-        return _json({"detail": errors}, 422)
+    install_error_handlers(app)
 
     def llm_meta() -> dict[str, Any]:
         model = dataplane.models["llm-ttft"]
@@ -176,7 +140,9 @@ def create_app(
     async def predict(row: LatencyFeatures) -> Response:
         ttft, tpot, _ = dataplane.predict_llm(llm_items([row]))
         now = datetime.now(UTC).isoformat()
-        return _json(llm_prediction(ttft[0], tpot[0], now, dataplane.last_load().isoformat()))
+        return json_response(
+            llm_prediction(ttft[0], tpot[0], now, dataplane.last_load().isoformat())
+        )
 
     @app.post("/predict/bulk/strict")
     async def predict_bulk_strict(body: BulkRequest) -> Response:
@@ -184,7 +150,7 @@ def create_app(
         ttft, tpot, _ = dataplane.predict_llm(llm_items(body.requests))
         now, loaded = datetime.now(UTC).isoformat(), dataplane.last_load().isoformat()
         predictions = [llm_prediction(a, b, now, loaded) for a, b in zip(ttft, tpot, strict=True)]
-        return _json(
+        return json_response(
             {
                 "predictions": predictions,
                 "total_requests": len(predictions),
@@ -212,7 +178,7 @@ def create_app(
             now, loaded = datetime.now(UTC).isoformat(), dataplane.last_load().isoformat()
             for (index, _), a, b in zip(valid, ttft, tpot, strict=True):
                 predictions[index] = llm_prediction(a, b, now, loaded)
-        return _json(
+        return json_response(
             {
                 "predictions": predictions,
                 "errors": errors,
@@ -226,7 +192,7 @@ def create_app(
     @app.post("/reload")
     async def reload() -> Response:
         result = await reloader() if reloader else ReloadResult(False, False, "no model source")
-        return _json(
+        return json_response(
             {
                 "synced": result.synced,
                 "loaded": result.loaded,
@@ -240,7 +206,7 @@ def create_app(
     @app.get("/status")
     async def status() -> Response:
         models = dataplane.models
-        return _json(
+        return json_response(
             {
                 "is_ready": dataplane.ready,
                 **llm_meta(),
@@ -258,17 +224,17 @@ def create_app(
 
     @app.get("/healthz")
     async def healthz() -> Response:
-        return _json({"status": "ok", "service": config.service_name})
+        return json_response({"status": "ok", "service": config.service_name})
 
     @app.get("/readyz")
     async def readyz() -> Response:
         if not dataplane.ready:
-            return _json({"status": "not ready", **llm_meta()}, 503)
-        return _json({"status": "ready", **llm_meta()})
+            return json_response({"status": "not ready", **llm_meta()}, 503)
+        return json_response({"status": "ready", **llm_meta()})
 
     @app.get("/")
     async def root() -> Response:
-        return _json(
+        return json_response(
             {
                 "message": "slocast prediction server: calibrated upper bounds",
                 **llm_meta(),
@@ -287,13 +253,15 @@ def create_app(
     async def predict_domain(domain: str, request: Request) -> Response:
         model = dataplane.model(domain)
         try:
-            body = request_model(domain, model.version).model_validate_json(await request.body())
+            body = request_model(domain, model.version).model_validate_json(
+                await request.body()
+            )
         except ValidationError as exc:
-            return _validation_response(exc, ["body"])
+            return validation_response(exc, ["body"])
         items = [item.__dict__ for item in body.items]  # type: ignore[attr-defined]
         coverage = body.coverage  # type: ignore[attr-defined]
         predictions = dataplane.predict(domain, items, coverage, validated=True)
-        return _json(
+        return json_response(
             {
                 "domain": domain,
                 "predictions": [
@@ -310,7 +278,7 @@ def create_app(
 
     @app.get("/v1/models")
     async def models() -> Response:
-        return _json({"models": dataplane.describe()})
+        return json_response({"models": dataplane.describe()})
 
     @app.get("/metrics")
     async def metrics() -> Response:

@@ -6,17 +6,15 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from slocast import __version__
 from slocast.artifacts import load_bundle
 from slocast.artifacts.registry import pack_bundle
-from slocast.errors import BundleError, InputError, SlocastError
 from slocast.serving import DataPlane
+from slocast.serving.httperrors import install_error_handlers, json_response
 from slocast.serving.schemas import LatencyFeatures
 from slocast.trainer.service import Trainer
 
@@ -49,10 +47,6 @@ class SamplesRequest(BaseModel):
     items: list[dict[str, Any]] = Field(min_length=1)
 
 
-def _json(data: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
-
-
 def _llm_rows(entries: list[TrainingEntry]) -> dict[str, list[dict[str, Any]]]:
     """A TTFT sample has tpot == 0 and vice versa: each row trains only its own target."""
     out: dict[str, list[dict[str, Any]]] = {"llm-ttft": [], "llm-tpot": []}
@@ -77,28 +71,7 @@ def create_trainer_app(
             if bundle is not None:
                 serving.swap(bundle)
 
-    @app.exception_handler(SlocastError)
-    async def _slocast_error(_: Request, exc: SlocastError) -> Response:
-        if isinstance(exc, BundleError):
-            return _json({"detail": str(exc)}, 404)
-        if isinstance(exc, InputError):
-            loc = [
-                "body",
-                *[p for p in (exc.field or "").replace("[", ".").replace("]", "").split(".") if p],
-            ]
-            return _json({"detail": [{"loc": loc, "msg": exc.message, "type": "value_error"}]}, 422)
-        return _json({"detail": str(exc)}, 500)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> Response:
-        errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
-        return _json({"detail": errors}, 422)
-
-    @app.exception_handler(ValidationError)
-    async def _invalid_body(_: Request, exc: ValidationError) -> Response:
-        errors = exc.errors(include_url=False, include_input=False)
-        detail = [{"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]} for e in errors]
-        return _json({"detail": detail}, 422)
+    install_error_handlers(app)
 
     def meta() -> dict[str, Any]:
         return {
@@ -111,22 +84,22 @@ def create_trainer_app(
     @app.post("/add_training_data_bulk", status_code=202)
     async def add_bulk(body: BulkTrainingRequest) -> Response:
         if len(body.entries) > max_batch:
-            return _json(
+            return json_response(
                 {"detail": f"batch of {len(body.entries)} exceeds the limit of {max_batch}"}, 413
             )
         rows = _llm_rows(body.entries)
         # Durable before we answer: the store commits inside ingest.
         await asyncio.to_thread(lambda: [trainer.ingest(d, r) for d, r in rows.items() if r])
-        return _json({"message": f"Accepted {len(body.entries)} training samples."}, 202)
+        return json_response({"message": f"Accepted {len(body.entries)} training samples."}, 202)
 
     @app.post("/v1/{domain}/samples", status_code=202)
     async def add_samples(domain: str, body: SamplesRequest) -> Response:
         if len(body.items) > max_batch:
-            return _json(
+            return json_response(
                 {"detail": f"batch of {len(body.items)} exceeds the limit of {max_batch}"}, 413
             )
         accepted = await asyncio.to_thread(trainer.ingest, domain, body.items)
-        return _json({"accepted": accepted, "domain": domain}, 202)
+        return json_response({"accepted": accepted, "domain": domain}, 202)
 
     @app.post("/flush")
     async def flush(request: Request) -> Response:
@@ -147,7 +120,7 @@ def create_trainer_app(
             )
             if on
         ]
-        return _json(
+        return json_response(
             {
                 "success": True,
                 "flushed_at": datetime.now(UTC).isoformat(),
@@ -165,7 +138,7 @@ def create_trainer_app(
     @app.get("/data/status")
     async def data_status() -> Response:
         ttft, tpot = trainer.store.counts("llm-ttft"), trainer.store.counts("llm-tpot")
-        return _json(
+        return json_response(
             {
                 "training_data": {
                     "ttft_samples": ttft.train,
@@ -217,7 +190,7 @@ def create_trainer_app(
                 if file
                 else None,
             }
-        return _json(
+        return json_response(
             {
                 "models": models,
                 **meta(),
@@ -228,7 +201,7 @@ def create_trainer_app(
 
     @app.get("/model/download/info")
     async def download_info() -> Response:
-        return _json(
+        return json_response(
             {
                 **meta(),
                 "available_endpoints": {
@@ -247,9 +220,9 @@ def create_trainer_app(
     async def model_info(name: str) -> Response:
         _, file = model_file(name)
         if file is None:
-            return _json({"detail": f"model {name!r} not found"}, 404)
+            return json_response({"detail": f"model {name!r} not found"}, 404)
         stat = file.stat()
-        return _json(
+        return json_response(
             {
                 "model_name": name,
                 "path": str(file),
@@ -264,19 +237,21 @@ def create_trainer_app(
     async def lgb_text(name: str) -> Response:
         _, file = model_file(name)
         if file is None or file.suffix != ".txt":
-            return _json({"detail": f"no LightGBM model {name!r}"}, 404)
+            return json_response({"detail": f"no LightGBM model {name!r}"}, 404)
         return Response(file.read_bytes(), media_type="text/plain; charset=utf-8")
 
     @app.get("/model/{name}/lgb/importances")
     async def lgb_importances(name: str) -> Response:
         _, file = model_file(name)
         if file is None or file.suffix != ".txt":
-            return _json({"detail": f"no LightGBM model {name!r}"}, 404)
+            return json_response({"detail": f"no LightGBM model {name!r}"}, 404)
         import lightgbm as lgb
 
         booster = lgb.Booster(model_file=str(file))
         gains = booster.feature_importance(importance_type="gain")
-        return _json({f: float(g) for f, g in zip(bundle_features(name), gains, strict=True)})
+        return json_response(
+            {f: float(g) for f, g in zip(bundle_features(name), gains, strict=True)}
+        )
 
     def bundle_features(name: str) -> list[str]:
         domain = LLM[name]
@@ -326,15 +301,15 @@ def create_trainer_app(
 
     @app.get("/healthz")
     async def healthz() -> Response:
-        return _json({"status": "ok"})
+        return json_response({"status": "ok"})
 
     @app.get("/readyz")
     async def readyz() -> Response:
-        return _json({"status": "ready"})
+        return json_response({"status": "ready"})
 
     @app.get("/")
     async def root() -> Response:
-        return _json(
+        return json_response(
             {
                 "message": "slocast trainer",
                 **meta(),
@@ -346,7 +321,7 @@ def create_trainer_app(
     async def predict(row: LatencyFeatures) -> Response:
         refresh_serving()
         ttft, tpot, _ = serving.predict_llm([row.__dict__])
-        return _json(
+        return json_response(
             {
                 "ttft_ms": ttft[0],
                 "tpot_ms": tpot[0],
@@ -362,7 +337,7 @@ def create_trainer_app(
     # -- bundles for prediction servers -----------------------------------------------------------
     @app.get("/v1/bundles")
     async def bundles() -> Response:
-        return _json(
+        return json_response(
             {
                 "bundles": {
                     d: {
@@ -376,7 +351,7 @@ def create_trainer_app(
 
     @app.get("/v1/bundles/gating")
     async def gating() -> Response:
-        return _json({"decisions": [d.to_dict() for d in trainer.decisions]})
+        return json_response({"decisions": [d.to_dict() for d in trainer.decisions]})
 
     @app.get("/v1/bundles/{domain}/{version}")
     async def bundle_manifest(domain: str, version: str) -> Response:
