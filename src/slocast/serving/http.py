@@ -253,9 +253,7 @@ def create_app(
     async def predict_domain(domain: str, request: Request) -> Response:
         model = dataplane.model(domain)
         try:
-            body = request_model(domain, model.version).model_validate_json(
-                await request.body()
-            )
+            body = request_model(domain, model.version).model_validate_json(await request.body())
         except ValidationError as exc:
             return validation_response(exc, ["body"])
         items = [item.__dict__ for item in body.items]  # type: ignore[attr-defined]

@@ -44,6 +44,7 @@ class TrainerConfig:
     keep_bundles: int = 5
     compile_models: bool = False
     gate_rows: int = 200
+    gate_min_rows: int = 30
     calibration: CalibrationParams = CalibrationParams()
 
 
@@ -189,8 +190,16 @@ class Trainer:
                 return None
             self.recalibrate_pending.discard(domain)
             coverage = live.aci.observed_coverage if live.aci is not None else None
-            return self._publish(domain, live, {"source": "trainer", "recalibrated": True},
-                                 {"rolling_coverage": coverage})  # fmt: skip
+            provenance = {"source": "trainer", "recalibrated": True,
+                          "rows_up_to_id": self._cutoff(domain)}  # fmt: skip
+            return self._publish(domain, live, provenance, {"rolling_coverage": coverage})
+
+    def _cutoff(self, domain: str) -> int:
+        """Id of the newest row the current model was fitted on (0 without a model)."""
+        current = self.current_bundle(domain)
+        if current is None:
+            return 0
+        return int(current.manifest["provenance"].get("rows_up_to_id", 0))
 
     # -- models ------------------------------------------------------------------------------
     def current_bundle(self, domain: str) -> ModelBundle | None:
@@ -212,9 +221,14 @@ class Trainer:
             train = _frame(self.store.rows(domain, heldout=False), builtin)
             constant = {c for c in builtin.features if train[c].nunique(dropna=True) <= 1}
             spec = builtin.without_features(constant)
-            # Gate on the newest held-out rows: under drift, the model to publish is the one
-            # that is right about now, not about the whole history.
-            heldout_rows = self.store.rows(domain, heldout=True)[-self.config.gate_rows :]
+            # Gate on held-out rows newer than everything the current model learned from -- the
+            # coverage promise is about data after the training window, and under drift the
+            # model to publish is the one that is right about now. Too few: the newest ones.
+            all_heldout = self.store.rows(domain, heldout=True)
+            cutoff = self._cutoff(domain)
+            heldout_rows = [r for r in all_heldout if r["_id"] > cutoff]
+            if len(heldout_rows) < self.config.gate_min_rows:
+                heldout_rows = all_heldout[-self.config.gate_rows :]
             base = QuantileForecaster(
                 spec,
                 self.config.coverage,
