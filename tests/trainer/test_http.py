@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,7 @@ async def test_flush_and_models_lifecycle(setup: Any) -> None:
     assert set(listed["models"]) == {"ttft", "tpot", "ttft_gated", "tpot_gated"}
     assert listed["models"]["ttft"]["exists"] is False
     assert (await client.get("/model/ttft/info")).status_code == 404
+    assert (await client.get("/model/export")).status_code == 503
     trainer.run_once(["llm-ttft", "llm-tpot"])
     info = (await client.get("/model/ttft/info")).json()
     assert info["exists"] and info["size_bytes"] > 0 and info["model_type"] == "lightgbm"
@@ -114,6 +116,19 @@ async def test_flush_and_models_lifecycle(setup: Any) -> None:
         assert "manifest.json" in tar.getnames()
     gating = (await client.get("/v1/bundles/gating")).json()["decisions"]
     assert {d["domain"] for d in gating} == {"llm-ttft", "llm-tpot"}
+    assert (await client.get("/model/ttft/xgb/json")).status_code == 404  # model_type lightgbm
+    joblib_file = await client.get("/model/ttft/download")
+    assert joblib_file.headers["content-disposition"] == 'attachment; filename="ttft.joblib"'
+    import joblib
+
+    booster = joblib.load(io.BytesIO(joblib_file.content))
+    assert booster.num_trees() > 0
+    exported = await client.get("/model/export")
+    assert exported.headers["content-type"] == "application/gzip"
+    with tarfile.open(fileobj=io.BytesIO(exported.content)) as tar:
+        assert set(tar.getnames()) == {"metadata.json", "ttft.joblib", "tpot.joblib"}
+        metadata = json.loads(tar.extractfile("metadata.json").read())  # type: ignore[union-attr]
+        assert metadata["quantile_alpha"] == 0.9 and tar.getmember("ttft.joblib").mtime > 0
     predicted = (await client.post("/predict", json=entries(1)[0])).json()
     assert predicted["ttft_ms"] > 0 and predicted["tpot_ms"] > 0
     flushed = (await client.post("/flush", content=b"")).json()

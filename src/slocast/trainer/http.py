@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import tarfile
+import time
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
@@ -232,6 +236,62 @@ def create_trainer_app(
                 **meta(),
             }
         )
+
+    def native_model(name: str) -> Any:
+        """The current upper-quantile model object of ``ttft``/``tpot`` (None when absent)."""
+        domain = LLM.get(name)
+        version = trainer.registry.current(domain) if domain else None
+        if domain is None or version is None:
+            return None
+        bundle = load_bundle(trainer.registry.path(domain, version), prefer_compiled=False)
+        return bundle.forecaster.base.upper_model.native  # type: ignore[union-attr]
+
+    def joblib_bytes(model: Any) -> bytes:
+        import joblib
+
+        buffer = io.BytesIO()
+        joblib.dump(model, buffer)
+        return buffer.getvalue()
+
+    @app.get("/model/export")
+    async def export() -> Response:
+        models = {name: native_model(name) for name in LLM}
+        if any(m is None for m in models.values()):
+            return json_response({"detail": "no trained ttft and tpot models yet"}, 503)
+        metadata = {
+            "model_type": model_type,
+            "quantile_alpha": trainer.config.coverage,
+            "exported_at": datetime.now(UTC).isoformat(),
+            "ttft_samples": trainer.store.counts("llm-ttft").train,
+            "tpot_samples": trainer.store.counts("llm-tpot").train,
+        }
+        files = {"metadata.json": orjson.dumps(metadata)}
+        files |= {f"{name}.joblib": joblib_bytes(model) for name, model in models.items()}
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+            for file_name, data in files.items():
+                info = tarfile.TarInfo(file_name)
+                info.size, info.mtime = len(data), int(time.time())
+                tar.addfile(info, io.BytesIO(data))
+        disposition = 'attachment; filename="seed-model.tar.gz"'
+        return Response(buffer.getvalue(), media_type="application/gzip",
+                        headers={"Content-Disposition": disposition})  # fmt: skip
+
+    @app.get("/model/{name}/download")
+    async def download(name: str) -> Response:
+        model = native_model(name)
+        if model is None:
+            return json_response({"detail": f"model {name!r} not found"}, 404)
+        disposition = f'attachment; filename="{name}.joblib"'
+        return Response(joblib_bytes(model), media_type="application/octet-stream",
+                        headers={"Content-Disposition": disposition})  # fmt: skip
+
+    @app.get("/model/{name}/xgb/json")
+    async def xgb_json(name: str) -> Response:
+        model = native_model(name) if model_type == "xgboost" else None
+        if model is None or not hasattr(model, "get_dump"):
+            return json_response({"detail": f"no XGBoost model {name!r}"}, 404)
+        return json_response([orjson.loads(tree) for tree in model.get_dump(dump_format="json")])
 
     @app.get("/model/{name}/lgb/txt")
     async def lgb_text(name: str) -> Response:
