@@ -22,6 +22,7 @@ from slocast.store import SampleStore, sqlite_url
 from slocast.trainer.service import Trainer, TrainerConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.store.conftest import postgres_available, postgres_server
 from tests.trainer.test_service import synthetic_llm_rows
 
 
@@ -60,6 +61,23 @@ def main() -> None:
         f"{baseline:.2f}",
         f"{len(rows) / baseline:,.0f}",
         "1.00x",
+    )
+    if postgres_available():
+        with postgres_server() as url:
+            pg = Trainer(SampleStore(url), TrainerConfig(home=work / "pg"))
+            started = time.perf_counter()
+            for start in range(0, len(rows), 1000):
+                pg.ingest("llm-ttft", rows[start : start + 1000])
+            pg_seconds = time.perf_counter() - started
+            pg.store.close()
+    else:
+        pg_seconds = float("nan")
+    table.add_row(
+        "slocast ingest (PostgreSQL, local)",
+        f"{len(rows):,}",
+        f"{pg_seconds:.2f}",
+        f"{len(rows) / pg_seconds:,.0f}",
+        f"{pg_seconds / baseline:.2f}x",
     )
     table.add_row(
         "slocast ingest (SQLite WAL)",

@@ -9,6 +9,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -24,11 +25,15 @@ def _pg_binary(name: str) -> str | None:
     return found
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
+def postgres_available() -> bool:
+    return _pg_binary("initdb") is not None and _pg_binary("postgres") is not None
+
+
+@contextmanager
+def postgres_server() -> Iterator[str]:
+    """A throwaway PostgreSQL server on a free loopback port; yields its URL."""
     initdb, postgres = _pg_binary("initdb"), _pg_binary("postgres")
-    if not initdb or not postgres:
-        pytest.skip("PostgreSQL binaries not installed (apt-get install postgresql; .ci/run does)")
+    assert initdb and postgres, "PostgreSQL binaries not installed"
     # Not under pytest's tmp dir (mode 0700, owned by us): the server user must reach it.
     root = Path(tempfile.mkdtemp(prefix="slocast-pg-"))
     # PostgreSQL refuses to run as root: run it as the postgres user when we are root.
@@ -52,6 +57,14 @@ def postgres_url() -> Iterator[str]:
         proc.terminate()
         proc.wait(timeout=20)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    if not postgres_available():
+        pytest.skip("PostgreSQL binaries not installed (apt-get install postgresql; .ci/run does)")
+    with postgres_server() as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
