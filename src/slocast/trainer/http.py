@@ -70,10 +70,13 @@ def create_trainer_app(
     serving = DataPlane(llm_coverage=trainer.config.coverage)
 
     def refresh_serving() -> None:
+        """Serve the current bundles; a bundle is loaded only when its version changed."""
         for domain in trainer.registry.domains():
-            bundle = trainer.current_bundle(domain)
-            if bundle is not None:
-                serving.swap(bundle)
+            served = serving.models.get(domain)
+            if served is None or served.version != trainer.registry.current(domain):
+                bundle = trainer.current_bundle(domain)
+                if bundle is not None:
+                    serving.swap(bundle)
 
     install_error_handlers(app)
 

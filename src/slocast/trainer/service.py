@@ -108,6 +108,13 @@ def gate(
     return True, f"{same}, bound {new[1]:.4g} <= {current[1]:.4g}"
 
 
+def _fitted_up_to(bundle: ModelBundle | None) -> int:
+    """Id of the newest stored row the bundle's models were fitted on (0 without a bundle)."""
+    if bundle is None:
+        return 0
+    return int(bundle.manifest["provenance"].get("rows_up_to_id", 0))
+
+
 def _frame(rows: Sequence[Mapping[str, Any]], spec: DomainSpec) -> pd.DataFrame:
     frame = pd.DataFrame.from_records(list(rows))
     # Rows without clocks are ordered by arrival; an outcome is known once it is stored.
@@ -191,15 +198,8 @@ class Trainer:
             self.recalibrate_pending.discard(domain)
             coverage = live.aci.observed_coverage if live.aci is not None else None
             provenance = {"source": "trainer", "recalibrated": True,
-                          "rows_up_to_id": self._cutoff(domain)}  # fmt: skip
+                          "rows_up_to_id": _fitted_up_to(self.current_bundle(domain))}  # fmt: skip
             return self._publish(domain, live, provenance, {"rolling_coverage": coverage})
-
-    def _cutoff(self, domain: str) -> int:
-        """Id of the newest row the current model was fitted on (0 without a model)."""
-        current = self.current_bundle(domain)
-        if current is None:
-            return 0
-        return int(current.manifest["provenance"].get("rows_up_to_id", 0))
 
     # -- models ------------------------------------------------------------------------------
     def current_bundle(self, domain: str) -> ModelBundle | None:
@@ -224,8 +224,9 @@ class Trainer:
             # Gate on held-out rows newer than everything the current model learned from -- the
             # coverage promise is about data after the training window, and under drift the
             # model to publish is the one that is right about now. Too few: the newest ones.
+            current = self.current_bundle(domain)
             all_heldout = self.store.rows(domain, heldout=True)
-            cutoff = self._cutoff(domain)
+            cutoff = _fitted_up_to(current)
             heldout_rows = [r for r in all_heldout if r["_id"] > cutoff]
             if len(heldout_rows) < self.config.gate_min_rows:
                 heldout_rows = all_heldout[-self.config.gate_rows :]
@@ -236,7 +237,6 @@ class Trainer:
                 GBMConfig(n_estimators=self.config.n_estimators),
             )
             forecaster, n_train, _ = fit_on_history(train, base, self.config.calibration, 0.2)
-            current = self.current_bundle(domain)
             new_stats = current_stats = None
             if heldout_rows:
                 heldout = _frame(heldout_rows, builtin)
