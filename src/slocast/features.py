@@ -27,9 +27,9 @@ import numpy as np
 import pandas as pd
 
 from slocast.errors import InputError, LifecycleError
-from slocast.schema import DomainSpec
+from slocast.schema import POOLED, DomainSpec
 
-__all__ = ["FeaturePipeline", "TargetTransform"]
+__all__ = ["FeaturePipeline", "TargetTransform", "group_keys", "record_group_keys"]
 
 TargetTransform = Literal["identity", "log1p"]
 
@@ -135,6 +135,22 @@ class FeaturePipeline:
         """sha256 of the canonical feature schema: a bundle and its server must agree on it."""
         canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def group_keys(frame: pd.DataFrame, spec: DomainSpec) -> np.ndarray:
+    """Each job's group as a string (POOLED when the domain or the job has none)."""
+    if spec.group is None:
+        return np.full(len(frame), POOLED, dtype=object)
+    return frame[spec.group].astype("string").fillna(POOLED).to_numpy(dtype=object)
+
+
+def record_group_keys(records: Sequence[Mapping[str, object]], spec: DomainSpec) -> np.ndarray:
+    """:func:`group_keys` for job dicts (the serving path)."""
+    group = spec.group
+    return np.array(
+        [POOLED if group is None or r.get(group) is None else str(r[group]) for r in records],
+        dtype=object,
+    )
 
 
 def _number(value: object) -> float:

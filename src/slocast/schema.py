@@ -6,7 +6,10 @@ from dataclasses import dataclass, field, replace
 
 from slocast.errors import ConfigError
 
-__all__ = ["DOMAINS", "DomainSpec", "Prediction", "get_domain"]
+__all__ = ["DOMAINS", "POOLED", "DomainSpec", "Prediction", "get_domain"]
+
+# The group key of jobs without a group (and of statistics pooled over all groups).
+POOLED = "__pooled__"
 
 
 @dataclass(frozen=True)

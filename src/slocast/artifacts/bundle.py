@@ -34,10 +34,10 @@ import numpy as np
 import pandas as pd
 
 from slocast.artifacts.compiled import CompiledRegressor, can_compile, compile_model
-from slocast.calibration import POOLED, AdaptiveConformal, ConformalUpper
+from slocast.calibration import AdaptiveConformal, ConformalUpper
 from slocast.calibration.forecaster import CalibratedForecaster
 from slocast.errors import BundleError, InputError
-from slocast.features import FeaturePipeline
+from slocast.features import FeaturePipeline, record_group_keys
 from slocast.models.base import Bounds
 from slocast.models.gbm import FAMILIES, load_regressor
 from slocast.models.quantile import QuantileForecaster
@@ -216,11 +216,8 @@ class ModelBundle:
         forecaster = self.forecaster
         assert forecaster.base.pipeline is not None
         X = forecaster.base.pipeline.transform_records(records)
-        group, request = self.spec.group, self.spec.user_request
-        groups = np.array(
-            [POOLED if group is None or r.get(group) is None else str(r[group]) for r in records],
-            dtype=object,
-        )
+        request = self.spec.user_request
+        groups = record_group_keys(records, self.spec)
         requested = (
             np.array([float(r.get(request) or np.nan) for r in records]) if request else None  # type: ignore[arg-type]
         )

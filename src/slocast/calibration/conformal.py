@@ -28,10 +28,9 @@ from collections.abc import Iterable
 import numpy as np
 
 from slocast.errors import LifecycleError
+from slocast.schema import POOLED
 
 __all__ = ["POOLED", "ConformalUpper", "conformal_quantile"]
-
-POOLED = "__pooled__"
 
 
 def conformal_quantile(scores: np.ndarray, coverage: float) -> float:

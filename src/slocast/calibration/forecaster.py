@@ -22,10 +22,12 @@ import numpy as np
 import pandas as pd
 
 from slocast.calibration.aci import AdaptiveConformal
-from slocast.calibration.conformal import POOLED, ConformalUpper
+from slocast.calibration.conformal import ConformalUpper
 from slocast.errors import LifecycleError
+from slocast.features import group_keys
 from slocast.models.base import Bounds
 from slocast.models.quantile import QuantileForecaster
+from slocast.schema import POOLED
 
 __all__ = ["CalibratedForecaster", "CalibrationParams", "build_slocast", "fit_on_history"]
 
@@ -67,9 +69,7 @@ class CalibratedForecaster:
         self._ready = False
 
     def _groups(self, frame: pd.DataFrame) -> np.ndarray:
-        if self.spec.group is None:
-            return np.full(len(frame), POOLED, dtype=object)
-        return frame[self.spec.group].astype("string").fillna(POOLED).to_numpy(dtype=object)
+        return group_keys(frame, self.spec)
 
     def _encoded_target(self, frame: pd.DataFrame) -> np.ndarray:
         assert self.base.pipeline is not None

@@ -17,6 +17,7 @@ import pandas as pd
 from slocast.datasets import Dataset
 from slocast.errors import ConfigError, EmptyDataError
 from slocast.evaluation.metrics import MethodMetrics, compute_metrics, per_group_coverage
+from slocast.features import group_keys
 from slocast.models.base import Bounds, Forecaster
 from slocast.schema import DomainSpec
 
@@ -159,11 +160,7 @@ def run_backtest(
     split = time_split(dataset.frame, spec, test_fraction, calibration_fraction)
     result = EvaluationResult(dataset.source, spec, dataset.rows, split, coverage)
     y = split.test[spec.target].to_numpy(np.float64)
-    groups = (
-        split.test[spec.group].astype("string").fillna("(none)").to_numpy()
-        if spec.group
-        else np.full(len(y), "(all)")
-    )
+    groups = group_keys(split.test, spec)
     for method in methods:
         if progress:
             progress(method.name)

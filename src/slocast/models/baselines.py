@@ -13,18 +13,15 @@ import numpy as np
 import pandas as pd
 
 from slocast.errors import ConfigError
+from slocast.features import group_keys
 from slocast.models.base import Bounds
-from slocast.schema import DomainSpec
+from slocast.schema import POOLED, DomainSpec
 
 __all__ = ["DecayingHistogram", "LastValueBaseline", "UserRequestBaseline", "VPABaseline"]
 
-_POOLED = "__pooled__"
-
 
 def _groups(frame: pd.DataFrame, spec: DomainSpec) -> list[str]:
-    if spec.group is None:
-        return [_POOLED] * len(frame)
-    return frame[spec.group].astype("string").fillna(_POOLED).tolist()
+    return group_keys(frame, spec).tolist()  # type: ignore[no-any-return]
 
 
 class UserRequestBaseline:
@@ -115,7 +112,7 @@ class VPABaseline:
         values = frame[self.spec.target].to_numpy(np.float64)
         times = frame[self.spec.known_at].to_numpy(np.float64)
         for group, value, time in zip(_groups(frame, self.spec), values, times, strict=True):
-            for key in {group, _POOLED}:
+            for key in {group, POOLED}:
                 hist = self.histograms.setdefault(key, DecayingHistogram(self.half_life))
                 hist.add(float(value), float(time))
 
@@ -126,7 +123,7 @@ class VPABaseline:
     def predict(self, frame: pd.DataFrame) -> Bounds:
         cache: dict[str, float] = {}
         for group in set(_groups(frame, self.spec)):
-            hist = self.histograms.get(group) or self.histograms.get(_POOLED)
+            hist = self.histograms.get(group) or self.histograms.get(POOLED)
             cache[group] = np.nan if hist is None else hist.percentile(self.percentile)
         upper = np.array([cache[g] for g in _groups(frame, self.spec)]) * (1.0 + self.margin)
         return Bounds(upper / (1.0 + self.margin), upper)
@@ -149,7 +146,7 @@ class LastValueBaseline:
         self.observe(train, Bounds(np.zeros(0), np.zeros(0)))
 
     def predict(self, frame: pd.DataFrame) -> Bounds:
-        pooled = self.last.get(_POOLED, np.nan)
+        pooled = self.last.get(POOLED, np.nan)
         upper = np.array(
             [self.last.get(g, pooled) for g in _groups(frame, self.spec)], dtype=np.float64
         )
@@ -161,4 +158,4 @@ class LastValueBaseline:
             _groups(ordered, self.spec), ordered[self.spec.target], strict=True
         ):
             self.last[group] = float(value)
-            self.last[_POOLED] = float(value)
+            self.last[POOLED] = float(value)
