@@ -6,14 +6,14 @@ STAMP  := $(VENV)/.installed
 LLMD   := data/llm_serving/llmd_h200_traces
 DEMO_BUNDLE := .slocast/bundles/llm-ttft-demo
 
-.PHONY: install demo test test-fast lint typecheck bench bench-evaluate bench-serve bench-trainer proto proto-check clean
+.PHONY: install demo test test-fast lint typecheck bench bench-evaluate bench-serve bench-trainer bench-tune bench-sim proto proto-check clean
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,xgboost,catboost,serve,store,compile]'
+	$(BIN)/pip install --quiet -e '.[dev,xgboost,catboost,serve,store,compile,tune,sim]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -51,7 +51,7 @@ proto-check: $(STAMP)  ## the committed gRPC code is what the proto generates
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-bench: bench-evaluate bench-serve bench-trainer
+bench: bench-evaluate bench-serve bench-trainer bench-tune bench-sim
 
 bench-evaluate: $(STAMP)
 	$(BIN)/python bench/bench_evaluate.py
@@ -64,3 +64,9 @@ bench-serve: $(STAMP)
 
 bench-trainer: $(STAMP)
 	$(BIN)/python bench/bench_trainer.py
+
+bench-tune: $(STAMP)
+	$(BIN)/python bench/bench_tune.py
+
+bench-sim: $(STAMP)
+	$(BIN)/python bench/bench_sim.py

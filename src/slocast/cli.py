@@ -175,6 +175,39 @@ def evaluate(
             err.print(f"report: {page}")
 
 
+def _write_bundle(
+    data: Dataset,
+    dataset_arg: str,
+    base: QuantileForecaster,
+    params: CalibrationParams,
+    settings: Settings,
+    out: Path,
+    compile_models: bool,
+    step: Callable[[str], None],
+    provenance: dict[str, object] | None = None,
+    metrics: dict[str, object] | None = None,
+) -> str:
+    """Fit on all rows (the newest calibrate), write the bundle; return its version."""
+    step(f"fitting and calibrating {base.family}")
+    forecaster, n_train, n_cal = fit_on_history(
+        data.frame, base, params, settings.calibration_fraction
+    )
+    step("compiling trees and writing bundle" if compile_models else "writing bundle")
+    return save_bundle(
+        forecaster,
+        out,
+        provenance={
+            "dataset": dataset_arg,
+            "dataset_sha256": _file_sha256(dataset_arg),
+            "rows": data.rows,
+            "dropped": data.dropped,
+            **(provenance or {}),
+        },
+        metrics={"train_rows": n_train, "calibration_rows": n_cal, **(metrics or {})},
+        compile_models=compile_models,
+    )
+
+
 @app.command()
 def train(
     dataset: DatasetOpt,
@@ -196,24 +229,259 @@ def train(
                 settings.model_family,
                 GBMConfig(seed=settings.seed),
             )
-            step("fitting and calibrating")
-            forecaster, n_train, n_cal = fit_on_history(
-                data.frame, base, _params(settings), settings.calibration_fraction
-            )
-            step("compiling trees and writing bundle" if compile_models else "writing bundle")
-            version = save_bundle(
-                forecaster,
-                out,
-                provenance={
-                    "dataset": dataset,
-                    "dataset_sha256": _file_sha256(dataset),
-                    "rows": data.rows,
-                    "dropped": data.dropped,
-                },
-                metrics={"train_rows": n_train, "calibration_rows": n_cal},
-                compile_models=compile_models,
+            version = _write_bundle(
+                data, dataset, base, _params(settings), settings, out, compile_models, step
             )
         err.print(f"bundle {version} written to {out}")
+
+
+def _bins_range(value: str) -> tuple[int, int]:
+    low, sep, high = value.partition("-")
+    try:
+        return (int(low), int(high if sep else low))
+    except ValueError as exc:
+        raise InputError(f"--bins expects MIN-MAX, got {value!r}", field="bins") from exc
+
+
+def _tune_families(families: list[str] | None, task_type: str, all_archs: bool) -> list[str]:
+    from slocast.models.families import FAMILIES, available_families
+    from slocast.tuning import TASK_TYPES
+
+    if task_type not in TASK_TYPES:
+        raise InputError(
+            f"unknown task type {task_type!r}; known: {', '.join(TASK_TYPES)}", field="task_type"
+        )
+    if families:
+        unknown = [f for f in families if f not in FAMILIES]
+        if unknown:
+            raise InputError(
+                f"unknown model family {unknown[0]!r}; known: {', '.join(FAMILIES)}",
+                field="family",
+            )
+        return families
+    chosen = [f for t in TASK_TYPES.values() for f in t] if all_archs else TASK_TYPES[task_type]
+    # catboost is slow to search and has no compiled path: searched only when named.
+    return [f for f in chosen if f in available_families() and f != "catboost"]
+
+
+def _tune_table(result: Any) -> Table:
+    from slocast.tuning.report import comparison_rows
+
+    request = result.baselines.get("user_request")
+    table = Table(
+        title=f"{result.domain}: best model per family on the latest {result.test_rows} jobs"
+    )
+    columns = ["model", "business score", "under %", "over %", "coverage", "cv score", "trials"]
+    for column in [*columns, *(["vs request"] if request else [])]:
+        table.add_column(column, justify="left" if column == "model" else "right")
+    rows = comparison_rows(result)
+    for name, (_, _) in result.strategies.items():
+        rows.append({"model": f"strategy:{name}", **_metric_cells(result, name)})
+    for row in rows:
+        cells = [
+            str(row["model"]),
+            f"{row['business_score']:.1f}",
+            f"{row['under_alloc_pct']:.2f}",
+            f"{row['over_alloc_pct']:.1f}",
+            f"{row['coverage']:.3f}",
+            "" if row.get("cv_score") is None else f"{row['cv_score']:.1f}",
+            str(row.get("trials", "")),
+        ]
+        if request:
+            score = float(row["business_score"])  # type: ignore[arg-type]
+            cells.append(f"{score / max(request.business_score, 1e-12):.2f}x")
+        table.add_row(*cells, style="bold" if row["model"] == result.best else None)
+    return table
+
+
+def _metric_cells(result: Any, name: str) -> dict[str, float]:
+    m = result.backtest.methods[name].metrics
+    return {
+        "business_score": m.business_score,
+        "under_alloc_pct": m.under_alloc_pct,
+        "over_alloc_pct": m.over_alloc_pct,
+        "coverage": m.coverage,
+    }
+
+
+def _retry_table(result: Any) -> Table:
+    policy = result.retry_policy
+    table = Table(
+        title=f"allocation x runtime incl. failed attempts (retry x{policy.multiplier:g}, "
+        f"at most {policy.max_attempts} attempts)"
+    )
+    for column in ("policy", "allocation-time", "vs exact sizing", "retried jobs", "failed jobs"):
+        table.add_column(column, justify="left" if column == "policy" else "right")
+    for name, outcome in result.retry.items():
+        table.add_row(
+            name,
+            f"{outcome.allocation_time:.4g}",
+            f"+{outcome.overhead_pct:.1f}%",
+            str(outcome.retried_jobs),
+            str(outcome.failed_jobs),
+        )
+    return table
+
+
+@app.command()
+def tune(
+    dataset: DatasetOpt,
+    family: Annotated[
+        list[str] | None,
+        typer.Option("--family", help="Family to search (repeatable); default: the task type's."),
+    ] = None,
+    task_type: Annotated[
+        str, typer.Option("--task-type", help="regression | classification (memory bins).")
+    ] = "regression",
+    evaluate_all_archs: Annotated[
+        bool,
+        typer.Option(
+            "--evaluate-all-archs",
+            help="Search every family of both task types and write the comparison report.",
+        ),
+    ] = False,
+    run_search: Annotated[
+        bool,
+        typer.Option(
+            "--run-search/--no-run-search",
+            help="Run the Optuna search (default), or score each family's defaults.",
+        ),
+    ] = True,
+    trials: Annotated[int, typer.Option(help="Trials per family (added to a resumed study).")] = 30,
+    timeout: Annotated[
+        float | None, typer.Option(help="Seconds per family's search (stops early).")
+    ] = None,
+    n_jobs: Annotated[int, typer.Option("--n-jobs", help="Parallel trials.")] = 1,
+    folds: Annotated[int, typer.Option(help="Time-series cross-validation folds.")] = 3,
+    pruner: Annotated[str, typer.Option(help="median | hyperband | none")] = "median",
+    max_under_pct: Annotated[
+        float | None,
+        typer.Option(help="Constraint: at most this % of under-allocated jobs (e.g. 1)."),
+    ] = None,
+    bins: Annotated[
+        str, typer.Option(help="Bin counts searched by classification families, MIN-MAX.")
+    ] = "3-15",
+    storage: Annotated[
+        str | None,
+        typer.Option(help="Optuna RDB URL (default: a SQLite file under SLOCAST_HOME/tuning)."),
+    ] = None,
+    study_name: Annotated[
+        str | None, typer.Option(help="Study name prefix (default: from the data file's hash).")
+    ] = None,
+    skip_preprocessing: Annotated[
+        bool, typer.Option("--skip-preprocessing", help="Use the cached preprocessed data only.")
+    ] = False,
+    preprocess_only: Annotated[
+        bool, typer.Option("--preprocess-only", help="Build the preprocessed cache and stop.")
+    ] = False,
+    out: Annotated[
+        Path | None, typer.Option(help="Write each family's best model as a bundle here.")
+    ] = None,
+    compile_models: Annotated[
+        bool, typer.Option("--compile/--no-compile", help="Compile bundled trees (TL2cgen).")
+    ] = True,
+    report: Annotated[
+        Path | None, typer.Option(help="Write the comparison report (PNG/HTML/MD/JSON) here.")
+    ] = None,
+    target_coverage: CoverageOpt = None,
+    test_fraction: Annotated[
+        float | None, typer.Option(help="Latest share of rows to test on.")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object on stdout.")
+    ] = False,
+) -> None:
+    """Search model families on business cost; compare them, pick strategies, cost retries."""
+    from slocast.tuning import SearchConfig, preprocess
+    from slocast.tuning import tune as run_tune
+    from slocast.tuning.cache import CacheMode
+    from slocast.tuning.report import write_tune_report
+
+    with _errors():
+        settings = _settings(target_coverage=target_coverage, test_fraction=test_fraction)
+        if skip_preprocessing and preprocess_only:
+            raise InputError(
+                "--skip-preprocessing and --preprocess-only exclude each other",
+                field="preprocess_only",
+            )
+        families = _tune_families(family, task_type, evaluate_all_archs)
+        kind = parse_dataset_arg(dataset)[0]
+        prefix = study_name or (
+            f"{kind}-{_file_sha256(dataset)[:12]}-f{folds}-r{settings.under_cost_ratio:g}"
+            f"-t{settings.test_fraction:g}"
+        )
+        tuning_home = settings.home / "tuning"
+        search = SearchConfig(
+            trials=trials,
+            timeout_s=timeout,
+            n_jobs=n_jobs,
+            folds=folds,
+            storage=storage or f"sqlite:///{tuning_home / 'optuna.db'}",
+            study_prefix=prefix,
+            pruner=pruner,
+            max_under_pct=max_under_pct,
+            under_cost_ratio=settings.under_cost_ratio,
+            calibration_fraction=settings.calibration_fraction,
+            seed=settings.seed,
+            bins=_bins_range(bins),
+        )
+        if search.storage and search.storage.startswith("sqlite:///"):
+            tuning_home.mkdir(parents=True, exist_ok=True)
+        mode: CacheMode = "only" if preprocess_only else "skip" if skip_preprocessing else "auto"
+        with _progress() as step:
+            step(f"preprocessing {dataset}")
+            data = preprocess(dataset, settings.home / "cache", mode)
+            if preprocess_only:
+                err.print(f"preprocessed {data.rows} rows into {settings.home / 'cache'}")
+                return
+            result = run_tune(
+                data,
+                families,
+                search if run_search else None,
+                coverage=settings.target_coverage,
+                test_fraction=settings.test_fraction,
+                calibration_fraction=settings.calibration_fraction,
+                under_cost_ratio=settings.under_cost_ratio,
+                folds=folds,
+                progress=step,
+            )
+            page = None
+            if report or evaluate_all_archs:
+                target = report or Path("reports") / f"tune-{Path(data.source).name.split('.')[0]}"
+                page = _timed("writing report", step, lambda: write_tune_report(result, target))
+            for name, outcome in result.families.items() if out else ():
+                assert out is not None
+                candidate = outcome.candidate
+                _write_bundle(
+                    data,
+                    dataset,
+                    QuantileForecaster(
+                        data.spec,
+                        candidate.coverage,
+                        candidate.family,
+                        candidate.config,
+                        anchor=candidate.anchor,
+                    ),
+                    candidate.calibration,
+                    settings,
+                    out / name,
+                    compile_models,
+                    step,
+                    provenance={"tuning": candidate.describe(), "cv": outcome.cv},
+                    metrics={"test": result.to_json()["families"][name]["test"]},  # type: ignore[index]
+                )
+        if as_json:
+            sys.stdout.write(json.dumps(result.to_json(), default=float) + "\n")
+        else:
+            console = Console()
+            if not console.is_terminal:
+                console = Console(width=160)
+            console.print(_tune_table(result))
+            console.print(_retry_table(result))
+        if page:
+            err.print(f"report: {page}")
+        if out:
+            err.print(f"bundles: {', '.join(str(out / f) for f in result.families)}")
 
 
 @app.command()
@@ -256,6 +524,188 @@ def predict(
                 )
                 + "\n"
             )
+
+
+def _autoscale_policies(scenario: Any, names: list[str]) -> list[Any]:
+    from slocast.decisions.autoscaler import HPA, KedaRps, PredictiveAutoscaler, ReplicaCorrector
+
+    rate, slo, percentile = scenario.service_rate, scenario.slo_s, scenario.percentile
+    every = {
+        "hpa": lambda: HPA(),
+        # Same utilisation target as the HPA, expressed as requests per replica.
+        "keda-rps": lambda: KedaRps(rate * 0.6),
+        "erlang-pid": lambda: ReplicaCorrector(rate, slo, percentile),
+        "predictive": lambda: PredictiveAutoscaler(rate, slo, percentile),
+    }
+    return _pick(every, names)
+
+
+def _pick(every: dict[str, Callable[[], Any]], names: list[str]) -> list[Any]:
+    if names == ["all"]:
+        names = list(every)
+    unknown = [n for n in names if n not in every]
+    if unknown:
+        raise InputError(
+            f"unknown policy {unknown[0]!r} for this scenario; known: {', '.join(every)}",
+            field="policy",
+        )
+    return [every[n]() for n in names]
+
+
+@app.command()
+def simulate(
+    scenario: Annotated[str, typer.Option(help="autoscale | route")],
+    trace: Annotated[str, typer.Option(help="KIND:PATH: twitter (rates), azure, mooncake.")],
+    policy: Annotated[
+        list[str] | None, typer.Option(help="Policy to run (repeatable), or all (default).")
+    ] = None,
+    slo_ms: Annotated[
+        float | None, typer.Option(help="Latency SLO (autoscale: response; route: TTFT).")
+    ] = None,
+    percentile: Annotated[float, typer.Option(help="SLO percentile.")] = 0.99,
+    start_s: Annotated[int, typer.Option(help="Rate traces: first second to replay.")] = 0,
+    duration_s: Annotated[
+        int | None, typer.Option(help="Rate traces: seconds to replay (default: 6 h).")
+    ] = 6 * 3600,
+    service_ms: Annotated[float, typer.Option(help="Autoscale: mean service time.")] = 50.0,
+    startup_s: Annotated[float, typer.Option(help="Autoscale: replica start-up time.")] = 20.0,
+    requests: Annotated[
+        int | None, typer.Option(help="Route: replay only the first N requests.")
+    ] = None,
+    replicas: Annotated[int, typer.Option(help="Route: model-server replicas.")] = 4,
+    load: Annotated[
+        float, typer.Option(help="Route: arrival-rate multiplier (compresses time).")
+    ] = 1.0,
+    seed: Annotated[int, typer.Option(help="Seed for every random draw.")] = 0,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object on stdout.")
+    ] = False,
+    plot: Annotated[
+        Path | None, typer.Option(help="Write latency CDF + replicas plot (PNG).")
+    ] = None,
+) -> None:
+    """Replay a real trace through decision policies side by side (discrete-event, simpy)."""
+    with _errors():
+        from slocast.sim.plots import plot_results
+        from slocast.sim.traces import parse_trace_arg
+
+        kind, path = parse_trace_arg(trace)
+        names = policy or ["all"]
+        with _progress() as step:
+            if scenario == "autoscale":
+                results = _run_autoscale(
+                    kind, path, names, slo_ms, percentile, start_s, duration_s,
+                    service_ms, startup_s, seed, step,
+                )  # fmt: skip
+            elif scenario == "route":
+                results = _run_route(
+                    kind, path, names, slo_ms, percentile, requests, replicas, load, seed, step
+                )
+            else:
+                raise InputError(
+                    f"unknown scenario {scenario!r}; known: autoscale, route", field="scenario"
+                )
+        payload = {
+            "scenario": scenario,
+            "trace": trace,
+            "policies": {name: r.summary() for name, r in results.items()},
+        }
+        if plot:
+            plot_results(results, plot, f"slocast simulate {scenario}: {path.name}")
+        if as_json:
+            sys.stdout.write(json.dumps(payload, default=float) + "\n")
+        else:
+            table = Table(title=f"{scenario} on {path.name}")
+            columns = ["slo_attainment_pct", "p50_ms", "p90_ms", "p99_ms", "replica_seconds",
+                       "scale_events", "dropped"]  # fmt: skip
+            table.add_column("policy")
+            for column in columns:
+                table.add_column(column, justify="right")
+            for name, summary in payload["policies"].items():  # type: ignore[attr-defined]
+                table.add_row(name, *(f"{summary[c]:,.2f}" for c in columns))
+            Console(width=160).print(table)
+        if plot:
+            err.print(f"plot: {plot}")
+
+
+def _run_autoscale(
+    kind: str,
+    path: Path,
+    names: list[str],
+    slo_ms: float | None,
+    percentile: float,
+    start_s: int,
+    duration_s: int | None,
+    service_ms: float,
+    startup_s: float,
+    seed: int,
+    step: Callable[[str], None],
+) -> dict[str, Any]:
+    from slocast.sim import AutoscaleScenario, simulate_autoscale
+    from slocast.sim.traces import load_rates
+
+    if kind != "twitter":
+        raise InputError(
+            "the autoscale scenario replays a rate trace (twitter:PATH)", field="trace"
+        )
+    rates = load_rates(path, start_s, duration_s)
+    scenario = AutoscaleScenario(
+        service_rate=1000.0 / service_ms,
+        slo_s=(slo_ms or 250.0) / 1000.0,
+        percentile=percentile,
+        startup_s=startup_s,
+        seed=seed,
+    )
+    results = {}
+    for policy in _autoscale_policies(scenario, names):
+        name = str(policy.name)
+
+        def report(done: float, name: str = name) -> None:
+            step(f"{name}: {done:.0%}")
+
+        results[name] = simulate_autoscale(rates, policy, scenario, report)
+    return results
+
+
+def _run_route(
+    kind: str,
+    path: Path,
+    names: list[str],
+    slo_ms: float | None,
+    percentile: float,
+    requests: int | None,
+    replicas: int,
+    load: float,
+    seed: int,
+    step: Callable[[str], None],
+) -> dict[str, Any]:
+    from slocast.decisions.router import LeastLoaded, PrefixAware, RoundRobin, SLOAwareRouter
+    from slocast.sim.route import RouteScenario, Telemetry, simulate_route, train_ttft_predictor
+    from slocast.sim.traces import load_llm_requests
+
+    trace = load_llm_requests(kind, path, requests)
+    scenario = RouteScenario(
+        replicas=replicas, ttft_slo_s=(slo_ms or 2000.0) / 1000.0, load=load, seed=seed
+    )
+    step("warm-up: collecting routing telemetry")
+    telemetry = Telemetry()
+    simulate_route(trace, LeastLoaded(), scenario, telemetry)
+    rows = telemetry.frame()
+    # Train only on outcomes known before the scored part of the trace begins.
+    warm_end = float(trace.arrival_s[int(len(trace) * scenario.warmup_fraction)]) / load
+    step(f"training the TTFT model on {int((rows['known_at'] <= warm_end).sum())} rows")
+    predictor = train_ttft_predictor(rows[rows["known_at"] <= warm_end], percentile, seed)
+    every = {
+        "round-robin": RoundRobin,
+        "least-loaded": LeastLoaded,
+        "prefix-aware": PrefixAware,
+        "slo-aware": lambda: SLOAwareRouter(predictor, scenario.ttft_slo_s),
+    }
+    results = {}
+    for router in _pick(every, names):
+        step(f"replaying {router.name}")
+        results[router.name] = simulate_route(trace, router, scenario)
+    return results
 
 
 serve_app = typer.Typer(help="Run a prediction server.", no_args_is_help=True)

@@ -6,6 +6,12 @@ frozen at fit time; categories rarer than ``min_category_count`` and categories 
 training share one "other" code. The target may be modelled on a log scale when that makes its
 distribution less skewed (latencies, runtimes and memory usually are).
 
+A pipeline may also carry an *anchor*: numeric columns (e.g. the group's last outcome, then the
+user's request) whose first present value is a per-job reference for the target. Models then learn
+the target relative to the anchor (:meth:`FeaturePipeline.offset`), which carries over to groups and
+scales never seen in training -- trees cannot extrapolate an absolute target, but a ratio to the
+group's own history they can.
+
 >>> import pandas as pd
 >>> from slocast.schema import DomainSpec
 >>> spec = DomainSpec("demo", target="y", numeric=("x",), categorical=("g",))
@@ -41,11 +47,18 @@ class FeaturePipeline:
     numeric: tuple[str, ...]
     categories: Mapping[str, tuple[str, ...]]
     target_transform: TargetTransform
+    anchor: tuple[str, ...] = ()
+    anchor_fallback: float = 0.0  # offset (model scale) for a job with no anchor value
     _codes: dict[str, dict[str, float]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         codes = {c: {v: float(i) for i, v in enumerate(k)} for c, k in self.categories.items()}
         object.__setattr__(self, "_codes", codes)
+        unknown = [c for c in self.anchor if c not in self.numeric]
+        if unknown:
+            raise InputError(
+                f"anchor column {unknown[0]!r} is not a numeric feature", field="anchor"
+            )
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -57,7 +70,11 @@ class FeaturePipeline:
 
     @classmethod
     def fit(
-        cls, frame: pd.DataFrame, spec: DomainSpec, min_category_count: int = 5
+        cls,
+        frame: pd.DataFrame,
+        spec: DomainSpec,
+        min_category_count: int = 5,
+        anchor: Sequence[str] = (),
     ) -> FeaturePipeline:
         leaking = {spec.target, spec.known_at} & set(spec.features)
         if leaking:
@@ -67,7 +84,12 @@ class FeaturePipeline:
             counts = frame[column].dropna().astype(str).value_counts(sort=True)
             frequent = counts[counts >= min_category_count]
             categories[column] = tuple(sorted(frequent.index))
-        return cls(spec.numeric, categories, _choose_transform(frame[spec.target].to_numpy(float)))
+        y = frame[spec.target].to_numpy(float)
+        pipeline = cls(spec.numeric, categories, _choose_transform(y), tuple(anchor))
+        if not anchor:
+            return pipeline
+        fallback = float(np.nanmedian(pipeline.encode_target(y)))
+        return cls(spec.numeric, categories, pipeline.target_transform, tuple(anchor), fallback)
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
         """Feature matrix (float64, columns in :attr:`columns` order) for a frame of jobs."""
@@ -103,6 +125,20 @@ class FeaturePipeline:
             ]
         return out
 
+    def offset(self, X: np.ndarray) -> np.ndarray:
+        """Per-job reference on the model's target scale: the first positive anchor column, else
+        the training median; zeros when the pipeline has no anchor."""
+        if not self.anchor:
+            return np.zeros(len(X))
+        value = np.full(len(X), np.nan)
+        for column in self.anchor:
+            candidate = X[:, self.numeric.index(column)]
+            usable = np.isnan(value) & np.isfinite(candidate) & (candidate > 0)
+            value = np.where(usable, candidate, value)
+        present = np.isfinite(value)
+        encoded = self.encode_target(np.where(present, value, 0.0))
+        return np.where(present, encoded, self.anchor_fallback)
+
     def encode_target(self, y: np.ndarray) -> np.ndarray:
         return np.log1p(np.maximum(y, 0.0)) if self.target_transform == "log1p" else y
 
@@ -110,11 +146,15 @@ class FeaturePipeline:
         return np.expm1(z) if self.target_transform == "log1p" else z
 
     def to_dict(self) -> dict[str, object]:
-        return {
+        data: dict[str, object] = {
             "numeric": list(self.numeric),
             "categories": {k: list(v) for k, v in self.categories.items()},
             "target_transform": self.target_transform,
         }
+        if self.anchor:
+            data["anchor"] = list(self.anchor)
+            data["anchor_fallback"] = self.anchor_fallback
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> FeaturePipeline:
@@ -125,10 +165,16 @@ class FeaturePipeline:
             raise InputError("malformed feature schema", field="features")
         if transform not in ("identity", "log1p"):
             raise InputError(f"unknown target transform {transform!r}", field="target_transform")
+        anchor = data.get("anchor", [])
+        fallback = data.get("anchor_fallback", 0.0)
+        if not isinstance(anchor, list) or not isinstance(fallback, int | float):
+            raise InputError("malformed anchor in feature schema", field="anchor")
         return cls(
             tuple(str(c) for c in numeric),
             {str(k): tuple(str(x) for x in v) for k, v in categories.items()},
             transform,
+            tuple(str(c) for c in anchor),
+            float(fallback),
         )
 
     def schema_hash(self) -> str:

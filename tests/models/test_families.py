@@ -9,7 +9,7 @@ import pytest
 
 from slocast.errors import ConfigError, LifecycleError
 from slocast.models import GBMConfig, MeanForecaster, QuantileForecaster, available_families
-from slocast.models.gbm import load_regressor, make_regressor
+from slocast.models.families import load_regressor, make_regressor
 from tests.conftest import SYNTH_SPEC, synthetic_frame
 
 FAST = GBMConfig(n_estimators=60)

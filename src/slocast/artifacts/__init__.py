@@ -8,9 +8,11 @@ from slocast.artifacts.bundle import (
     sha256_file,
     validate_records,
 )
+from slocast.artifacts.deployable import DeployableModel
 
 __all__ = [
     "FORMAT_VERSION",
+    "DeployableModel",
     "ModelBundle",
     "load_bundle",
     "save_bundle",

@@ -37,9 +37,9 @@ from slocast.artifacts.compiled import CompiledRegressor, can_compile, compile_m
 from slocast.calibration import AdaptiveConformal, ConformalUpper
 from slocast.calibration.forecaster import CalibratedForecaster
 from slocast.errors import BundleError, InputError
-from slocast.features import FeaturePipeline, record_group_keys
+from slocast.features import FeaturePipeline, group_keys, record_group_keys
 from slocast.models.base import Bounds
-from slocast.models.gbm import FAMILIES, load_regressor
+from slocast.models.families import FAMILIES, load_regressor
 from slocast.models.quantile import QuantileForecaster
 from slocast.schema import DomainSpec, Prediction
 
@@ -191,7 +191,13 @@ class ModelBundle:
         return float(self.manifest["coverage"])
 
     def predict_frame(self, frame: pd.DataFrame, coverage: float | None = None) -> Bounds:
-        return self.forecaster.predict(frame, coverage)
+        """Bounds for a frame of jobs (stateless: nothing is kept for later ``observe``)."""
+        forecaster = self.forecaster
+        assert forecaster.base.pipeline is not None
+        request = self.spec.user_request
+        requested = frame[request].to_numpy(np.float64) if request else None
+        X = forecaster.base.pipeline.transform(frame)
+        return forecaster.bounds(X, group_keys(frame, self.spec), requested, coverage)[0]
 
     def predict_records(
         self,

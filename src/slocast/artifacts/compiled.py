@@ -9,7 +9,9 @@ native model instead -- the native files are always in the bundle.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import logging
 import shutil
 from pathlib import Path
@@ -49,9 +51,13 @@ def compile_model(model_path: Path, family: str, out: Path) -> bool:
             model = treelite.frontend.load_xgboost_model(str(model_path))
         else:
             return False
-        tl2cgen.export_lib(
-            model, toolchain="gcc", libpath=str(out), params={"parallel_comp": 2}, nthread=2
-        )
+        # TL2cgen prints its native log lines to stdout, which carries `--json` output: keep
+        # them in the debug log instead.
+        with contextlib.redirect_stdout(io.StringIO()) as chatter:
+            tl2cgen.export_lib(
+                model, toolchain="gcc", libpath=str(out), params={"parallel_comp": 2}, nthread=2
+            )
+        log.debug("tl2cgen: %s", chatter.getvalue().strip())
     except (treelite.core.TreeliteError, tl2cgen.exception.TL2cgenError, OSError) as exc:
         log.warning("cannot compile %s (%s): the native model will serve", model_path.name, exc)
         out.unlink(missing_ok=True)

@@ -18,7 +18,7 @@ import numpy as np
 from slocast.evaluation.backtest import EvaluationResult
 from slocast.evaluation.metrics import rolling_coverage
 
-__all__ = ["METRIC_COLUMNS", "write_report"]
+__all__ = ["METRIC_COLUMNS", "figure", "html_page", "write_report"]
 
 METRIC_COLUMNS = (
     ("coverage", "coverage", "{:.3f}"),
@@ -31,7 +31,7 @@ METRIC_COLUMNS = (
 
 
 @contextmanager
-def _figure(path: Path, size: tuple[float, float], title: str) -> Iterator[Any]:
+def figure(path: Path, size: tuple[float, float], title: str) -> Iterator[Any]:
     """A figure with one axis, titled, legend drawn, saved to ``path`` and closed."""
     fig, ax = plt.subplots(figsize=size)
     try:
@@ -48,7 +48,7 @@ def _plot_rolling(result: EvaluationResult, path: Path) -> None:
     y = result.y_test
     window = max(20, len(y) // 20)
     title = f"{result.spec.name}: rolling coverage on the future slice"
-    with _figure(path, (9, 4), title) as ax:
+    with figure(path, (9, 4), title) as ax:
         for name, method in result.methods.items():
             ax.plot(rolling_coverage(y, method.bounds.upper, window), label=name, lw=1.2)
         ax.axhline(result.target_coverage, color="black", ls="--", lw=1, label="promised")
@@ -58,7 +58,7 @@ def _plot_rolling(result: EvaluationResult, path: Path) -> None:
 
 def _plot_scatter(result: EvaluationResult, path: Path) -> None:
     y = result.y_test
-    with _figure(path, (5.5, 5), "bound vs actual (above the line = covered)") as ax:
+    with figure(path, (5.5, 5), "bound vs actual (above the line = covered)") as ax:
         for name in ("slocast", "user_request", "quantile_raw"):
             if name in result.methods:
                 ax.scatter(y, result.methods[name].bounds.upper, s=4, alpha=0.4, label=name)
@@ -71,7 +71,7 @@ def _plot_scatter(result: EvaluationResult, path: Path) -> None:
 
 def _plot_waste(result: EvaluationResult, path: Path) -> None:
     y = result.y_test
-    with _figure(path, (7, 4), "waste distribution") as ax:
+    with figure(path, (7, 4), "waste distribution") as ax:
         for name, method in result.methods.items():
             upper = np.nan_to_num(method.bounds.upper, nan=0.0)
             covered = upper >= y
@@ -107,13 +107,8 @@ def _markdown(result: EvaluationResult, images: list[Path]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _html(result: EvaluationResult, images: list[Path], title: str) -> str:
-    rows = []
-    for name, method in result.methods.items():
-        values = method.metrics.to_dict()
-        cells = "".join(f"<td>{fmt.format(values[key])}</td>" for key, _, fmt in METRIC_COLUMNS)
-        rows.append(f"<tr><th>{html.escape(name)}</th>{cells}</tr>")
-    head = "".join(f"<th>{html.escape(label)}</th>" for _, label, _ in METRIC_COLUMNS)
+def html_page(title: str, body: str, images: list[Path]) -> str:
+    """A self-contained HTML page: ``body`` (already escaped HTML) and the PNGs inlined."""
     pictures = "".join(
         f'<img alt="{p.stem}" src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}">'  # noqa: E501
         for p in images
@@ -123,10 +118,23 @@ def _html(result: EvaluationResult, images: list[Path], title: str) -> str:
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}img{max-width:100%;"
         "display:block;margin:1em 0}</style></head><body>"
-        f"<h1>{html.escape(title)}</h1><p>promised coverage {result.target_coverage:.2f}; "
-        f"test rows {len(result.split.test)} (the latest by time)</p>"
-        f"<table><tr><th>method</th>{head}</tr>{''.join(rows)}</table>{pictures}</body></html>"
+        f"<h1>{html.escape(title)}</h1>{body}{pictures}</body></html>"
     )
+
+
+def _html(result: EvaluationResult, images: list[Path], title: str) -> str:
+    rows = []
+    for name, method in result.methods.items():
+        values = method.metrics.to_dict()
+        cells = "".join(f"<td>{fmt.format(values[key])}</td>" for key, _, fmt in METRIC_COLUMNS)
+        rows.append(f"<tr><th>{html.escape(name)}</th>{cells}</tr>")
+    head = "".join(f"<th>{html.escape(label)}</th>" for _, label, _ in METRIC_COLUMNS)
+    body = (
+        f"<p>promised coverage {result.target_coverage:.2f}; "
+        f"test rows {len(result.split.test)} (the latest by time)</p>"
+        f"<table><tr><th>method</th>{head}</tr>{''.join(rows)}</table>"
+    )
+    return html_page(title, body, images)
 
 
 def write_report(result: EvaluationResult, out_dir: Path) -> Path:

@@ -7,7 +7,7 @@ from slocast.models.baselines import (
     UserRequestBaseline,
     VPABaseline,
 )
-from slocast.models.gbm import available_families, load_regressor, make_regressor
+from slocast.models.families import available_families, load_regressor, make_regressor
 from slocast.models.quantile import MeanForecaster, QuantileForecaster
 
 __all__ = [

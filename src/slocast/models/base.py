@@ -9,7 +9,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import pandas as pd
 
-__all__ = ["Bounds", "Forecaster", "GBMConfig", "Regressor"]
+__all__ = ["Bounds", "Forecaster", "GBMConfig", "Regressor", "RegressorClass"]
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,11 @@ class Bounds:
 
 @dataclass(frozen=True)
 class GBMConfig:
-    """Hyperparameters shared by the gradient-boosting families."""
+    """Hyperparameters of the model families.
+
+    The tree parameters apply to every family; ``n_bins`` / ``bin_strategy`` only to the
+    bin-classification families, ``ensemble_weight`` (LightGBM's share) only to the ensemble.
+    """
 
     n_estimators: int = 300
     learning_rate: float = 0.05
@@ -38,6 +42,9 @@ class GBMConfig:
     reg_lambda: float = 1.0
     seed: int = 0
     threads: int = 2
+    n_bins: int = 8
+    bin_strategy: str = "quantile"
+    ensemble_weight: float = 0.5
 
 
 @runtime_checkable
@@ -51,6 +58,19 @@ class Regressor(Protocol):
     def predict(self, X: np.ndarray) -> np.ndarray: ...
 
     def save(self, path: Path) -> None: ...
+
+
+class RegressorClass(Protocol):
+    """A model family: builds new regressors and loads saved ones (its file suffix)."""
+
+    family: str
+    suffix: str
+
+    def __call__(
+        self, quantile: float | None, config: GBMConfig = ..., categorical: list[int] | None = ...
+    ) -> Regressor: ...
+
+    def load(self, path: Path, quantile: float | None) -> Regressor: ...
 
 
 @runtime_checkable

@@ -6,24 +6,15 @@ library's own artifact (loadable without slocast) and the compiled-inference pat
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
 
-from slocast.errors import ConfigError, LifecycleError
-from slocast.models.base import GBMConfig, Regressor
+from slocast.errors import LifecycleError
+from slocast.models.base import GBMConfig
 
-__all__ = [
-    "FAMILIES",
-    "CatBoostRegressor",
-    "LightGBMRegressor",
-    "XGBoostRegressor",
-    "available_families",
-    "load_regressor",
-    "make_regressor",
-]
+__all__ = ["CatBoostRegressor", "LightGBMRegressor", "XGBoostRegressor"]
 
 
 class _GBMRegressor:
@@ -181,45 +172,3 @@ class CatBoostRegressor(_GBMRegressor):
         model = _CatBoost()
         model.load_model(str(path))
         return model
-
-
-FAMILIES: dict[str, type[LightGBMRegressor] | type[XGBoostRegressor] | type[CatBoostRegressor]] = {
-    "lightgbm": LightGBMRegressor,
-    "xgboost": XGBoostRegressor,
-    "catboost": CatBoostRegressor,
-}
-_MODULES = {"lightgbm": "lightgbm", "xgboost": "xgboost", "catboost": "catboost"}
-
-
-def available_families() -> list[str]:
-    """Families whose library is installed here."""
-    return [f for f, mod in _MODULES.items() if importlib.util.find_spec(mod) is not None]
-
-
-def _family_class(
-    family: str,
-) -> type[LightGBMRegressor] | type[XGBoostRegressor] | type[CatBoostRegressor]:
-    if family not in FAMILIES:
-        raise ConfigError(
-            f"unknown model family {family!r}; known: {', '.join(FAMILIES)}", field="family"
-        )
-    if family not in available_families():
-        raise ConfigError(
-            f"model family {family!r} needs its library: pip install 'slocast[{family}]'",
-            field="family",
-        )
-    return FAMILIES[family]
-
-
-def make_regressor(
-    family: str,
-    quantile: float | None,
-    config: GBMConfig = GBMConfig(),
-    categorical: list[int] | None = None,
-) -> Regressor:
-    """A new, unfitted regressor; ``quantile=None`` asks for the mean (squared-error) model."""
-    return _family_class(family)(quantile, config, categorical)
-
-
-def load_regressor(family: str, path: Path, quantile: float | None) -> Regressor:
-    return _family_class(family).load(path, quantile)

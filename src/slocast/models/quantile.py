@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 
 from slocast.errors import EmptyDataError, LifecycleError
 from slocast.features import FeaturePipeline
 from slocast.models.base import Bounds, GBMConfig, Regressor
-from slocast.models.gbm import make_regressor
+from slocast.models.families import make_regressor
 from slocast.schema import DomainSpec
 
 __all__ = ["MeanForecaster", "QuantileForecaster"]
@@ -17,8 +19,10 @@ __all__ = ["MeanForecaster", "QuantileForecaster"]
 class QuantileForecaster:
     """Upper bound = the GBM's ``coverage`` quantile; point = its median. Uncalibrated.
 
-    Both models learn the target on the pipeline's scale (log for skewed targets); the upper
-    quantile is never allowed below the median (no crossing).
+    Both models learn the target on the pipeline's scale (log for skewed targets), relative to
+    the pipeline's per-job anchor when ``anchor`` names columns (see
+    :meth:`~slocast.features.FeaturePipeline.offset`); the upper quantile is never allowed below
+    the median (no crossing).
     """
 
     name = "quantile_raw"
@@ -31,8 +35,10 @@ class QuantileForecaster:
         family: str = "lightgbm",
         config: GBMConfig = GBMConfig(),
         min_category_count: int = 5,
+        anchor: Sequence[str] = (),
     ) -> None:
         self.spec = spec
+        self.anchor = tuple(anchor)
         self.coverage = coverage
         self.family = family
         self.config = config
@@ -46,12 +52,12 @@ class QuantileForecaster:
         train = train[train[self.spec.target].notna()]
         if len(train) < 10:
             raise EmptyDataError(f"need at least 10 training rows, got {len(train)}")
-        pipeline = FeaturePipeline.fit(train, self.spec, self.min_category_count)
+        pipeline = FeaturePipeline.fit(train, self.spec, self.min_category_count, self.anchor)
         return pipeline.transform(train), train[self.spec.target].to_numpy(np.float64), pipeline
 
     def fit(self, train: pd.DataFrame) -> None:
         X, y, self.pipeline = self._design(train)
-        z = self.pipeline.encode_target(y)
+        z = self.pipeline.encode_target(y) - self.pipeline.offset(X)
         cats = self.pipeline.categorical_indices
         self.point_model = make_regressor(self.family, 0.5, self.config, cats)
         self.upper_model = make_regressor(self.family, self.coverage, self.config, cats)
@@ -66,10 +72,11 @@ class QuantileForecaster:
 
     def predict_matrix(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(point, upper) on the model's scale for an already transformed feature matrix."""
-        if self.point_model is None or self.upper_model is None:
+        if self.pipeline is None or self.point_model is None or self.upper_model is None:
             raise LifecycleError(f"{type(self).__name__}.predict called before fit")
-        point = self.point_model.predict(X)
-        return point, np.maximum(self.upper_model.predict(X), point)
+        offset = self.pipeline.offset(X)
+        point = self.point_model.predict(X) + offset
+        return point, np.maximum(self.upper_model.predict(X) + offset, point)
 
     def decode(self, z: np.ndarray) -> np.ndarray:
         if self.pipeline is None:

@@ -1,0 +1,280 @@
+"""Replica autoscaling: the Erlang-C replica corrector with a PID trim, today's reactive
+baselines (Kubernetes HPA, a KEDA-like RPS threshold) and the predictive autoscaler.
+
+Every autoscaler is a small stateful controller with one method,
+``decide(now, observation) -> replicas``, called at its own sync period by whoever runs it
+(the simulator, or a control loop in production). ``observation`` is what a real controller can
+see: the arrival rate and latency measured over the last period, and the replicas running.
+
+The PID error is ``e = latency − target``: latency above target is a positive error and adds
+replicas (the reference design had the sign inverted, removing replicas when latency was too
+high). The integral is clamped (anti-windup) so a long overload does not keep the trim high
+long after it ended.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from slocast.decisions.queueing import replicas_for_slo
+from slocast.errors import ConfigError
+
+__all__ = [
+    "HPA",
+    "PID",
+    "KedaRps",
+    "Observation",
+    "PredictiveAutoscaler",
+    "RateForecaster",
+    "ReplicaCorrector",
+    "ScalingLimits",
+]
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What a controller measured over the last sync period."""
+
+    arrival_rate: float  # requests per second
+    latency: float  # the tracked latency percentile, seconds (NaN when nothing finished)
+    replicas: int
+    utilisation: float  # busy replica-seconds / replica-seconds
+
+
+@dataclass(frozen=True)
+class ScalingLimits:
+    min_replicas: int = 1
+    max_replicas: int = 1000
+    cooldown_s: float = 30.0  # least time between two scale-downs (scale-ups are never held)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_replicas <= self.max_replicas:
+            raise ConfigError("need 1 <= min_replicas <= max_replicas", field="min_replicas")
+
+    def clamp(self, replicas: float) -> int:
+        return int(min(self.max_replicas, max(self.min_replicas, math.ceil(replicas))))
+
+
+@dataclass
+class PID:
+    """PID on ``e = measured − target`` with a clamped integral (anti-windup).
+
+    >>> pid = PID(kp=1.0, ki=0.5, kd=0.0, integral_limit=2.0)
+    >>> pid.update(error=1.0, dt=1.0), pid.update(error=1.0, dt=1.0)   # latency too high: +
+    (1.5, 2.0)
+    >>> [round(pid.update(error=10.0, dt=1.0), 2) for _ in range(3)]   # integral stops at 2
+    [11.0, 11.0, 11.0]
+    """
+
+    kp: float
+    ki: float
+    kd: float
+    integral_limit: float
+    integral: float = 0.0
+    previous: float | None = None
+
+    def update(self, error: float, dt: float) -> float:
+        if not math.isfinite(error):
+            return self.kp * 0.0 + self.ki * self.integral
+        self.integral = max(
+            -self.integral_limit, min(self.integral_limit, self.integral + error * dt)
+        )
+        derivative = 0.0 if self.previous is None or dt <= 0 else (error - self.previous) / dt
+        self.previous = error
+        return self.kp * error + self.ki * self.integral + self.kd * derivative
+
+
+class _Cooldown:
+    """Scale up at once; scale down only after ``cooldown_s`` since the last change."""
+
+    def __init__(self, limits: ScalingLimits) -> None:
+        self.limits = limits
+        self.last_change = -math.inf
+        self.current: int | None = None
+
+    def apply(self, now: float, desired: float) -> int:
+        target = self.limits.clamp(desired)
+        if (
+            self.current is None
+            or target > self.current
+            or (target < self.current and now - self.last_change >= self.limits.cooldown_s)
+        ):
+            self.current, self.last_change = target, now
+        return self.current
+
+
+class ReplicaCorrector:
+    """Erlang-C replicas for the SLO percentile from the measured rate, trimmed by a PID on the
+    latency error ``e = (latency − setpoint) / setpoint``: replicas = base × (1 + u).
+
+    - The setpoint sits below the SLO (``headroom``): a controller that holds the measured
+      percentile exactly at the SLO misses it half the time.
+    - The trim is relative to the Erlang-C base and bounded (``trim_range``): the queueing model
+      does the sizing, the PID only corrects its bias (service-time shape, burstiness).
+    - The error is clipped to [−1, ``max_error``]: a backlog makes the measured latency many
+      times the SLO, and an unclipped error would order replicas that arrive (after their
+      start-up time) only once the backlog is gone -- the overshoot then swings back.
+    """
+
+    name = "erlang-pid"
+
+    def __init__(
+        self,
+        service_rate: float,
+        slo_s: float,
+        percentile: float = 0.99,
+        limits: ScalingLimits = ScalingLimits(),
+        pid: PID | None = None,
+        max_error: float = 2.0,
+        headroom: float = 0.8,
+        trim_range: tuple[float, float] = (-0.3, 1.0),
+    ) -> None:
+        self.max_error = max_error
+        self.setpoint = headroom * slo_s
+        self.trim_range = trim_range
+        self.service_rate = service_rate
+        self.slo_s = slo_s
+        self.percentile = percentile
+        # Gains per unit of relative error; the integral is in error-seconds.
+        self.pid = pid or PID(kp=0.4, ki=0.01, kd=0.0, integral_limit=20.0)
+        self.gate = _Cooldown(limits)
+        self.last_time: float | None = None
+
+    def base_replicas(self, arrival_rate: float) -> int:
+        return replicas_for_slo(arrival_rate, self.service_rate, self.slo_s, self.percentile)
+
+    def decide(self, now: float, obs: Observation) -> int:
+        dt = 0.0 if self.last_time is None else now - self.last_time
+        self.last_time = now
+        error = (obs.latency - self.setpoint) / self.setpoint
+        trim = self.pid.update(min(self.max_error, max(-1.0, error)), dt)
+        low, high = self.trim_range
+        factor = 1.0 + min(high, max(low, trim))
+        return self.gate.apply(now, self.base_replicas(obs.arrival_rate) * factor)
+
+
+class HPA:
+    """Kubernetes HPA: ``desired = ceil(current × utilisation / target)``, 10 % tolerance,
+    scale-down to the highest recommendation of the stabilisation window (5 minutes)."""
+
+    name = "hpa"
+
+    def __init__(
+        self,
+        target_utilisation: float = 0.6,
+        limits: ScalingLimits = ScalingLimits(cooldown_s=0.0),
+        stabilisation_s: float = 300.0,
+        tolerance: float = 0.1,
+    ) -> None:
+        self.target = target_utilisation
+        self.limits = limits
+        self.stabilisation_s = stabilisation_s
+        self.tolerance = tolerance
+        self.history: deque[tuple[float, int]] = deque()
+
+    def decide(self, now: float, obs: Observation) -> int:
+        ratio = obs.utilisation / self.target
+        desired = obs.replicas if abs(ratio - 1.0) <= self.tolerance else obs.replicas * ratio
+        recommendation = self.limits.clamp(desired)
+        self.history.append((now, recommendation))
+        while self.history and self.history[0][0] < now - self.stabilisation_s:
+            self.history.popleft()
+        if recommendation >= obs.replicas:
+            return recommendation
+        return min(obs.replicas, max(r for _, r in self.history))
+
+
+class KedaRps:
+    """KEDA-like: one replica per ``rps_per_replica`` of measured traffic, same stabilisation."""
+
+    name = "keda-rps"
+
+    def __init__(
+        self,
+        rps_per_replica: float,
+        limits: ScalingLimits = ScalingLimits(cooldown_s=300.0),
+    ) -> None:
+        self.rps_per_replica = rps_per_replica
+        self.gate = _Cooldown(limits)
+
+    def decide(self, now: float, obs: Observation) -> int:
+        return self.gate.apply(now, obs.arrival_rate / self.rps_per_replica)
+
+
+@dataclass
+class RateForecaster:
+    """Calibrated upper bound on the next window's arrival rate, from the recent series.
+
+    Point forecast: the mean rate of the last ``window`` seconds scaled by the recent trend.
+    Upper bound: point × exp(q), where q is the ``coverage`` quantile of the log ratios
+    (next window's mean rate / point) seen so far over a sliding history -- split conformal
+    on the forecaster's own past errors, so the bound keeps its coverage as traffic changes.
+    The mean rate is what the Erlang C sizing consumes; bursts within the window are what the
+    SLO percentile and the queue absorb.
+    """
+
+    coverage: float = 0.95
+    window: int = 60
+    horizon: int = 60
+    history: int = 500
+    ratios: deque[float] = field(default_factory=deque)
+
+    def upper(self, recent: np.ndarray) -> float:
+        point = self.point(recent)
+        if len(self.ratios) < 20:
+            return point * 2.0  # no track record yet: a wide margin
+        q = float(np.quantile(np.asarray(self.ratios), self.coverage, method="higher"))
+        return point * math.exp(max(q, 0.0))
+
+    def point(self, recent: np.ndarray) -> float:
+        last = recent[-self.window :]
+        if len(last) == 0:
+            return 0.0
+        mean = float(last.mean())
+        if len(recent) >= 2 * self.window:
+            before = float(recent[-2 * self.window : -self.window].mean())
+            if before > 0:
+                mean *= min(2.0, max(0.5, mean / before))  # trend, bounded
+        return max(mean, 1e-9)
+
+    def observe(self, forecast_point: float, realised_rate: float) -> None:
+        if forecast_point > 0 and realised_rate > 0:
+            self.ratios.append(math.log(realised_rate / forecast_point))
+            while len(self.ratios) > self.history:
+                self.ratios.popleft()
+
+
+class PredictiveAutoscaler:
+    """Replicas for the SLO at the *forecast upper bound* of the next window's rate (Erlang C),
+    plus the PID trim on the measured latency. Needs the per-second rate series seen so far."""
+
+    name = "predictive"
+
+    def __init__(
+        self,
+        service_rate: float,
+        slo_s: float,
+        percentile: float = 0.99,
+        limits: ScalingLimits = ScalingLimits(cooldown_s=60.0),
+        forecaster: RateForecaster | None = None,
+    ) -> None:
+        self.corrector = ReplicaCorrector(service_rate, slo_s, percentile, limits)
+        self.forecaster = forecaster or RateForecaster()
+        # Forecasts whose window has not fully happened yet: (series index, point).
+        self.pending: deque[tuple[int, float]] = deque()
+
+    def decide_with_series(self, now: float, obs: Observation, series: np.ndarray) -> int:
+        """``series``: requests per second observed up to ``now`` (the last entry is newest)."""
+        horizon = self.forecaster.horizon
+        while self.pending and len(series) - self.pending[0][0] >= horizon:
+            start, point = self.pending.popleft()
+            self.forecaster.observe(point, float(series[start : start + horizon].mean()))
+        self.pending.append((len(series), self.forecaster.point(series)))
+        # A burst the forecast did not see is already in the last period's measurement.
+        rate = max(self.forecaster.upper(series), obs.arrival_rate)
+        forecast_obs = Observation(rate, obs.latency, obs.replicas, obs.utilisation)
+        return self.corrector.decide(now, forecast_obs)

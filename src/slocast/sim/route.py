@@ -1,0 +1,230 @@
+"""Routing scenario: LLM requests from a real trace across simulated model-server replicas.
+
+Each replica is a continuous-batching engine (simpy process): it admits waiting requests while
+fewer than ``max_running`` decode, prefilling each admitted prompt in turn (the uncached part
+only: ``prefill_s_per_token`` per token), then decodes all running sequences one step at a time
+(``decode_step_s + decode_step_s_per_seq × running`` per step). TTFT = queueing + prefill;
+a prompt's 512-token prefix blocks already in the replica's LRU block cache are not
+prefilled again (Mooncake traces carry the block hashes; Azure traces have none).
+
+The SLO-aware router's predictor is learned, as slocast would learn it in production, from
+telemetry: the first ``warmup_fraction`` of requests are routed least-loaded for every policy,
+their (replica state at routing, TTFT) rows train a slocast calibrated quantile model of the
+``llm-ttft`` domain, and the rest of the trace is replayed under each policy. Only post-warm-up
+requests are scored, identically for every policy.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import simpy
+
+from slocast.decisions.router import SHED, LeastLoaded, ReplicaState
+from slocast.features import record_group_keys
+from slocast.schema import Prediction
+from slocast.sim.results import PolicyResult
+from slocast.sim.traces import LLMRequests
+
+__all__ = ["RouteScenario", "Telemetry", "simulate_route", "train_ttft_predictor"]
+
+BLOCK_TOKENS = 512
+
+
+@dataclass(frozen=True)
+class RouteScenario:
+    replicas: int = 4
+    max_running: int = 32
+    prefill_s_per_token: float = 6e-5  # ~16k prompt tokens/s
+    decode_step_s: float = 0.02
+    decode_step_s_per_seq: float = 0.0008
+    cache_blocks: int = 4000  # prefix blocks of 512 tokens kept per replica (LRU)
+    kv_capacity_tokens: float = 400_000.0
+    ttft_slo_s: float = 2.0
+    load: float = 1.0  # arrival-rate multiplier (time compression)
+    warmup_fraction: float = 0.3
+    seed: int = 0
+
+
+@dataclass
+class _Request:
+    index: int
+    arrival: float
+    input_tokens: float
+    output_tokens: float
+    blocks: tuple[int, ...]
+    uncached: float = 0.0
+    remaining: float = 0.0
+
+
+@dataclass
+class Telemetry:
+    """Rows a gateway would log: the chosen replica's state at routing time and the TTFT."""
+
+    rows: list[dict[str, float]] = field(default_factory=list)
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows)
+
+
+class _Replica:
+    def __init__(self, env: simpy.Environment, scenario: RouteScenario, on_first_token: Any):
+        self.env = env
+        self.scenario = scenario
+        self.on_first_token = on_first_token
+        self.waiting: deque[_Request] = deque()
+        self.running: list[_Request] = []
+        self.cache: OrderedDict[int, None] = OrderedDict()
+        self.wake: simpy.Event | None = None
+        env.process(self.engine())
+
+    def cached_blocks(self, blocks: Sequence[int]) -> int:
+        count = 0
+        for block in blocks:
+            if block not in self.cache:
+                break
+            count += 1
+        return count
+
+    def state(self, request: _Request) -> ReplicaState:
+        hit = self.cached_blocks(request.blocks)
+        total = max(len(request.blocks), 1)
+        in_use = sum(r.input_tokens + r.output_tokens - r.remaining for r in self.running)
+        return ReplicaState(
+            waiting=len(self.waiting),
+            running=len(self.running),
+            kv_cache_pct=100.0 * in_use / self.scenario.kv_capacity_tokens,
+            prefix_score=hit / total if request.blocks else 0.0,
+            prefill_tokens_in_flight=float(sum(r.input_tokens for r in self.waiting)),
+            decode_tokens_in_flight=float(sum(r.remaining for r in self.running)),
+        )
+
+    def submit(self, request: _Request) -> None:
+        self.waiting.append(request)
+        if self.wake is not None and not self.wake.triggered:
+            self.wake.succeed()
+
+    def _remember(self, blocks: Sequence[int]) -> None:
+        for block in blocks:
+            self.cache[block] = None
+            self.cache.move_to_end(block)
+        while len(self.cache) > self.scenario.cache_blocks:
+            self.cache.popitem(last=False)
+
+    def engine(self) -> Any:
+        s = self.scenario
+        while True:
+            if self.waiting and len(self.running) < s.max_running:
+                request = self.waiting.popleft()
+                hit = self.cached_blocks(request.blocks) * BLOCK_TOKENS
+                request.uncached = max(request.input_tokens - hit, 1.0)
+                yield self.env.timeout(request.uncached * s.prefill_s_per_token)
+                self._remember(request.blocks)
+                self.on_first_token(request, self.env.now)
+                request.remaining = request.output_tokens - 1.0
+                if request.remaining > 0:
+                    self.running.append(request)
+                continue
+            if self.running:
+                yield self.env.timeout(
+                    s.decode_step_s + s.decode_step_s_per_seq * len(self.running)
+                )
+                for r in self.running:
+                    r.remaining -= 1.0
+                self.running = [r for r in self.running if r.remaining > 0]
+                continue
+            self.wake = self.env.event()
+            yield self.wake
+            self.wake = None
+
+
+def simulate_route(
+    requests: LLMRequests,
+    router: Any,
+    scenario: RouteScenario,
+    telemetry: Telemetry | None = None,
+) -> PolicyResult:
+    """Replay ``requests`` routed by ``router``; the warm-up share always goes least-loaded.
+
+    The result scores TTFT of post-warm-up requests only; shed requests count as dropped.
+    ``telemetry`` (when given) collects a row per request for training predictors.
+    """
+    env = simpy.Environment()
+    result = PolicyResult(getattr(router, "name", type(router).__name__), scenario.ttft_slo_s)
+    warmup = int(len(requests) * scenario.warmup_fraction)
+    features: dict[int, dict[str, float]] = {}
+
+    def first_token(request: _Request, now: float) -> None:
+        ttft = now - request.arrival
+        if request.index >= warmup:
+            result.latencies.append(ttft)
+            result.served += 1
+        if telemetry is not None:
+            row = features.pop(request.index)
+            row["actual_ttft_ms"] = 1000.0 * ttft
+            row["time"], row["known_at"] = request.arrival, now
+            telemetry.rows.append(row)
+
+    replicas = [_Replica(env, scenario, first_token) for _ in range(scenario.replicas)]
+    warm_router = LeastLoaded()
+
+    def arrivals() -> Any:
+        arrival = requests.arrival_s / scenario.load
+        for i in range(len(requests)):
+            yield env.timeout(max(0.0, arrival[i] - env.now))
+            request = _Request(
+                i,
+                env.now,
+                float(requests.input_tokens[i]),
+                float(requests.output_tokens[i]),
+                requests.prefix_blocks[i],
+            )
+            states = [r.state(request) for r in replicas]
+            chooser = warm_router if i < warmup else router
+            chosen = chooser.route(states, request.input_tokens)
+            if i >= warmup:
+                result.arrived += 1
+            if chosen == SHED:
+                result.dropped += 1
+                continue
+            if telemetry is not None:
+                features[i] = states[chosen].features(request.input_tokens)
+            replicas[chosen].submit(request)
+
+    env.process(arrivals())
+    env.run()
+    result.replica_seconds = scenario.replicas * env.now
+    return result
+
+
+def train_ttft_predictor(
+    telemetry: pd.DataFrame, coverage: float, seed: int = 0
+) -> Callable[[Sequence[Mapping[str, object]]], Sequence[Prediction]]:
+    """A calibrated slocast TTFT model (``llm-ttft`` domain) fitted on simulator telemetry;
+    returns a predictor in seconds for the router."""
+    from slocast.calibration.forecaster import CalibrationParams, fit_on_history
+    from slocast.models.base import GBMConfig
+    from slocast.models.quantile import QuantileForecaster
+    from slocast.schema import get_domain
+
+    spec = get_domain("llm-ttft")
+    base = QuantileForecaster(spec, coverage, "lightgbm", GBMConfig(seed=seed, n_estimators=200))
+    forecaster, _, _ = fit_on_history(
+        telemetry.sort_values("time"), base, CalibrationParams(aci_step=0.0), 0.2
+    )
+    pipeline = forecaster.base.pipeline
+    assert pipeline is not None
+
+    def predict(rows: Sequence[Mapping[str, object]]) -> Sequence[Prediction]:
+        X = pipeline.transform_records(rows)
+        bounds = forecaster.bounds(X, record_group_keys(rows, spec), None)[0]
+        return [
+            Prediction(point=p / 1000.0, upper=u / 1000.0, coverage=coverage, model_version="sim")
+            for p, u in zip(bounds.point.tolist(), bounds.upper.tolist(), strict=True)
+        ]
+
+    return predict

@@ -1,0 +1,146 @@
+"""Search spaces: what one Optuna trial decides for each model family.
+
+A :class:`Candidate` is everything that makes a sizing model: the family and its
+hyperparameters, the quantile level it is calibrated to (the operating point: lower levels trade
+failed jobs for less waste), the anchor its target is learned relative to, and the calibration
+settings. The same function builds a candidate from a live trial or from stored parameters, so a
+study's best trial is rebuilt exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from slocast.calibration.forecaster import CalibratedForecaster, CalibrationParams, build_slocast
+from slocast.errors import ConfigError
+from slocast.models.base import GBMConfig
+from slocast.models.composite import BIN_STRATEGIES, MAX_BINS, MIN_BINS
+from slocast.models.families import CLASSIFICATION_FAMILIES, FAMILIES, REGRESSION_FAMILIES
+from slocast.models.quantile import QuantileForecaster
+from slocast.schema import DomainSpec
+
+__all__ = [
+    "TASK_TYPES",
+    "Candidate",
+    "TrialLike",
+    "anchor_choices",
+    "check_bins",
+    "default_candidate",
+    "suggest",
+]
+
+TASK_TYPES: dict[str, tuple[str, ...]] = {
+    "regression": REGRESSION_FAMILIES,
+    "classification": CLASSIFICATION_FAMILIES,
+}
+
+
+class TrialLike(Protocol):
+    """What :func:`suggest` needs from an ``optuna.Trial`` (or ``optuna.trial.FixedTrial``)."""
+
+    def suggest_float(
+        self, name: str, low: float, high: float, *, step: float | None = ..., log: bool = ...
+    ) -> float: ...
+
+    def suggest_int(
+        self, name: str, low: int, high: int, *, step: int = ..., log: bool = ...
+    ) -> int: ...
+
+    def suggest_categorical(self, name: str, choices: Any) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Candidate:
+    family: str
+    config: GBMConfig
+    coverage: float
+    anchor: tuple[str, ...]
+    calibration: CalibrationParams
+
+    def forecaster(self, spec: DomainSpec) -> CalibratedForecaster:
+        base = QuantileForecaster(spec, self.coverage, self.family, self.config, anchor=self.anchor)
+        return build_slocast(base, self.calibration)
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "family": self.family,
+            "coverage": self.coverage,
+            "anchor": list(self.anchor),
+            "config": dict(self.config.__dict__),
+            "calibration": dict(self.calibration.__dict__),
+        }
+
+
+def anchor_choices(spec: DomainSpec) -> dict[str, tuple[str, ...]]:
+    """Named anchors this domain offers: none, the user's request, the group's history."""
+    choices: dict[str, tuple[str, ...]] = {"none": ()}
+    request = (spec.user_request,) if spec.user_request else ()
+    if request:
+        choices["request"] = request
+    history = tuple(c for c in spec.optional if "_prev" in c and not c.endswith("_to_request"))
+    if history:
+        # Mean of the last two first (less noisy), then the last one, then the request.
+        history = tuple(sorted(history, key=lambda c: "_prev2_" not in c))
+        choices["history"] = history + request
+    return choices
+
+
+def check_bins(bins: tuple[int, int]) -> tuple[int, int]:
+    """A valid bin-count range for the search, else ConfigError naming ``bins``."""
+    lo, hi = bins
+    if not MIN_BINS <= lo <= hi <= MAX_BINS:
+        raise ConfigError(
+            f"bin counts must satisfy {MIN_BINS} <= min <= max <= {MAX_BINS}, got {lo}-{hi}",
+            field="bins",
+        )
+    return bins
+
+
+def suggest(
+    trial: TrialLike,
+    family: str,
+    spec: DomainSpec,
+    threads: int = 2,
+    bins: tuple[int, int] = (MIN_BINS, MAX_BINS),
+) -> Candidate:
+    """Sample (or replay) one candidate of ``family``; ``bins`` bounds the bin count searched."""
+    if family not in FAMILIES:
+        raise KeyError(family)
+    trees: dict[str, Any] = {
+        "n_estimators": trial.suggest_int("n_estimators", 50, 400, step=50),
+        "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.2, log=True),
+        "num_leaves": trial.suggest_int("num_leaves", 8, 64, log=True),
+        "max_depth": trial.suggest_int("max_depth", 3, 8),
+        "min_child_samples": trial.suggest_int("min_child_samples", 5, 60, log=True),
+        "subsample": trial.suggest_float("subsample", 0.6, 1.0),
+        "colsample": trial.suggest_float("colsample", 0.6, 1.0),
+        "reg_lambda": trial.suggest_float("reg_lambda", 1e-3, 10.0, log=True),
+    }
+    extra: dict[str, Any] = {}
+    if family == "ensemble":
+        extra["ensemble_weight"] = trial.suggest_float("ensemble_weight", 0.0, 1.0)
+    if family in CLASSIFICATION_FAMILIES:
+        extra["n_bins"] = trial.suggest_int("n_bins", *bins)
+        extra["bin_strategy"] = trial.suggest_categorical("bin_strategy", list(BIN_STRATEGIES))
+    anchors = anchor_choices(spec)
+    anchor = anchors[trial.suggest_categorical("anchor", list(anchors))]
+    calibration = CalibrationParams(
+        min_group_size=trial.suggest_categorical("min_group_size", [15, 30, 60]),
+        window=trial.suggest_categorical("window", [200, 500, 2000]),
+        aci_step=trial.suggest_categorical("aci_step", [0.0, 0.005, 0.01, 0.02, 0.05]),
+    )
+    return Candidate(
+        family,
+        GBMConfig(**trees, **extra, threads=threads),
+        trial.suggest_float("coverage", 0.5, 0.995),
+        anchor,
+        calibration,
+    )
+
+
+def default_candidate(
+    family: str, spec: DomainSpec, coverage: float, threads: int = 2
+) -> Candidate:
+    """The family at its defaults, as ``slocast evaluate`` runs it (``--no-run-search``)."""
+    return Candidate(family, GBMConfig(threads=threads), coverage, (), CalibrationParams())

@@ -1,0 +1,302 @@
+"""The sizing workbench: search each family, compare them on one test slice, pick strategies.
+
+1. The latest ``test_fraction`` of rows by time is held out; everything before it is the
+   development set the search cross-validates on (the test slice is never seen by a trial).
+2. Each family gets an Optuna study (or, without search, its defaults); its best trial by
+   cross-validated business score (meeting the under-allocation constraint) is its model.
+3. The best model of every family, the named strategies and today's baselines (the user's
+   request, a VPA-like p90 + 15 % margin) are fitted on the same past and replayed on the same
+   test slice; the winner is chosen by cross-validation, not by the test numbers.
+4. Each strategy's and baseline's allocations go through the retry simulation: the memory-time an
+   operator pays, failed attempts included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import optuna
+
+from slocast.datasets import Dataset
+from slocast.decisions.allocator import RetryOutcome, RetryPolicy, simulate_retries
+from slocast.evaluation.backtest import EvaluationResult, run_backtest, time_split
+from slocast.evaluation.metrics import MethodMetrics
+from slocast.features import group_keys
+from slocast.models.base import Forecaster
+from slocast.models.baselines import UserRequestBaseline, VPABaseline
+from slocast.tuning.cv import evaluate_cv
+from slocast.tuning.space import Candidate, default_candidate
+from slocast.tuning.strategies import Point, choose_strategies, pareto_front
+from slocast.tuning.study import (
+    SearchConfig,
+    best_trial,
+    completed,
+    cv_summary,
+    run_study,
+    trial_candidate,
+)
+
+__all__ = ["FamilyOutcome", "TuneResult", "tune"]
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class FamilyOutcome:
+    family: str
+    candidate: Candidate
+    cv: dict[str, float]
+    trials: int = 0
+    pruned: int = 0
+    first_trial_score: float | None = None
+    test: MethodMetrics | None = None
+
+
+@dataclass
+class TuneResult:
+    dataset: str
+    domain: str
+    rows: int
+    test_rows: int
+    under_cost_ratio: float
+    families: dict[str, FamilyOutcome]
+    best: str
+    points: list[Point]
+    strategies: dict[str, tuple[Point, Candidate]]
+    backtest: EvaluationResult
+    retry: dict[str, RetryOutcome] = field(default_factory=dict)
+    retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
+
+    @property
+    def baselines(self) -> dict[str, MethodMetrics]:
+        return {
+            name: self.backtest.methods[name].metrics
+            for name in ("user_request", "vpa_p90")
+            if name in self.backtest.methods
+        }
+
+    def per_group_waste(self, top: int = 10) -> list[dict[str, object]]:
+        """Where the best model's waste and failures are, by group, largest waste first."""
+        spec = self.backtest.spec
+        test = self.backtest.split.test
+        y = test[spec.target].to_numpy(np.float64)
+        upper = self.backtest.methods[self.best].bounds.upper
+        groups = group_keys(test, spec)
+        excess = np.where(upper >= y, upper - y, 0.0)
+        total = max(float(excess.sum()), 1e-300)
+        rows = []
+        for group in np.unique(groups):
+            mask = groups == group
+            rows.append(
+                {
+                    "group": str(group),
+                    "jobs": int(mask.sum()),
+                    "under_alloc_pct": float(100.0 * (upper[mask] < y[mask]).mean()),
+                    "waste": float(excess[mask].sum()),
+                    "waste_share_pct": float(100.0 * excess[mask].sum() / total),
+                }
+            )
+        rows.sort(key=lambda r: -float(r["waste"]))  # type: ignore[arg-type]
+        return rows[:top]
+
+    def to_json(self) -> dict[str, object]:
+        best = self.families[self.best]
+        assert best.test is not None
+        request = self.baselines.get("user_request")
+        return {
+            "dataset": self.dataset,
+            "domain": self.domain,
+            "rows": self.rows,
+            "test_rows": self.test_rows,
+            "under_cost_ratio": self.under_cost_ratio,
+            "best": {
+                "family": self.best,
+                "params": best.candidate.describe(),
+                **_metrics(best.test),
+                "score_vs_request": (
+                    best.test.business_score / request.business_score
+                    if request and request.business_score > 0
+                    else None
+                ),
+                "cv": best.cv,
+            },
+            "baselines": {name: _metrics(m) for name, m in self.baselines.items()},
+            "families": {
+                name: {
+                    "params": f.candidate.describe(),
+                    "cv": f.cv,
+                    "test": None if f.test is None else _metrics(f.test),
+                    "trials": f.trials,
+                    "pruned": f.pruned,
+                    "first_trial_score": f.first_trial_score,
+                }
+                for name, f in self.families.items()
+            },
+            "strategies": {
+                name: {
+                    "point": point.key,
+                    "cv_under_alloc_pct": point.under_alloc_pct,
+                    "cv_over_alloc_pct": point.over_alloc_pct,
+                    "test": _metrics(self.backtest.methods[name].metrics),
+                    "params": candidate.describe(),
+                }
+                for name, (point, candidate) in self.strategies.items()
+            },
+            "retry": {
+                "policy": self.retry_policy.__dict__,
+                "results": {name: r.to_dict() for name, r in self.retry.items()},
+            },
+            "pareto_front": [p.__dict__ for p in pareto_front(self.points)],
+            "per_group_waste": self.per_group_waste(),
+        }
+
+
+def _metrics(m: MethodMetrics) -> dict[str, float]:
+    return {
+        "business_score": m.business_score,
+        "under_alloc_pct": m.under_alloc_pct,
+        "over_alloc_pct": m.over_alloc_pct,
+        "coverage": m.coverage,
+    }
+
+
+def _search_family(
+    data: Dataset,
+    dev_rows: int,
+    family: str,
+    search: SearchConfig,
+    points: list[Point],
+    candidates: dict[str, Candidate],
+    step: Progress,
+) -> FamilyOutcome:
+    spec = data.spec
+    dev = data.frame.iloc[:dev_rows]
+
+    def on_trial(trial: optuna.trial.FrozenTrial) -> None:
+        value = "pruned" if trial.value is None else f"{trial.value:.1f}"
+        step(f"{family}: trial {trial.number} -> {value}")
+
+    study = run_study(dev, spec, family, search, on_trial)
+    for trial in completed(study):
+        key = f"{family}#{trial.number}"
+        points.append(
+            Point(key, trial.user_attrs["under_alloc_pct"], trial.user_attrs["over_alloc_pct"])
+        )
+        candidates[key] = trial_candidate(trial, family, spec, search)
+    best = best_trial(study, search.max_under_pct)
+    first = completed(study)[0]
+    return FamilyOutcome(
+        family,
+        trial_candidate(best, family, spec, search),
+        {k: float(v) for k, v in best.user_attrs.items()},
+        trials=len(study.trials),
+        pruned=sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials),
+        first_trial_score=first.value,
+    )
+
+
+def tune(
+    data: Dataset,
+    families: Sequence[str],
+    search: SearchConfig | None,
+    coverage: float = 0.9,
+    test_fraction: float = 0.2,
+    calibration_fraction: float = 0.2,
+    under_cost_ratio: float = 5.0,
+    folds: int = 3,
+    retry_policy: RetryPolicy = RetryPolicy(),
+    progress: Progress | None = None,
+) -> TuneResult:
+    """Search (or evaluate the defaults of) ``families`` and compare them on the test slice."""
+    step = progress or (lambda _message: None)
+    spec = data.spec
+    split = time_split(data.frame, spec, test_fraction, calibration_fraction)
+    dev_rows = len(data.frame) - len(split.test)
+    points: list[Point] = []
+    candidates: dict[str, Candidate] = {}
+    outcomes: dict[str, FamilyOutcome] = {}
+    for family in families:
+        if search is not None:
+            outcomes[family] = _search_family(
+                data, dev_rows, family, search, points, candidates, step
+            )
+            continue
+        step(f"{family}: cross-validating the defaults")
+        candidate = default_candidate(family, spec, coverage)
+        scores = evaluate_cv(
+            candidate,
+            data.frame.iloc[:dev_rows],
+            spec,
+            folds,
+            calibration_fraction,
+            under_cost_ratio,
+        )
+        summary = cv_summary(scores, under_cost_ratio)
+        outcomes[family] = FamilyOutcome(family, candidate, summary)
+        key = f"{family}#default"
+        points.append(Point(key, summary["under_alloc_pct"], summary["over_alloc_pct"]))
+        candidates[key] = candidate
+    limit = search.max_under_pct if search else None
+    feasible = [
+        f for f in outcomes.values() if limit is None or f.cv["under_alloc_pct"] <= limit
+    ] or list(outcomes.values())
+    best = min(feasible, key=lambda f: f.cv["business_score"]).family
+    strategies = {
+        name: (point, candidates[point.key])
+        for name, point in choose_strategies(points, under_cost_ratio).items()
+    }
+    methods: list[Forecaster] = []
+    for name, candidate in [
+        *((f, o.candidate) for f, o in outcomes.items()),
+        *((s, c) for s, (_, c) in strategies.items()),
+    ]:
+        forecaster = candidate.forecaster(spec)
+        forecaster.name = name
+        methods.append(forecaster)
+    if spec.user_request is not None:
+        methods.append(UserRequestBaseline(spec))
+    methods.append(VPABaseline(spec))
+    backtest = run_backtest(
+        data,
+        methods,
+        coverage,
+        test_fraction,
+        calibration_fraction,
+        under_cost_ratio,
+        progress=lambda name: step(f"test slice: fitting and replaying {name}"),
+    )
+    for family, outcome in outcomes.items():
+        outcome.test = backtest.methods[family].metrics
+    result = TuneResult(
+        data.source,
+        spec.name,
+        data.rows,
+        len(split.test),
+        under_cost_ratio,
+        outcomes,
+        best,
+        points,
+        strategies,
+        backtest,
+        retry_policy=retry_policy,
+    )
+    result.retry = _retries(result, retry_policy)
+    return result
+
+
+def _retries(result: TuneResult, policy: RetryPolicy) -> dict[str, RetryOutcome]:
+    """Memory-time incl. failed attempts for each strategy and baseline on the test slice."""
+    spec = result.backtest.spec
+    test = result.backtest.split.test
+    actual = test[spec.target].to_numpy(np.float64)
+    runtime = (test[spec.known_at] - test[spec.time]).to_numpy(np.float64)
+    request = test[spec.user_request].to_numpy(np.float64) if spec.user_request else None
+    names = [*result.strategies, *result.baselines]
+    return {
+        name: simulate_retries(
+            actual, result.backtest.methods[name].bounds.upper, runtime, policy, request
+        )
+        for name in names
+    }

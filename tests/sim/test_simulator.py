@@ -1,0 +1,147 @@
+"""The simulator on real traces: conservation, determinism, and policies behaving as built."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from slocast.decisions.autoscaler import HPA, Observation, PredictiveAutoscaler
+from slocast.decisions.router import LeastLoaded, PrefixAware, RoundRobin, SLOAwareRouter
+from slocast.schema import Prediction
+from slocast.sim import AutoscaleScenario, simulate_autoscale
+from slocast.sim.route import RouteScenario, Telemetry, simulate_route
+from slocast.sim.traces import load_llm_requests, load_rates
+from tests.conftest import shared_file
+
+pytestmark = pytest.mark.shared_data
+TWITTER = "request_rate/twitter_trace_rps/workload.tbz2"
+MOONCAKE = "llm_serving/mooncake_fast25/conversation_trace.jsonl.gz"
+
+
+class Fixed:
+    def __init__(self, replicas: int) -> None:
+        self.name = f"fixed-{replicas}"
+        self.replicas = replicas
+
+    def decide(self, now: float, obs: Observation) -> int:
+        return self.replicas
+
+
+@pytest.fixture(scope="module")
+def rates() -> np.ndarray:
+    return load_rates(shared_file(TWITTER), start_s=0, duration_s=1200)
+
+
+def test_autoscale_conserves_requests_and_is_reproducible(rates: np.ndarray) -> None:
+    scenario = AutoscaleScenario()
+    first = simulate_autoscale(rates, HPA(), scenario)
+    assert first.arrived == int(np.rint(rates).sum())
+    assert first.arrived == first.served + first.dropped
+    again = simulate_autoscale(rates, HPA(), scenario)
+    assert again.summary() == first.summary()
+
+
+def test_too_few_replicas_drop_requests_but_lose_none(rates: np.ndarray) -> None:
+    scenario = AutoscaleScenario(timeout_s=2.0)
+    starved = simulate_autoscale(rates, Fixed(1), scenario)  # 20 req/s for ~50 req/s
+    assert starved.dropped > 0
+    assert starved.arrived == starved.served + starved.dropped
+    assert starved.summary()["slo_attainment_pct"] < 50
+
+
+def test_replica_seconds_integrate_the_replicas_held(rates: np.ndarray) -> None:
+    scenario = AutoscaleScenario()
+    held = simulate_autoscale(rates, Fixed(6), scenario)
+    initial = held.timeline[0][1]
+    # Initial replicas until the first sync, then 6 (new ones paid while starting).
+    assert held.replica_seconds == pytest.approx(
+        initial * scenario.sync_s + 6 * (len(rates) - scenario.sync_s), rel=0.02
+    )
+
+
+def test_predictive_meets_the_slo_on_a_calm_slice(rates: np.ndarray) -> None:
+    scenario = AutoscaleScenario()
+    result = simulate_autoscale(
+        rates, PredictiveAutoscaler(scenario.service_rate, scenario.slo_s), scenario
+    )
+    assert result.summary()["slo_attainment_pct"] >= 99.0
+
+
+@pytest.fixture(scope="module")
+def mooncake() -> object:
+    return load_llm_requests("mooncake", shared_file(MOONCAKE), limit=1500)
+
+
+def test_route_conserves_requests_and_collects_telemetry(mooncake) -> None:
+    scenario = RouteScenario()
+    telemetry = Telemetry()
+    result = simulate_route(mooncake, LeastLoaded(), scenario, telemetry)
+    scored = len(mooncake) - int(len(mooncake) * scenario.warmup_fraction)
+    assert result.arrived == scored == result.served + result.dropped
+    frame = telemetry.frame()
+    assert len(frame) == len(mooncake)
+    assert (frame["actual_ttft_ms"] > 0).all() and (frame["known_at"] >= frame["time"]).all()
+
+
+def test_shedding_router_drops_what_it_cannot_serve(mooncake) -> None:
+    def pessimist(rows):  # every replica predicted far above the SLO
+        return [Prediction(1.0, 1e6, 0.9, "t") for _ in rows]
+
+    result = simulate_route(mooncake, SLOAwareRouter(pessimist, 2.0, shed=True), RouteScenario())
+    assert result.dropped == result.arrived and result.served == 0
+
+
+def test_prefix_reuse_lowers_ttft(mooncake) -> None:
+    scenario = RouteScenario(replicas=4, load=1.0)
+    spread = simulate_route(mooncake, RoundRobin(), scenario).summary()
+    sticky = simulate_route(mooncake, PrefixAware(), scenario).summary()
+    assert sticky["p50_ms"] < spread["p50_ms"]
+
+
+def _simulate(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "slocast", "simulate", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_cli_json_and_plot(tmp_path: Path) -> None:
+    trace = f"twitter:{shared_file(TWITTER)}"
+    run = _simulate(
+        "--scenario", "autoscale", "--trace", trace, "--duration-s", "900", "--json",
+        "--plot", str(tmp_path / "autoscale.png"),
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout)
+    assert out["scenario"] == "autoscale"
+    assert set(out["policies"]) == {"hpa", "keda-rps", "erlang-pid", "predictive"}
+    for summary in out["policies"].values():
+        assert {"slo_attainment_pct", "p50_ms", "p90_ms", "p99_ms", "replica_seconds",
+                "dropped"} <= set(summary)  # fmt: skip
+        assert summary["arrived"] == summary["served"] + summary["dropped"]
+    assert (tmp_path / "autoscale.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--scenario", "teleport"], "unknown scenario 'teleport'"),
+        (["--scenario", "autoscale", "--policy", "magic"], "unknown policy 'magic'"),
+    ],
+)
+def test_cli_bad_options_exit_2(args: list[str], message: str) -> None:
+    run = _simulate("--trace", f"twitter:{shared_file(TWITTER)}", "--duration-s", "60", *args)
+    assert run.returncode == 2
+    assert message in run.stderr
+
+
+def test_cli_unknown_trace_kind_exits_2(tmp_path: Path) -> None:
+    run = _simulate("--scenario", "route", "--trace", f"bogus:{tmp_path}")
+    assert run.returncode == 2 and "unknown trace kind 'bogus'" in run.stderr

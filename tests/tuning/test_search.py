@@ -1,0 +1,117 @@
+"""The Optuna search on real Nextflow traces: improves, prunes, resumes, stays in its space."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+
+from slocast.datasets import load_dataset
+from slocast.errors import ConfigError, EmptyDataError
+from slocast.tuning.cv import cv_folds
+from slocast.tuning.space import anchor_choices, suggest
+from slocast.tuning.study import SearchConfig, best_trial, completed, run_study
+from tests.conftest import SIZEY, shared_file
+
+pytestmark = [pytest.mark.shared_data, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def iwd_dev() -> tuple[object, object]:
+    data = load_dataset(f"nextflow:{shared_file(SIZEY.format('iwd'))}")
+    # The part before the final 20 % test slice, as `slocast tune` searches it.
+    return data.frame.iloc[: int(len(data.frame) * 0.8)], data.spec
+
+
+def _config(tmp_path: Path, **overrides: object) -> SearchConfig:
+    options: dict[str, object] = {
+        "trials": 10,
+        "folds": 2,
+        "storage": f"sqlite:///{tmp_path / 'studies.db'}",
+        "study_prefix": "test",
+        "threads_per_trial": 1,  # pytest runs two workers on two cores
+    }
+    options.update(overrides)
+    return SearchConfig(**options)  # type: ignore[arg-type]
+
+
+def test_search_improves_on_its_first_trial(iwd_dev, tmp_path: Path) -> None:
+    dev, spec = iwd_dev
+    study = run_study(dev, spec, "lightgbm", _config(tmp_path, pruner="none"))
+    done = completed(study)
+    assert len(done) == 10
+    best = best_trial(study, None)
+    assert best.value is not None and done[0].value is not None
+    assert best.value < done[0].value
+    # Every trial records what the strategies and reports need.
+    for trial in done:
+        assert {"under_alloc_pct", "over_alloc_pct", "coverage", "fit_seconds"} <= set(
+            trial.user_attrs
+        )
+        assert 0.5 <= trial.params["coverage"] <= 0.995
+
+
+def test_median_pruner_stops_bad_trials(iwd_dev, tmp_path: Path) -> None:
+    dev, spec = iwd_dev
+    study = run_study(dev, spec, "lightgbm", _config(tmp_path, trials=14, folds=3))
+    states = [t.state for t in study.trials]
+    assert optuna.trial.TrialState.PRUNED in states
+    pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
+    # A pruned trial stopped before the last fold.
+    assert pruned and all(max(t.intermediate_values) < 2 for t in pruned)
+
+
+def test_resumed_study_continues_its_trial_count(iwd_dev, tmp_path: Path) -> None:
+    dev, spec = iwd_dev
+    config = _config(tmp_path, trials=3, pruner="none")
+    run_study(dev, spec, "bins-lightgbm", config)
+    again = run_study(dev, spec, "bins-lightgbm", config)
+    assert len(again.trials) == 6
+    assert [t.number for t in again.trials] == list(range(6))
+
+
+def test_constraint_picks_a_trial_within_the_limit(iwd_dev, tmp_path: Path) -> None:
+    dev, spec = iwd_dev
+    study = run_study(dev, spec, "lightgbm", _config(tmp_path, pruner="none"))
+    unders = sorted(t.user_attrs["under_alloc_pct"] for t in completed(study))
+    limit = unders[len(unders) // 2]  # half the trials meet it
+    chosen = best_trial(study, limit)
+    assert chosen.user_attrs["under_alloc_pct"] <= limit
+    unconstrained = best_trial(study, None)
+    assert chosen.value is not None and unconstrained.value is not None
+    assert chosen.value >= unconstrained.value
+
+
+def test_folds_expand_in_time_order(iwd_dev) -> None:
+    dev, _ = iwd_dev
+    prefixes = list(cv_folds(dev, 3))
+    assert [len(p) for p in prefixes] == sorted(len(p) for p in prefixes)
+    assert all(p.index.equals(dev.index[: len(p)]) for p in prefixes)
+    with pytest.raises(EmptyDataError):
+        list(cv_folds(dev.iloc[:30], 3))
+    with pytest.raises(ConfigError):
+        list(cv_folds(dev, 0))
+
+
+def test_search_space_offers_the_domains_anchors(iwd_dev) -> None:
+    _, spec = iwd_dev
+    anchors = anchor_choices(spec)
+    assert set(anchors) == {"none", "request", "history"}
+    assert anchors["history"][-1] == "memory"  # the request is the last fallback
+    candidate = suggest(
+        optuna.trial.FixedTrial(
+            {
+                "n_estimators": 100, "learning_rate": 0.05, "num_leaves": 16, "max_depth": 5,
+                "min_child_samples": 10, "subsample": 0.9, "colsample": 0.9, "reg_lambda": 1.0,
+                "anchor": "history", "min_group_size": 30, "window": 500, "aci_step": 0.01,
+                "coverage": 0.95, "n_bins": 7, "bin_strategy": "kmeans",
+            }
+        ),
+        "bins-forest",
+        spec,
+    )  # fmt: skip
+    assert candidate.config.n_bins == 7 and candidate.config.bin_strategy == "kmeans"
+    assert candidate.coverage == 0.95 and candidate.anchor == anchors["history"]
+    assert np.isclose(candidate.calibration.aci_step, 0.01)
