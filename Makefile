@@ -13,7 +13,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,xgboost,catboost,serve,store,compile,tune,sim]'
+	$(BIN)/pip install --quiet -e '.[dev,xgboost,catboost,serve,store,compile,tune,sim,dashboard]'
 	touch $(STAMP)
 
 demo: $(STAMP)

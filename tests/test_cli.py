@@ -114,3 +114,14 @@ def test_predict_rejects_bad_lines(tmp_path: Path) -> None:
     assert run.returncode == 2 and "missing" in run.stderr
     run = slocast("predict", "--bundle", str(bundle), "--input", "-", stdin="not json\n")
     assert run.returncode == 2 and "line 1" in run.stderr
+
+
+def test_report_writes_a_self_contained_page(tmp_path: Path) -> None:
+    run = slocast("report", "--dataset", TTFT, "--out", str(tmp_path / "r"))
+    assert run.returncode == 0, run.stderr
+    page = Path(run.stdout.strip())
+    assert page == tmp_path / "r" / "report.html"
+    html = page.read_text()
+    assert html.count("data:image/png;base64,") == 3 and "slocast" in html
+    bad = slocast("report", "--dataset", "nope:x")
+    assert bad.returncode == 2 and "unknown dataset kind 'nope'" in bad.stderr

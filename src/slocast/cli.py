@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import numpy as np
 import orjson
 import typer
 from rich.console import Console
@@ -123,6 +124,47 @@ def _table(result: EvaluationResult) -> Table:
     return table
 
 
+def _backtest(
+    dataset: str, settings: Settings, step: Callable[[str], None]
+) -> tuple[Dataset, EvaluationResult]:
+    data = _load(dataset, step)
+    methods = standard_methods(
+        data.spec,
+        settings.target_coverage,
+        settings.model_family,
+        GBMConfig(seed=settings.seed),
+        _params(settings),
+    )
+    result = run_backtest(
+        data,
+        methods,
+        settings.target_coverage,
+        settings.test_fraction,
+        settings.calibration_fraction,
+        settings.under_cost_ratio,
+        progress=lambda name: step(f"fitting and replaying {name}"),
+    )
+    return data, result
+
+
+@app.command()
+def report(
+    dataset: DatasetOpt,
+    out: Annotated[
+        Path | None, typer.Option(help="Report directory (default: reports/<file name>).")
+    ] = None,
+    target_coverage: CoverageOpt = None,
+) -> None:
+    """Write a self-contained HTML report (and PNGs) of a time-ordered evaluation."""
+    with _errors():
+        settings = _settings(target_coverage=target_coverage)
+        target = out or Path("reports") / parse_dataset_arg(dataset)[1].name.split(".")[0]
+        with _progress() as step:
+            _, result = _backtest(dataset, settings, step)
+            page = _timed("writing report", step, lambda: write_report(result, target))
+        typer.echo(str(page))
+
+
 @app.command()
 def evaluate(
     dataset: DatasetOpt,
@@ -142,23 +184,7 @@ def evaluate(
             target_coverage=target_coverage, test_fraction=test_fraction, model_family=family
         )
         with _progress() as step:
-            data = _load(dataset, step)
-            methods = standard_methods(
-                data.spec,
-                settings.target_coverage,
-                settings.model_family,
-                GBMConfig(seed=settings.seed),
-                _params(settings),
-            )
-            result = run_backtest(
-                data,
-                methods,
-                settings.target_coverage,
-                settings.test_fraction,
-                settings.calibration_fraction,
-                settings.under_cost_ratio,
-                progress=lambda name: step(f"fitting and replaying {name}"),
-            )
+            data, result = _backtest(dataset, settings, step)
             page = report and _timed("writing report", step, lambda: write_report(result, report))
         payload: dict[str, Any] = result.to_json()
         payload["dropped"] = data.dropped
@@ -554,8 +580,11 @@ def _pick(every: dict[str, Callable[[], Any]], names: list[str]) -> list[Any]:
 
 @app.command()
 def simulate(
-    scenario: Annotated[str, typer.Option(help="autoscale | route")],
-    trace: Annotated[str, typer.Option(help="KIND:PATH: twitter (rates), azure, mooncake.")],
+    scenario: Annotated[str, typer.Option(help="autoscale | route | pipeline")],
+    trace: Annotated[
+        str,
+        typer.Option(help="KIND:PATH: twitter (rates), azure, mooncake, alibaba-stages (dir)."),
+    ],
     policy: Annotated[
         list[str] | None, typer.Option(help="Policy to run (repeatable), or all (default).")
     ] = None,
@@ -601,9 +630,13 @@ def simulate(
                 results = _run_route(
                     kind, path, names, slo_ms, percentile, requests, replicas, load, seed, step
                 )
+            elif scenario == "pipeline":
+                _pipeline(kind, path, trace, seed, as_json)
+                return
             else:
                 raise InputError(
-                    f"unknown scenario {scenario!r}; known: autoscale, route", field="scenario"
+                    f"unknown scenario {scenario!r}; known: autoscale, route, pipeline",
+                    field="scenario",
                 )
         payload = {
             "scenario": scenario,
@@ -626,6 +659,36 @@ def simulate(
             Console(width=160).print(table)
         if plot:
             err.print(f"plot: {plot}")
+
+
+def _pipeline(kind: str, path: Path, trace: str, seed: int, as_json: bool) -> None:
+    """Stage-latency forecasting for smoothing: no smoothing vs untrained vs learned blend."""
+    from slocast.sim.pipeline import compare_smoothers, load_stage_series
+
+    if kind != "alibaba-stages":
+        raise InputError("the pipeline scenario reads alibaba-stages:DIR", field="trace")
+    errors = compare_smoothers(load_stage_series(path), seed=seed)
+    variants = ("no-smoothing", "untrained", "learned")
+    policies = {
+        v: {
+            "mae_log_latency": float(np.mean([e[v] for e in errors.values()])),
+            **{f"mae_{stage}": e[v] for stage, e in errors.items()},
+        }
+        for v in variants
+    }
+    if as_json:
+        payload = {"scenario": "pipeline", "trace": trace, "policies": policies}
+        sys.stdout.write(json.dumps(payload) + "\n")
+        return
+    table = Table(title="next-minute stage latency: mean absolute error (log), newer 30%")
+    table.add_column("variant")
+    for stage in errors:
+        table.add_column(stage, justify="right")
+    table.add_column("mean", justify="right")
+    for v in variants:
+        cells = [f"{errors[stage][v]:.4f}" for stage in errors]
+        table.add_row(v, *cells, f"{policies[v]['mae_log_latency']:.4f}")
+    Console(width=140).print(table)
 
 
 def _run_autoscale(
@@ -706,6 +769,50 @@ def _run_route(
         step(f"replaying {router.name}")
         results[router.name] = simulate_route(trace, router, scenario)
     return results
+
+
+@app.command()
+def dashboard(
+    bundle: Annotated[
+        list[Path] | None, typer.Option(help="Bundle directory to show (repeatable).")
+    ] = None,
+    trainer_url: Annotated[
+        str | None, typer.Option("--trainer", help="Trainer URL (gating history).")
+    ] = None,
+    trace: Annotated[
+        list[str] | None, typer.Option(help="KIND:PATH trace for simulation mode (repeatable).")
+    ] = None,
+    sim_results: Annotated[
+        Path | None, typer.Option(help="`slocast simulate --json` output for the Decisions page.")
+    ] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8501,
+) -> None:
+    """Open the Streamlit dashboard: predict, replay a trace, models, decisions."""
+    import importlib.util
+    import os
+
+    from slocast.dashboard import APP
+
+    with _errors():
+        if importlib.util.find_spec("streamlit") is None:
+            raise InputError(
+                "the dashboard needs Streamlit: pip install 'slocast[dashboard]'", field="dashboard"
+            )
+        for directory in bundle or []:
+            load_bundle(directory)  # a bad bundle is refused here, with its file and field
+        arguments = [f"--bundle={b}" for b in bundle or []]
+        arguments += [f"--trace={t}" for t in trace or []]
+        if trainer_url:
+            arguments.append(f"--trainer={trainer_url}")
+        if sim_results:
+            arguments.append(f"--sim-results={sim_results}")
+        command = [
+            sys.executable, "-m", "streamlit", "run", str(APP),
+            "--server.headless=true", f"--server.address={host}", f"--server.port={port}",
+            "--browser.gatherUsageStats=false", "--", *arguments,
+        ]  # fmt: skip
+        os.execv(sys.executable, command)
 
 
 serve_app = typer.Typer(help="Run a prediction server.", no_args_is_help=True)

@@ -145,3 +145,19 @@ def test_cli_bad_options_exit_2(args: list[str], message: str) -> None:
 def test_cli_unknown_trace_kind_exits_2(tmp_path: Path) -> None:
     run = _simulate("--scenario", "route", "--trace", f"bogus:{tmp_path}")
     assert run.returncode == 2 and "unknown trace kind 'bogus'" in run.stderr
+
+
+def test_learned_stage_blend_beats_the_untrained_one() -> None:
+    from slocast.sim.pipeline import PIPELINE, compare_smoothers, load_stage_series
+
+    directory = shared_file("model_serving/alibaba_genai_gentd26/qps.csv.gz").parent
+    series = load_stage_series(directory)
+    assert list(series.latency.columns) == list(PIPELINE)
+    errors = compare_smoothers(series)
+    for stage, e in errors.items():
+        assert e["learned"] < e["untrained"], stage
+        assert e["test_minutes"] > 300
+    # No smoothing is a strong baseline at a one-minute horizon: learning stays close to it.
+    learned = np.mean([e["learned"] for e in errors.values()])
+    persistence = np.mean([e["no-smoothing"] for e in errors.values()])
+    assert learned < 1.1 * persistence

@@ -5,6 +5,8 @@
 - ``azure``: Azure LLM inference trace CSV (``TIMESTAMP, ContextTokens, GeneratedTokens``).
 - ``mooncake``: Mooncake JSON lines (``timestamp`` ms, ``input_length``, ``output_length``,
   ``hash_ids`` of 512-token prefix blocks).
+- ``alibaba-stages``: the directory of the Alibaba GenAI per-stage series
+  (see :mod:`slocast.sim.pipeline`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from slocast.errors import ConfigError, DataFormatError, EmptyDataError
 
 __all__ = ["TRACE_KINDS", "LLMRequests", "load_llm_requests", "load_rates", "parse_trace_arg"]
 
-TRACE_KINDS = ("twitter", "azure", "mooncake")
+TRACE_KINDS = ("twitter", "azure", "mooncake", "alibaba-stages")
 
 
 def parse_trace_arg(value: str) -> tuple[str, Path]:
@@ -33,8 +35,9 @@ def parse_trace_arg(value: str) -> tuple[str, Path]:
         raise ConfigError(
             f"unknown trace kind {kind!r}; known: {', '.join(TRACE_KINDS)}", field="trace"
         )
-    if not Path(path).is_file():
-        raise ConfigError(f"trace file {path} does not exist", field="trace", source=path)
+    exists = Path(path).is_dir() if kind == "alibaba-stages" else Path(path).is_file()
+    if not exists:
+        raise ConfigError(f"trace {path} does not exist", field="trace", source=path)
     return kind, Path(path)
 
 
