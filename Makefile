@@ -6,14 +6,14 @@ STAMP  := $(VENV)/.installed
 LLMD   := data/llm_serving/llmd_h200_traces
 DEMO_BUNDLE := .slocast/bundles/llm-ttft-demo
 
-.PHONY: install demo test test-fast lint typecheck bench bench-evaluate bench-serve bench-trainer bench-tune bench-sim proto proto-check clean
+.PHONY: install demo test test-fast lint typecheck bench bench-evaluate bench-serve bench-trainer bench-tune bench-sim docs proto proto-check clean
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,xgboost,catboost,serve,store,compile,tune,sim,dashboard]'
+	$(BIN)/pip install --quiet -e '.[dev,xgboost,catboost,serve,store,compile,tune,sim,dashboard,docs]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -36,8 +36,8 @@ test-fast: $(STAMP)
 	$(BIN)/pytest -n 2 -q -m "not slow"
 
 lint: $(STAMP) proto-check
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench docs
+	$(BIN)/ruff format --check src tests bench docs
 
 PROTOC = $(BIN)/python -m grpc_tools.protoc -Islocast/serving/pb=proto
 
@@ -56,8 +56,12 @@ bench: bench-evaluate bench-serve bench-trainer bench-tune bench-sim
 bench-evaluate: $(STAMP)
 	$(BIN)/python bench/bench_evaluate.py
 
+docs: $(STAMP)  ## the documentation site (reference pages generated from the code) in site/
+	$(BIN)/python docs/gen_reference.py
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
 clean:
-	rm -rf $(VENV) reports .slocast .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) reports site .slocast .pytest_cache .mypy_cache .ruff_cache
 
 bench-serve: $(STAMP)
 	$(BIN)/python bench/bench_serve.py
