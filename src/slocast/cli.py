@@ -292,6 +292,7 @@ def _tune_families(families: list[str] | None, task_type: str, all_archs: bool) 
 
 def _tune_table(result: Any) -> Table:
     from slocast.tuning.report import comparison_rows
+    from slocast.tuning.workbench import metrics_summary
 
     request = result.baselines.get("user_request")
     table = Table(
@@ -302,7 +303,8 @@ def _tune_table(result: Any) -> Table:
         table.add_column(column, justify="left" if column == "model" else "right")
     rows = comparison_rows(result)
     for name, (_, _) in result.strategies.items():
-        rows.append({"model": f"strategy:{name}", **_metric_cells(result, name)})
+        metrics = result.backtest.methods[name].metrics
+        rows.append({"model": f"strategy:{name}", **metrics_summary(metrics)})
     for row in rows:
         cells = [
             str(row["model"]),
@@ -318,16 +320,6 @@ def _tune_table(result: Any) -> Table:
             cells.append(f"{score / max(request.business_score, 1e-12):.2f}x")
         table.add_row(*cells, style="bold" if row["model"] == result.best else None)
     return table
-
-
-def _metric_cells(result: Any, name: str) -> dict[str, float]:
-    m = result.backtest.methods[name].metrics
-    return {
-        "business_score": m.business_score,
-        "under_alloc_pct": m.under_alloc_pct,
-        "over_alloc_pct": m.over_alloc_pct,
-        "coverage": m.coverage,
-    }
 
 
 def _retry_table(result: Any) -> Table:

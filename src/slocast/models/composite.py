@@ -132,21 +132,28 @@ class _BinClassifier:
     build: Callable[[GBMConfig, list[int]], Any]
 
 
+def _boosting_options(config: GBMConfig) -> dict[str, Any]:
+    """The scikit-learn-style options LightGBM's and XGBoost's classifiers share."""
+    return {
+        "n_estimators": config.n_estimators,
+        "learning_rate": config.learning_rate,
+        "max_depth": config.max_depth,
+        "subsample": config.subsample,
+        "colsample_bytree": config.colsample,
+        "reg_lambda": config.reg_lambda,
+        "random_state": config.seed,
+        "n_jobs": config.threads,
+    }
+
+
 def _lightgbm(config: GBMConfig, categorical: list[int]) -> Any:
     import lightgbm as lgb
 
     return lgb.LGBMClassifier(
-        n_estimators=config.n_estimators,
-        learning_rate=config.learning_rate,
+        **_boosting_options(config),
         num_leaves=config.num_leaves,
-        max_depth=config.max_depth,
         min_child_samples=config.min_child_samples,
-        subsample=config.subsample,
         subsample_freq=1 if config.subsample < 1 else 0,
-        colsample_bytree=config.colsample,
-        reg_lambda=config.reg_lambda,
-        random_state=config.seed,
-        n_jobs=config.threads,
         verbosity=-1,
     )
 
@@ -154,17 +161,7 @@ def _lightgbm(config: GBMConfig, categorical: list[int]) -> Any:
 def _xgboost(config: GBMConfig, categorical: list[int]) -> Any:
     import xgboost as xgb
 
-    return xgb.XGBClassifier(
-        n_estimators=config.n_estimators,
-        learning_rate=config.learning_rate,
-        max_depth=config.max_depth,
-        subsample=config.subsample,
-        colsample_bytree=config.colsample,
-        reg_lambda=config.reg_lambda,
-        random_state=config.seed,
-        n_jobs=config.threads,
-        tree_method="hist",
-    )
+    return xgb.XGBClassifier(**_boosting_options(config), tree_method="hist")
 
 
 def _forest(config: GBMConfig, categorical: list[int]) -> Any:

@@ -14,10 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from slocast.evaluation.metrics import MethodMetrics
 from slocast.evaluation.report import figure, html_page
 from slocast.tuning.strategies import pareto_front
-from slocast.tuning.workbench import TuneResult
+from slocast.tuning.workbench import TuneResult, metrics_summary
 
 __all__ = ["comparison_rows", "write_tune_report"]
 
@@ -30,7 +29,7 @@ def comparison_rows(result: TuneResult) -> list[dict[str, object]]:
         rows.append(
             {
                 "model": name,
-                **_cells(outcome.test),
+                **metrics_summary(outcome.test),
                 "cv_score": outcome.cv["business_score"],
                 "fit_s": outcome.cv.get("fit_seconds"),
                 "predict_us_per_row": 1e6 * outcome.cv.get("predict_seconds_per_row", np.nan),
@@ -38,17 +37,8 @@ def comparison_rows(result: TuneResult) -> list[dict[str, object]]:
             }
         )
     for name, metrics in result.baselines.items():
-        rows.append({"model": name, **_cells(metrics)})
+        rows.append({"model": name, **metrics_summary(metrics)})
     return rows
-
-
-def _cells(m: MethodMetrics) -> dict[str, float]:
-    return {
-        "business_score": m.business_score,
-        "under_alloc_pct": m.under_alloc_pct,
-        "over_alloc_pct": m.over_alloc_pct,
-        "coverage": m.coverage,
-    }
 
 
 def _plot_comparison(rows: list[dict[str, object]], path: Path) -> None:

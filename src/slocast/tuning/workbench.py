@@ -38,7 +38,7 @@ from slocast.tuning.study import (
     trial_candidate,
 )
 
-__all__ = ["FamilyOutcome", "TuneResult", "tune"]
+__all__ = ["FamilyOutcome", "TuneResult", "metrics_summary", "tune"]
 
 Progress = Callable[[str], None]
 
@@ -114,7 +114,7 @@ class TuneResult:
             "best": {
                 "family": self.best,
                 "params": best.candidate.describe(),
-                **_metrics(best.test),
+                **metrics_summary(best.test),
                 "score_vs_request": (
                     best.test.business_score / request.business_score
                     if request and request.business_score > 0
@@ -122,12 +122,12 @@ class TuneResult:
                 ),
                 "cv": best.cv,
             },
-            "baselines": {name: _metrics(m) for name, m in self.baselines.items()},
+            "baselines": {name: metrics_summary(m) for name, m in self.baselines.items()},
             "families": {
                 name: {
                     "params": f.candidate.describe(),
                     "cv": f.cv,
-                    "test": None if f.test is None else _metrics(f.test),
+                    "test": None if f.test is None else metrics_summary(f.test),
                     "trials": f.trials,
                     "pruned": f.pruned,
                     "first_trial_score": f.first_trial_score,
@@ -139,7 +139,7 @@ class TuneResult:
                     "point": point.key,
                     "cv_under_alloc_pct": point.under_alloc_pct,
                     "cv_over_alloc_pct": point.over_alloc_pct,
-                    "test": _metrics(self.backtest.methods[name].metrics),
+                    "test": metrics_summary(self.backtest.methods[name].metrics),
                     "params": candidate.describe(),
                 }
                 for name, (point, candidate) in self.strategies.items()
@@ -153,7 +153,8 @@ class TuneResult:
         }
 
 
-def _metrics(m: MethodMetrics) -> dict[str, float]:
+def metrics_summary(m: MethodMetrics) -> dict[str, float]:
+    """The four numbers sizing compares: score, under %, over %, coverage."""
     return {
         "business_score": m.business_score,
         "under_alloc_pct": m.under_alloc_pct,
