@@ -10,6 +10,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -572,7 +573,7 @@ def _pick(every: dict[str, Callable[[], Any]], names: list[str]) -> list[Any]:
 
 @app.command()
 def simulate(
-    scenario: Annotated[str, typer.Option(help="autoscale | route | pipeline")],
+    scenario: Annotated[str, typer.Option(help="autoscale | route | place | pipeline")],
     trace: Annotated[
         str,
         typer.Option(help="KIND:PATH: twitter (rates), azure, mooncake, alibaba-stages (dir)."),
@@ -622,12 +623,14 @@ def simulate(
                 results = _run_route(
                     kind, path, names, slo_ms, percentile, requests, replicas, load, seed, step
                 )
+            elif scenario == "place":
+                results = _run_place(kind, path, names, slo_ms, replicas, load, seed, step)
             elif scenario == "pipeline":
                 _pipeline(kind, path, trace, seed, as_json)
                 return
             else:
                 raise InputError(
-                    f"unknown scenario {scenario!r}; known: autoscale, route, pipeline",
+                    f"unknown scenario {scenario!r}; known: autoscale, route, place, pipeline",
                     field="scenario",
                 )
         payload = {
@@ -651,6 +654,42 @@ def simulate(
             Console(width=160).print(table)
         if plot:
             err.print(f"plot: {plot}")
+
+
+def _run_place(
+    kind: str,
+    path: Path,
+    names: list[str],
+    slo_ms: float | None,
+    servers: int,
+    load: float,
+    seed: int,
+    step: Callable[[str], None],
+) -> dict[str, Any]:
+    from slocast.sim.place import PlacementRequests, PlaceScenario, simulate_place
+
+    if kind != "alibaba-lora":
+        raise InputError("the place scenario replays alibaba-lora:PATH requests", field="trace")
+    frame = load_dataset(f"{kind}:{path}").frame
+    requests = PlacementRequests(
+        (frame["time"] - frame["time"].min()).to_numpy(np.float64),
+        frame["checkpoint_model_version_id"].astype(str).to_numpy(),
+        frame["exec_time_seconds"].to_numpy(np.float64),
+    )
+    scenario = PlaceScenario(
+        servers=servers,
+        load=load,
+        slo_s=(slo_ms or PlaceScenario.slo_s * 1000.0) / 1000.0,
+        seed=seed,
+    )
+    names_only: dict[str, Callable[[], Any]] = {
+        n: partial(str, n) for n in ("round-robin", "least-loaded", "random", "cache-aware")
+    }
+    results = {}
+    for name in _pick(names_only, names):
+        step(f"replaying {name}")
+        results[name] = simulate_place(requests, name, scenario)
+    return results
 
 
 def _pipeline(kind: str, path: Path, trace: str, seed: int, as_json: bool) -> None:

@@ -161,3 +161,24 @@ def test_learned_stage_blend_beats_the_untrained_one() -> None:
     learned = np.mean([e["learned"] for e in errors.values()])
     persistence = np.mean([e["no-smoothing"] for e in errors.values()])
     assert learned < 1.1 * persistence
+
+
+def test_cache_aware_placement_cuts_cold_loads_and_conserves_requests() -> None:
+    from slocast.datasets import load_dataset
+    from slocast.sim.place import PlacementRequests, PlaceScenario, simulate_place
+
+    frame = load_dataset(
+        f"alibaba-lora:{shared_file('model_serving/alibaba_genai_gentd26/lora_request_trace.csv.gz')}"
+    ).frame.head(4000)
+    requests = PlacementRequests(
+        (frame["time"] - frame["time"].min()).to_numpy(np.float64),
+        frame["checkpoint_model_version_id"].astype(str).to_numpy(),
+        frame["exec_time_seconds"].to_numpy(np.float64),
+    )
+    scenario = PlaceScenario()
+    results = {p: simulate_place(requests, p, scenario) for p in ("round-robin", "cache-aware")}
+    for result in results.values():
+        assert result.arrived == result.served == len(frame)
+    spread, aware = (results[p].summary() for p in ("round-robin", "cache-aware"))
+    assert aware["cold_loads"] < 0.6 * spread["cold_loads"]
+    assert aware["p50_ms"] <= spread["p50_ms"]

@@ -20,6 +20,7 @@ class PolicyResult:
     replica_seconds: float = 0.0
     scale_events: int = 0
     timeline: list[tuple[float, int]] = field(default_factory=list)  # (time, replicas)
+    extra: dict[str, float] = field(default_factory=dict)  # scenario-specific counts
 
     def summary(self) -> dict[str, float]:
         lat = np.asarray(self.latencies, dtype=np.float64)
@@ -40,4 +41,5 @@ class PolicyResult:
             "arrived": float(self.arrived),
             "served": float(self.served),
             "dropped": float(self.dropped),
+            **self.extra,
         }

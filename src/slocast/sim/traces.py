@@ -5,6 +5,7 @@
 - ``azure``: Azure LLM inference trace CSV (``TIMESTAMP, ContextTokens, GeneratedTokens``).
 - ``mooncake``: Mooncake JSON lines (``timestamp`` ms, ``input_length``, ``output_length``,
   ``hash_ids`` of 512-token prefix blocks).
+- ``alibaba-lora``: the Alibaba GenAI request trace (base model per request), for placement.
 - ``alibaba-stages``: the directory of the Alibaba GenAI per-stage series
   (see :mod:`slocast.sim.pipeline`).
 """
@@ -24,7 +25,7 @@ from slocast.errors import ConfigError, DataFormatError, EmptyDataError
 
 __all__ = ["TRACE_KINDS", "LLMRequests", "load_llm_requests", "load_rates", "parse_trace_arg"]
 
-TRACE_KINDS = ("twitter", "azure", "mooncake", "alibaba-stages")
+TRACE_KINDS = ("twitter", "azure", "mooncake", "alibaba-stages", "alibaba-lora")
 
 
 def parse_trace_arg(value: str) -> tuple[str, Path]:
