@@ -65,6 +65,8 @@ def test_allocation_is_a_bin_edge_and_grows_with_the_level(
     # A higher level bumps unsure jobs into higher bins, never lower ones.
     assert (p_high >= p_low).all() and (p_high > p_low).any()
     assert (z <= p_high).mean() > (z <= p_low).mean()
+    # One fit serves every level: reading the fitted classifier at 0.5 = fitting one for 0.5.
+    assert np.array_equal(high.at_quantile(0.5).predict(X), p_low)  # type: ignore[attr-defined]
     path = tmp_path / f"model{type(high).suffix}"  # type: ignore[attr-defined]
     high.save(path)
     assert np.array_equal(load_regressor(family, path, 0.95).predict(X), p_high)

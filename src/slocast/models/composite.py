@@ -266,6 +266,12 @@ class BinRegressor:
         self.classifier = BIN_FAMILIES[self.family].build(self.config, self.categorical)
         self.classifier.fit(X, encoded)
 
+    def at_quantile(self, quantile: float) -> BinRegressor:
+        """The same fitted classifier read at another level (no second fit)."""
+        view = type(self)(quantile, self.config, self.categorical)
+        view.edges, view.classes, view.classifier = self.edges, self.classes, self.classifier
+        return view
+
     def probabilities(self, X: np.ndarray) -> np.ndarray:
         """Predicted probability of every bin, shape (rows, bins)."""
         if self.edges is None or self.classes is None:

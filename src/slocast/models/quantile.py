@@ -59,10 +59,15 @@ class QuantileForecaster:
         X, y, self.pipeline = self._design(train)
         z = self.pipeline.encode_target(y) - self.pipeline.offset(X)
         cats = self.pipeline.categorical_indices
-        self.point_model = make_regressor(self.family, 0.5, self.config, cats)
         self.upper_model = make_regressor(self.family, self.coverage, self.config, cats)
-        self.point_model.fit(X, z)
         self.upper_model.fit(X, z)
+        # A classifier gives every level from one fit (bin families); regressors fit each level.
+        at_quantile = getattr(self.upper_model, "at_quantile", None)
+        if at_quantile is not None:
+            self.point_model = at_quantile(0.5)
+        else:
+            self.point_model = make_regressor(self.family, 0.5, self.config, cats)
+            self.point_model.fit(X, z)
 
     def predict_encoded(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """(point, upper) on the model's target scale, before calibration."""
