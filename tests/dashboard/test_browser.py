@@ -7,10 +7,12 @@ its driver or Selenium is missing; `.ci/run` installs the Debian packages.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -57,19 +59,27 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, s
     }
     sim = home / "sim.json"
     sim.write_text(json.dumps({"scenario": "autoscale", "trace": "constant", "policies": results}))
-    port = free_port()
+    port, trainer_port = free_port(), free_port()
+    quiet: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    trainer = subprocess.Popen(
+        [sys.executable, "-m", "slocast", "trainer", "--port", str(trainer_port)],
+        env={**os.environ, "SLOCAST_HOME": str(home / "trainer")},
+        **quiet,
+    )
     process = subprocess.Popen(
         [sys.executable, "-m", "slocast", "dashboard", "--bundle", str(home / "ttft"),
-         "--trace", TRACE, "--sim-results", str(sim), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+         "--trace", TRACE, "--sim-results", str(sim), "--port", str(port),
+         "--trainer", f"http://127.0.0.1:{trainer_port}"],
+        **quiet,
     )  # fmt: skip
     try:
+        wait_for_port(trainer_port, attempts=300)
         wait_for_port(port, attempts=300)
         yield port, version
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        for child in (process, trainer):
+            child.terminate()
+            child.wait(timeout=30)
 
 
 def _wait_for(browser: object, text: str, timeout: float = 60.0) -> None:
@@ -113,6 +123,8 @@ def test_every_page_renders_real_values(dashboard: tuple[int, str]) -> None:
         _wait_for(browser, "feature importances of")
         body = browser.find_element("tag name", "body").text  # type: ignore[attr-defined]
         assert version in body and "lightgbm" in body
+        _wait_for(browser, "gating history")  # read from the running trainer's HTTP API
+        assert "trainer unreachable" not in browser.find_element("tag name", "body").text  # type: ignore[attr-defined]
         browser.save_screenshot(str(SCREENSHOTS / "models.png"))  # type: ignore[attr-defined]
 
         _click(browser, "//label[contains(., 'Decisions')]")
