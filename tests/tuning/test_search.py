@@ -10,7 +10,7 @@ import pytest
 
 from slocast.datasets import load_dataset
 from slocast.errors import ConfigError, EmptyDataError
-from slocast.tuning.cv import cv_folds
+from slocast.tuning.cv import cv_folds, scorable_folds
 from slocast.tuning.space import anchor_choices, suggest
 from slocast.tuning.study import SearchConfig, best_trial, completed, run_study
 from tests.conftest import SIZEY, shared_file
@@ -115,3 +115,16 @@ def test_search_space_offers_the_domains_anchors(iwd_dev) -> None:
     assert candidate.config.n_bins == 7 and candidate.config.bin_strategy == "kmeans"
     assert candidate.coverage == 0.95 and candidate.anchor == anchors["history"]
     assert np.isclose(candidate.calibration.aci_step, 0.01)
+
+
+def test_folds_whose_calibration_is_still_running_are_left_out() -> None:
+    # rnaseq submits tasks in bursts: in the first fold every calibration task is still
+    # running when validation starts, so that fold cannot be calibrated without the future.
+    data = load_dataset(f"nextflow:{shared_file(SIZEY.format('rnaseq'))}")
+    dev = data.frame.iloc[: int(len(data.frame) * 0.8)]
+    usable = scorable_folds(dev, data.spec, 3, 0.2)
+    assert 0 < len(usable) < len(list(cv_folds(dev, 3)))
+    never_done = dev.assign(known_at=dev["time"].max() + 1e9)  # nothing ever finishes
+    with pytest.raises(EmptyDataError) as info:
+        scorable_folds(never_done, data.spec, 3, 0.2)
+    assert info.value.field == "folds"

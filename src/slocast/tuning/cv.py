@@ -21,7 +21,7 @@ from slocast.evaluation.metrics import MethodMetrics, compute_metrics
 from slocast.schema import DomainSpec
 from slocast.tuning.space import Candidate
 
-__all__ = ["FoldScore", "cv_folds", "evaluate_cv", "score_fold"]
+__all__ = ["FoldScore", "cv_folds", "evaluate_cv", "scorable_folds", "score_fold"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,31 @@ def cv_folds(frame: pd.DataFrame, folds: int) -> Iterator[pd.DataFrame]:
         raise EmptyDataError(f"{len(frame)} rows are too few for {folds} time-ordered folds")
     for k in range(1, folds + 1):
         yield frame.iloc[: block * (k + 1)]
+
+
+def scorable_folds(
+    frame: pd.DataFrame, spec: DomainSpec, folds: int, calibration_fraction: float
+) -> list[pd.DataFrame]:
+    """The folds whose calibration slice has outcomes known before validation starts.
+
+    A workflow submits tasks in bursts: when every task of a fold's calibration slice is still
+    running as its validation slice begins, that fold cannot be calibrated honestly and is left
+    out (using those outcomes early would leak the future).
+    """
+    validation_rows = len(frame) // (folds + 1)
+    usable = [
+        prefix
+        for prefix in cv_folds(frame, folds)
+        if len(time_split(prefix, spec, validation_rows / len(prefix), calibration_fraction)
+               .calibration) > 0
+    ]  # fmt: skip
+    if not usable:
+        raise EmptyDataError(
+            f"none of the {folds} folds has calibration outcomes known before its validation "
+            "slice (jobs still running): use fewer folds or more history",
+            field="folds",
+        )
+    return usable
 
 
 def score_fold(
@@ -80,5 +105,5 @@ def evaluate_cv(
     validation_rows = len(dev) // (folds + 1)
     return [
         score_fold(candidate, prefix, spec, validation_rows, calibration_fraction, under_cost_ratio)
-        for prefix in cv_folds(dev, folds)
+        for prefix in scorable_folds(dev, spec, folds, calibration_fraction)
     ]

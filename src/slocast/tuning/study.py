@@ -22,7 +22,7 @@ import pandas as pd
 from slocast.errors import ConfigError
 from slocast.models.composite import MAX_BINS, MIN_BINS
 from slocast.schema import DomainSpec
-from slocast.tuning.cv import FoldScore, cv_folds, score_fold
+from slocast.tuning.cv import FoldScore, scorable_folds, score_fold
 from slocast.tuning.space import Candidate, check_bins, suggest
 
 __all__ = [
@@ -128,7 +128,7 @@ def run_study(
 ) -> optuna.Study:
     """Create or resume the family's study and run ``config.trials`` more trials on ``dev``."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    folds = list(cv_folds(dev, config.folds))
+    folds = scorable_folds(dev, spec, config.folds, config.calibration_fraction)
     validation_rows = len(dev) // (config.folds + 1)
 
     def objective(trial: optuna.Trial) -> float:
