@@ -49,10 +49,10 @@ def _trace(arg: str) -> pd.DataFrame:
     return load_dataset(arg).frame
 
 
-def _allocations(bundle: ModelBundle, frame: pd.DataFrame) -> pd.DataFrame:
-    bounds = bundle.predict_frame(frame)
-    out = pd.DataFrame({"point": bounds.point, f"upper@{bundle.coverage:.2f}": bounds.upper})
-    out["balanced"] = bounds.upper
+def _allocations(bundle: ModelBundle, frame: pd.DataFrame, coverage: float) -> pd.DataFrame:
+    bounds = bundle.predict_frame(frame, coverage)
+    out = pd.DataFrame({"point": bounds.point, f"upper@{coverage:.3f}": bounds.upper})
+    out["balanced"] = bundle.predict_frame(frame).upper
     for name, coverage in STRATEGY_COVERAGE.items():
         out[name] = bundle.predict_frame(frame, coverage).upper
     return out
@@ -79,18 +79,20 @@ def page_predict(bundles: dict[str, ModelBundle]) -> None:
     example.update({c: "" for c in spec.categorical})
     text = st.text_area("jobs (JSON lines)", json.dumps(example), key="jobs")
     uploaded = st.file_uploader("…or upload CSV / JSON lines", type=["csv", "jsonl", "json"])
+    coverage = st.slider("coverage of the bound", 0.55, 0.995, float(bundle.coverage), step=0.005)
     try:
         frame = _parse_jobs(text, uploaded)
         for column in spec.features:
             if column not in frame:
                 frame[column] = np.nan
-        table = _allocations(bundle, frame)
+        table = _allocations(bundle, frame, coverage)
     except (SlocastError, ValueError, KeyError) as exc:
         st.error(f"cannot predict: {exc}")
         return
     # Tables (not the canvas grid): a few rows, readable and selectable as text.
     st.table(table.head(50))
-    st.markdown(f"**first job: upper bound {table.iloc[0]['balanced']:,.4g} {spec.unit}**")
+    first = table.iloc[0][f"upper@{coverage:.3f}"]
+    st.markdown(f"**first job: upper bound {first:,.4g} {spec.unit} at coverage {coverage:.3f}**")
 
 
 def page_simulation(bundles: dict[str, ModelBundle], traces: list[str]) -> None:
