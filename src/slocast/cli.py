@@ -988,6 +988,7 @@ def trainer(
                 test_share=settings.test_share,
                 family=settings.model_family,
                 calibration=_params(settings),
+                ensemble_mode=settings.ensemble_mode,
             ),
         )
         web = create_trainer_app(service, settings.max_batch, settings.model_family)

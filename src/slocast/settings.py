@@ -112,6 +112,11 @@ class Settings(BaseSettings):
         validation_alias=_alias("min_samples_for_retrain", "LATENCY_MIN_SAMPLES_FOR_RETRAIN"),
         description="Trainer: training rows needed before the first retrain (llm-d name).",
     )
+    ensemble_mode: bool = Field(
+        False,
+        validation_alias=_alias("ensemble_mode", "LATENCY_ENSEMBLE_MODE"),
+        description="Trainer: queue-gated models (waiting == 0 and > 0) for the LLM domains.",
+    )
     max_per_bucket: int = Field(
         5000,
         ge=1,

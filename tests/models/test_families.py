@@ -86,3 +86,27 @@ def test_unknown_family_and_predict_before_fit() -> None:
         make_regressor("forest", 0.9)
     with pytest.raises(LifecycleError):
         QuantileForecaster(SYNTH_SPEC, 0.9).predict(synthetic_frame(10))
+
+
+def test_gated_family_uses_one_model_per_side_of_the_queue(tmp_path: Path) -> None:
+    from slocast.models.composite import GatedRegressor
+
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.uniform(0, 10, 2000), rng.integers(0, 3, 2000).astype(float)])
+    # Waiting requests (column 1 > 0) add a large queueing delay the idle side never sees.
+    y = X[:, 0] + np.where(X[:, 1] > 0, 50.0, 0.0) + rng.normal(0, 0.5, 2000)
+    config = GBMConfig(n_estimators=60, gate_index=1, gate_min_rows=100)
+    model = make_regressor("gated", 0.5, config)
+    model.fit(X, y)
+    assert isinstance(model, GatedRegressor) and model.active
+    idle = X[:, 1] == 0
+    assert np.array_equal(model.predict(X)[idle], model.sides["idle"].predict(X[idle]))
+    assert np.abs(model.predict(X) - y).mean() < 1.0
+    path = tmp_path / "gated.json"
+    model.save(path)
+    assert np.array_equal(load_regressor("gated", path, 0.5).predict(X), model.predict(X))
+    few = GatedRegressor(0.5, GBMConfig(n_estimators=20, gate_index=1, gate_min_rows=5000))
+    few.fit(X, y)
+    assert not few.active and set(few.sides) == {"all"}
+    with pytest.raises(ConfigError):
+        GatedRegressor(0.5, GBMConfig()).fit(X, y)  # no gate feature configured

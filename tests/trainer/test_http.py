@@ -58,6 +58,10 @@ async def test_ingest_is_acknowledged_with_llmd_message_and_split_by_target(setu
     assert ttft == 200 and tpot == 200
     assert status["test_data"]["total_samples"] > 0
     assert trainer.store.counts("llm-ttft").train == status["training_data"]["ttft_samples"]
+    ensemble = status["ensemble"]
+    assert ensemble["ensemble_mode"] is False and ensemble["ensemble_active"] is False
+    split = ensemble["ttft_noqueue_samples"] + ensemble["ttft_queued_samples"]
+    assert split == status["training_data"]["ttft_samples"]
 
 
 @pytest.mark.parametrize(
@@ -105,7 +109,12 @@ async def test_flush_and_models_lifecycle(setup: Any) -> None:
     importances = (await client.get("/model/ttft/lgb/importances")).json()
     assert "input_token_length" in importances
     metrics = (await client.get("/metrics")).text
-    for line in ('model_type{type="lightgbm"} 1', "model_quantile{} 0.9", "ensemble_active{} 0"):
+    for line in (
+        'model_type{type="lightgbm"} 1',
+        "model_quantile{} 0.9",
+        "ensemble_active{} 0",
+        "ensemble_mode{} 0",
+    ):
         assert line in metrics
     assert 'training_samples_count{model="ttft",queue_bucket=' in metrics
     assert "ttft_aci_level{}" in metrics

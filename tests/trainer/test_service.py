@@ -80,3 +80,32 @@ def test_too_few_rows_keep_the_cold_start(trainer: Trainer) -> None:
     trainer.ingest("llm-ttft", synthetic_llm_rows(50, seed=5))
     assert trainer.run_once(["llm-ttft"]) == []
     assert trainer.current_bundle("llm-ttft") is None
+
+
+def test_ensemble_mode_publishes_queue_gated_models(tmp_path: Path) -> None:
+    store = SampleStore(sqlite_url(tmp_path / "home"))
+    config = TrainerConfig(
+        home=tmp_path / "home", min_samples=100, n_estimators=80, ensemble_mode=True
+    )
+    trainer = Trainer(store, config)
+
+    def rows(n: int, seed: int) -> list[dict[str, float]]:
+        out = synthetic_llm_rows(n, seed)
+        for row in out[::4]:  # a quarter arrive to an empty queue
+            row["actual_ttft_ms"] = max(
+                1.0, row["actual_ttft_ms"] - 30 * row["num_request_waiting"]
+            )
+            row["num_request_waiting"] = 0
+        return out
+
+    trainer.ingest("llm-ttft", rows(3000, seed=3))
+    [decision] = trainer.run_once(["llm-ttft"])
+    bundle = trainer.current_bundle("llm-ttft")
+    assert decision.accepted and bundle is not None
+    assert bundle.manifest["family"] == "gated"
+    upper = bundle.forecaster.base.upper_model
+    assert getattr(upper, "active", False)  # both sides had enough rows for their own model
+    fresh = rows(2000, seed=4)
+    bounds = [p.upper for p in DataPlane([bundle]).predict("llm-ttft", fresh)]
+    coverage = np.mean([r["actual_ttft_ms"] <= b for r, b in zip(fresh, bounds, strict=True)])
+    assert coverage == pytest.approx(0.9, abs=0.05)

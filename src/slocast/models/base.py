@@ -29,7 +29,9 @@ class GBMConfig:
     """Hyperparameters of the model families.
 
     The tree parameters apply to every family; ``n_bins`` / ``bin_strategy`` only to the
-    bin-classification families, ``ensemble_weight`` (LightGBM's share) only to the ensemble.
+    bin-classification families, ``ensemble_weight`` (LightGBM's share) only to the ensemble,
+    ``gate_feature`` / ``gate_min_rows`` only to the queue-gated family (``gate_index`` is the
+    feature's column, filled in when the feature pipeline is known).
     """
 
     n_estimators: int = 300
@@ -45,6 +47,9 @@ class GBMConfig:
     n_bins: int = 8
     bin_strategy: str = "quantile"
     ensemble_weight: float = 0.5
+    gate_feature: str = ""
+    gate_index: int = -1
+    gate_min_rows: int = 100
 
 
 @runtime_checkable

@@ -26,7 +26,14 @@ from slocast.errors import ConfigError, LifecycleError
 from slocast.models.base import GBMConfig
 from slocast.models.gbm import LightGBMRegressor, XGBoostRegressor
 
-__all__ = ["BIN_FAMILIES", "BIN_STRATEGIES", "BinRegressor", "EnsembleRegressor", "bin_edges"]
+__all__ = [
+    "BIN_FAMILIES",
+    "BIN_STRATEGIES",
+    "BinRegressor",
+    "EnsembleRegressor",
+    "GatedRegressor",
+    "bin_edges",
+]
 
 BIN_STRATEGIES = ("uniform", "quantile", "kmeans")
 MIN_BINS, MAX_BINS = 3, 15
@@ -81,6 +88,81 @@ class EnsembleRegressor:
         booster.load_model(bytearray(document["xgboost"].encode()))
         model.members[0]._native = lgb.Booster(model_str=document["lightgbm"])
         model.members[1]._native = booster
+        return model
+
+
+class GatedRegressor:
+    """llm-d's queue-gated ensemble: separate LightGBM models for jobs that arrive to an empty
+    queue (gate feature <= 0, e.g. ``num_request_waiting == 0``) and to a queue (> 0), each
+    once its side has ``gate_min_rows`` rows; a model on all rows serves a side without one.
+    Saved as one JSON file of LightGBM model texts."""
+
+    family = "gated"
+    suffix = ".json"
+
+    def __init__(
+        self,
+        quantile: float | None,
+        config: GBMConfig = GBMConfig(),
+        categorical: list[int] | None = None,
+    ) -> None:
+        self.quantile = quantile
+        self.config = config
+        self.categorical = categorical
+        self.gate_index = config.gate_index
+        self.sides: dict[str, LightGBMRegressor] = {}
+
+    def _queued(self, X: np.ndarray) -> np.ndarray:
+        if self.gate_index < 0:
+            raise ConfigError("the gated family needs gate_feature set", field="gate_feature")
+        return np.asarray(np.nan_to_num(X[:, self.gate_index], nan=0.0) > 0)
+
+    @property
+    def active(self) -> bool:
+        """True when both sides have their own model (the ensemble is in use)."""
+        return {"idle", "queued"} <= set(self.sides)
+
+    @property
+    def native(self) -> Any:
+        """The all-rows LightGBM booster (what a single-model consumer gets)."""
+        return self.sides["all"].native
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> None:
+        queued = self._queued(X)
+        self.sides = {}
+        for side, mask in (("all", np.ones(len(y), bool)), ("idle", ~queued), ("queued", queued)):
+            if side == "all" or mask.sum() >= self.config.gate_min_rows:
+                model = LightGBMRegressor(self.quantile, self.config, self.categorical)
+                model.fit(X[mask], y[mask])
+                self.sides[side] = model
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        if "all" not in self.sides:
+            raise LifecycleError("GatedRegressor.predict called before fit")
+        out = self.sides["all"].predict(X)
+        queued = self._queued(X)
+        for side, mask in (("idle", ~queued), ("queued", queued)):
+            if side in self.sides and mask.any():
+                out[mask] = self.sides[side].predict(X[mask])
+        return out
+
+    def save(self, path: Path) -> None:
+        document = {
+            "gate_index": self.gate_index,
+            "sides": {name: m.native.model_to_string() for name, m in self.sides.items()},
+        }
+        path.write_text(json.dumps(document))
+
+    @classmethod
+    def load(cls, path: Path, quantile: float | None) -> Self:
+        import lightgbm as lgb
+
+        document = json.loads(path.read_text())
+        model = cls(quantile, GBMConfig(gate_index=int(document["gate_index"])))
+        for name, text in document["sides"].items():
+            side = LightGBMRegressor(quantile)
+            side._native = lgb.Booster(model_str=text)
+            model.sides[name] = side
         return model
 
 

@@ -13,7 +13,12 @@ from pathlib import Path
 
 from slocast.errors import ConfigError
 from slocast.models.base import GBMConfig, Regressor, RegressorClass
-from slocast.models.composite import BIN_FAMILIES, BinRegressor, EnsembleRegressor
+from slocast.models.composite import (
+    BIN_FAMILIES,
+    BinRegressor,
+    EnsembleRegressor,
+    GatedRegressor,
+)
 from slocast.models.gbm import CatBoostRegressor, LightGBMRegressor, XGBoostRegressor
 
 __all__ = [
@@ -30,6 +35,7 @@ FAMILIES: dict[str, RegressorClass] = {
     "xgboost": XGBoostRegressor,
     "catboost": CatBoostRegressor,
     "ensemble": EnsembleRegressor,
+    "gated": GatedRegressor,
     **{name: BinRegressor.of(name) for name in BIN_FAMILIES},
 }
 REGRESSION_FAMILIES = ("lightgbm", "xgboost", "catboost", "ensemble")
@@ -40,6 +46,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "xgboost": ("xgboost",),
     "catboost": ("catboost",),
     "ensemble": ("lightgbm", "xgboost"),
+    "gated": ("lightgbm",),
     **{name: ("sklearn", *BIN_FAMILIES[name].modules) for name in BIN_FAMILIES},
 }
 _EXTRAS = {"xgboost": "xgboost", "catboost": "catboost", "sklearn": "tune"}

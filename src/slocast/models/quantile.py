@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 
-from slocast.errors import EmptyDataError, LifecycleError
+from slocast.errors import ConfigError, EmptyDataError, LifecycleError
 from slocast.features import FeaturePipeline
 from slocast.models.base import Bounds, GBMConfig, Regressor
 from slocast.models.families import make_regressor
@@ -59,6 +60,15 @@ class QuantileForecaster:
         X, y, self.pipeline = self._design(train)
         z = self.pipeline.encode_target(y) - self.pipeline.offset(X)
         cats = self.pipeline.categorical_indices
+        if self.config.gate_feature:
+            if self.config.gate_feature not in self.pipeline.columns:
+                raise ConfigError(
+                    f"gate feature {self.config.gate_feature!r} is not a feature of "
+                    f"{self.spec.name}",
+                    field="gate_feature",
+                )
+            gate = self.pipeline.columns.index(self.config.gate_feature)
+            self.config = replace(self.config, gate_index=gate)
         self.upper_model = make_regressor(self.family, self.coverage, self.config, cats)
         self.upper_model.fit(X, z)
         # A classifier gives every level from one fit (bin families); regressors fit each level.

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from slocast import __version__
 from slocast.artifacts import load_bundle
 from slocast.artifacts.registry import pack_bundle
+from slocast.models.base import GBMConfig
 from slocast.serving import DataPlane
 from slocast.serving.httperrors import install_error_handlers, json_response
 from slocast.serving.schemas import LatencyFeatures
@@ -158,13 +159,10 @@ def create_trainer_app(
                     "total_samples": ttft.test + tpot.test,
                 },
                 "ensemble": {
-                    "ensemble_mode": False,
-                    "ensemble_active": False,
-                    "min_samples_for_split": trainer.config.min_samples,
-                    "ttft_noqueue_samples": 0,
-                    "ttft_queued_samples": 0,
-                    "tpot_noqueue_samples": 0,
-                    "tpot_queued_samples": 0,
+                    "ensemble_mode": trainer.config.ensemble_mode,
+                    "ensemble_active": ensemble_active(),
+                    "min_samples_for_split": GBMConfig().gate_min_rows,
+                    **queue_split_counts(),
                 },
                 "metrics": {
                     "ttft_scores_count": sum(d.domain == "llm-ttft" for d in trainer.decisions),
@@ -249,6 +247,28 @@ def create_trainer_app(
         bundle = load_bundle(trainer.registry.path(domain, version), prefer_compiled=False)
         return bundle.forecaster.base.upper_model.native  # type: ignore[union-attr]
 
+    def queue_split_counts() -> dict[str, int]:
+        """Training rows that arrived to an empty queue vs a queue, from the retention buckets
+        (the queue bucket ``q0`` is exactly ``num_request_waiting == 0``)."""
+        counts = {}
+        for name, domain in LLM.items():
+            buckets = trainer.store.bucket_counts(domain)
+            idle = sum(n for bucket, n in buckets.items() if bucket.startswith("q0:"))
+            counts[f"{name}_noqueue_samples"] = idle
+            counts[f"{name}_queued_samples"] = sum(buckets.values()) - idle
+        return counts
+
+    def ensemble_active() -> bool:
+        """Some current LLM bundle serves separate models on both sides of the queue gate."""
+        for domain in LLM.values():
+            version = trainer.registry.current(domain)
+            if version is None:
+                continue
+            bundle = load_bundle(trainer.registry.path(domain, version), prefer_compiled=False)
+            if getattr(bundle.forecaster.base.upper_model, "active", False):
+                return True
+        return False
+
     def joblib_bytes(model: Any) -> bytes:
         import joblib
 
@@ -330,8 +350,8 @@ def create_trainer_app(
             f'model_type{{type="{model_type}"}} 1',
             'objective_type{type="quantile"} 1',
             f"model_quantile{{}} {trainer.config.coverage}",
-            "ensemble_active{} 0",
-            "ensemble_mode{} 0",
+            f"ensemble_active{{}} {int(ensemble_active())}",
+            f"ensemble_mode{{}} {int(trainer.config.ensemble_mode)}",
         ]
         for name, domain in LLM.items():
             for bucket, count in trainer.store.bucket_counts(domain).items():

@@ -29,7 +29,9 @@ from slocast.models import GBMConfig, QuantileForecaster
 from slocast.schema import DomainSpec, get_domain
 from slocast.store import SampleStore, bucket_of, is_heldout
 
-__all__ = ["GateDecision", "Trainer", "TrainerConfig", "gate"]
+__all__ = ["QUEUE_GATE", "GateDecision", "Trainer", "TrainerConfig", "gate"]
+
+QUEUE_GATE = "num_request_waiting"  # the feature llm-d's ensemble mode splits on
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,8 @@ class TrainerConfig:
     gate_rows: int = 200
     gate_min_rows: int = 30
     calibration: CalibrationParams = CalibrationParams()
+    # llm-d's LATENCY_ENSEMBLE_MODE: one model per side of the queue gate where it applies.
+    ensemble_mode: bool = False
 
 
 @dataclass(frozen=True)
@@ -230,11 +234,14 @@ class Trainer:
             heldout_rows = [r for r in all_heldout if r["_id"] > cutoff]
             if len(heldout_rows) < self.config.gate_min_rows:
                 heldout_rows = all_heldout[-self.config.gate_rows :]
+            gated = self.config.ensemble_mode and QUEUE_GATE in spec.features
             base = QuantileForecaster(
                 spec,
                 self.config.coverage,
-                self.config.family,
-                GBMConfig(n_estimators=self.config.n_estimators),
+                "gated" if gated else self.config.family,
+                GBMConfig(
+                    n_estimators=self.config.n_estimators, gate_feature=QUEUE_GATE if gated else ""
+                ),
             )
             forecaster, n_train, _ = fit_on_history(train, base, self.config.calibration, 0.2)
             new_stats = current_stats = None
