@@ -30,7 +30,7 @@ FAMILIES = ["lightgbm", "xgboost", "ensemble", "bins-lightgbm", "bins-xgboost", 
 
 
 def main() -> None:
-    arg = sys.argv[1] if len(sys.argv) > 1 else DEFAULT
+    arg = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] else DEFAULT
     trials = int(sys.argv[2]) if len(sys.argv) > 2 else 6
     data = load_dataset(arg)
     dev = data.frame.iloc[: len(data.frame) - len(time_split(data.frame, data.spec, 0.2, 0.2).test)]
