@@ -599,6 +599,13 @@ def simulate(
         float, typer.Option(help="Route: arrival-rate multiplier (compresses time).")
     ] = 1.0,
     seed: Annotated[int, typer.Option(help="Seed for every random draw.")] = 0,
+    predictor_bundle: Annotated[
+        Path | None,
+        typer.Option(
+            help="Route: the SLO-aware router predicts TTFT with this llm-ttft bundle "
+            "(default: a model learned from the simulation's warm-up telemetry)."
+        ),
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object on stdout.")
     ] = False,
@@ -621,8 +628,9 @@ def simulate(
                 )  # fmt: skip
             elif scenario == "route":
                 results = _run_route(
-                    kind, path, names, slo_ms, percentile, requests, replicas, load, seed, step
-                )
+                    kind, path, names, slo_ms, percentile, requests, replicas, load, seed, step,
+                    predictor_bundle,
+                )  # fmt: skip
             elif scenario == "place":
                 results = _run_place(kind, path, names, slo_ms, replicas, load, seed, step)
             elif scenario == "pipeline":
@@ -772,23 +780,33 @@ def _run_route(
     load: float,
     seed: int,
     step: Callable[[str], None],
+    predictor_bundle: Path | None = None,
 ) -> dict[str, Any]:
     from slocast.decisions.router import LeastLoaded, PrefixAware, RoundRobin, SLOAwareRouter
-    from slocast.sim.route import RouteScenario, Telemetry, simulate_route, train_ttft_predictor
+    from slocast.sim.route import (
+        RouteScenario,
+        Telemetry,
+        bundle_ttft_predictor,
+        simulate_route,
+        train_ttft_predictor,
+    )
     from slocast.sim.traces import load_llm_requests
 
     trace = load_llm_requests(kind, path, requests)
     scenario = RouteScenario(
         replicas=replicas, ttft_slo_s=(slo_ms or 2000.0) / 1000.0, load=load, seed=seed
     )
-    step("warm-up: collecting routing telemetry")
-    telemetry = Telemetry()
-    simulate_route(trace, LeastLoaded(), scenario, telemetry)
-    rows = telemetry.frame()
-    # Train only on outcomes known before the scored part of the trace begins.
-    warm_end = float(trace.arrival_s[int(len(trace) * scenario.warmup_fraction)]) / load
-    step(f"training the TTFT model on {int((rows['known_at'] <= warm_end).sum())} rows")
-    predictor = train_ttft_predictor(rows[rows["known_at"] <= warm_end], percentile, seed)
+    if predictor_bundle is not None:
+        predictor = bundle_ttft_predictor(load_bundle(predictor_bundle), percentile)
+    else:
+        step("warm-up: collecting routing telemetry")
+        telemetry = Telemetry()
+        simulate_route(trace, LeastLoaded(), scenario, telemetry)
+        rows = telemetry.frame()
+        # Train only on outcomes known before the scored part of the trace begins.
+        warm_end = float(trace.arrival_s[int(len(trace) * scenario.warmup_fraction)]) / load
+        step(f"training the TTFT model on {int((rows['known_at'] <= warm_end).sum())} rows")
+        predictor = train_ttft_predictor(rows[rows["known_at"] <= warm_end], percentile, seed)
     every = {
         "round-robin": RoundRobin,
         "least-loaded": LeastLoaded,

@@ -182,3 +182,26 @@ def test_cache_aware_placement_cuts_cold_loads_and_conserves_requests() -> None:
     spread, aware = (results[p].summary() for p in ("round-robin", "cache-aware"))
     assert aware["cold_loads"] < 0.6 * spread["cold_loads"]
     assert aware["p50_ms"] <= spread["p50_ms"]
+
+
+def test_route_with_an_llmd_trained_bundle_as_the_predictor(mooncake, tmp_path: Path) -> None:
+    from slocast.artifacts import load_bundle, save_bundle
+    from slocast.calibration.forecaster import CalibrationParams, fit_on_history
+    from slocast.datasets import load_dataset
+    from slocast.errors import ConfigError
+    from slocast.models import GBMConfig, QuantileForecaster
+    from slocast.sim.route import bundle_ttft_predictor
+    from tests.conftest import LLMD
+
+    for target in ("ttft", "tpot"):
+        data = load_dataset(f"llmd-{target}:{LLMD / 'chatbot-synthetic-h200.jsonl.gz'}")
+        base = QuantileForecaster(data.spec, 0.9, "lightgbm", GBMConfig(n_estimators=40))
+        forecaster, _, _ = fit_on_history(data.frame, base, CalibrationParams(), 0.2)
+        save_bundle(forecaster, tmp_path / target, {"dataset": "llmd"}, {})
+    predictor = bundle_ttft_predictor(load_bundle(tmp_path / "ttft"), 0.9)
+    router = SLOAwareRouter(predictor, 2.0)
+    result = simulate_route(mooncake, router, RouteScenario())
+    assert result.arrived == result.served + result.dropped
+    assert router.last_bounds and min(router.last_bounds) > 0  # seconds, from milliseconds
+    with pytest.raises(ConfigError):
+        bundle_ttft_predictor(load_bundle(tmp_path / "tpot"), 0.9)

@@ -24,13 +24,21 @@ from typing import Any
 import pandas as pd
 import simpy
 
+from slocast.artifacts import ModelBundle
 from slocast.decisions.router import SHED, LeastLoaded, ReplicaState
+from slocast.errors import ConfigError
 from slocast.features import record_group_keys
 from slocast.schema import Prediction
 from slocast.sim.results import PolicyResult
 from slocast.sim.traces import LLMRequests
 
-__all__ = ["RouteScenario", "Telemetry", "simulate_route", "train_ttft_predictor"]
+__all__ = [
+    "RouteScenario",
+    "Telemetry",
+    "bundle_ttft_predictor",
+    "simulate_route",
+    "train_ttft_predictor",
+]
 
 BLOCK_TOKENS = 512
 
@@ -225,6 +233,26 @@ def train_ttft_predictor(
         return [
             Prediction(point=p / 1000.0, upper=u / 1000.0, coverage=coverage, model_version="sim")
             for p, u in zip(bounds.point.tolist(), bounds.upper.tolist(), strict=True)
+        ]
+
+    return predict
+
+
+def bundle_ttft_predictor(
+    bundle: ModelBundle, coverage: float
+) -> Callable[[Sequence[Mapping[str, object]]], Sequence[Prediction]]:
+    """A predictor (seconds) from a trained ``llm-ttft`` bundle, e.g. one learned on real llm-d
+    traces; the bundle's scale is its training hardware's, not necessarily the simulator's."""
+    if bundle.spec.name != "llm-ttft":
+        raise ConfigError(
+            f"the router needs an llm-ttft bundle, got {bundle.spec.name}", field="bundle"
+        )
+
+    def predict(rows: Sequence[Mapping[str, object]]) -> Sequence[Prediction]:
+        predictions = bundle.predict_records(rows, coverage, validated=True)
+        return [
+            Prediction(p.point / 1000.0, p.upper / 1000.0, p.coverage, p.model_version)
+            for p in predictions
         ]
 
     return predict
