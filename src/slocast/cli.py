@@ -812,6 +812,9 @@ def _run_route(
         "least-loaded": LeastLoaded,
         "prefix-aware": PrefixAware,
         "slo-aware": lambda: SLOAwareRouter(predictor, scenario.ttft_slo_s),
+        "slo-aware-spread": lambda: SLOAwareRouter(
+            predictor, scenario.ttft_slo_s, spread=True, seed=seed
+        ),
     }
     results = {}
     for router in _pick(every, names):

@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from slocast.schema import Prediction
 
 __all__ = [
@@ -99,31 +101,50 @@ Predictor = Callable[[Sequence[Mapping[str, object]]], Sequence[Prediction]]
 class SLOAwareRouter:
     """Most headroom under the SLO by predicted TTFT upper bound; shed or best-effort when none.
 
-    >>> from slocast.schema import Prediction
-    >>> fake = lambda rows: [Prediction(0.0, 0.1 * r["num_request_waiting"], 0.9, "t")
-    ...                      for r in rows]
-    >>> router = SLOAwareRouter(fake, slo_s=0.25)
-    >>> free = ReplicaState(0, 0, 0.0, 0.0, 0.0, 0.0)
-    >>> busy = ReplicaState(3, 4, 0.5, 0.0, 0.0, 0.0)
-    >>> router.route([busy, free], 100.0)
-    1
-    >>> SLOAwareRouter(fake, slo_s=0.05, shed=True).route([busy, busy], 100.0)
-    -1
+        >>> import numpy as np
+
+    from slocast.schema import Prediction
+        >>> fake = lambda rows: [Prediction(0.0, 0.1 * r["num_request_waiting"], 0.9, "t")
+        ...                      for r in rows]
+        >>> router = SLOAwareRouter(fake, slo_s=0.25)
+        >>> free = ReplicaState(0, 0, 0.0, 0.0, 0.0, 0.0)
+        >>> busy = ReplicaState(3, 4, 0.5, 0.0, 0.0, 0.0)
+        >>> router.route([busy, free], 100.0)
+        1
+        >>> SLOAwareRouter(fake, slo_s=0.05, shed=True).route([busy, busy], 100.0)
+        -1
     """
 
     name = "slo-aware"
 
-    def __init__(self, predictor: Predictor, slo_s: float, shed: bool = False) -> None:
+    def __init__(
+        self,
+        predictor: Predictor,
+        slo_s: float,
+        shed: bool = False,
+        spread: bool = False,
+        seed: int = 0,
+    ) -> None:
         self.predictor = predictor
         self.slo_s = slo_s
         self.shed = shed
+        # spread: among replicas that meet the SLO, draw one with probability ∝ its headroom
+        # instead of always the largest -- near-equal bounds then do not herd every request
+        # onto one replica between two state updates.
+        self.spread = spread
+        self.rng = np.random.default_rng(seed)
         self.last_bounds: list[float] = []
+        if spread:
+            self.name = "slo-aware-spread"
 
     def route(self, replicas: Sequence[ReplicaState], input_tokens: float) -> int:
         predictions = self.predictor([r.features(input_tokens) for r in replicas])
         bounds = [p.upper for p in predictions]
         self.last_bounds = bounds
         best = min(range(len(replicas)), key=lambda i: (bounds[i], replicas[i].load))
-        if bounds[best] > self.slo_s and self.shed:
-            return SHED
-        return best
+        if bounds[best] > self.slo_s:
+            return SHED if self.shed else best
+        if not self.spread:
+            return best
+        headroom = np.array([max(self.slo_s - b, 0.0) for b in bounds])
+        return int(self.rng.choice(len(replicas), p=headroom / headroom.sum()))

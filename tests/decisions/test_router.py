@@ -1,0 +1,53 @@
+"""Routers: baselines' rules, SLO-aware choice, shedding and headroom-spread."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from slocast.decisions.router import (
+    SHED,
+    LeastLoaded,
+    PrefixAware,
+    ReplicaState,
+    RoundRobin,
+    SLOAwareRouter,
+)
+from slocast.schema import Prediction
+
+
+def state(waiting: int, running: int = 0, prefix: float = 0.0) -> ReplicaState:
+    return ReplicaState(waiting, running, 0.0, prefix, 0.0, 0.0)
+
+
+def by_waiting(rows):  # bound grows with the queue: 0.5 s per waiting request
+    return [Prediction(0.1, 0.2 + 0.5 * float(r["num_request_waiting"]), 0.9, "t") for r in rows]
+
+
+def test_baselines_follow_their_rules() -> None:
+    replicas = [state(3), state(1, 1), state(0, 5, prefix=0.9)]
+    rr = RoundRobin()
+    assert [rr.route(replicas, 10) for _ in range(4)] == [0, 1, 2, 0]
+    assert LeastLoaded().route(replicas, 10) == 1
+    assert PrefixAware().route(replicas, 10) == 2  # prefix hit first, then load
+
+
+def test_slo_aware_takes_most_headroom_and_sheds_only_when_told() -> None:
+    replicas = [state(4), state(1), state(3)]
+    assert SLOAwareRouter(by_waiting, slo_s=2.0).route(replicas, 10) == 1
+    hopeless = [state(10), state(9)]
+    assert SLOAwareRouter(by_waiting, slo_s=1.0).route(hopeless, 10) == 1  # best effort
+    assert SLOAwareRouter(by_waiting, slo_s=1.0, shed=True).route(hopeless, 10) == SHED
+
+
+def test_spread_draws_feasible_replicas_in_proportion_to_headroom() -> None:
+    replicas = [state(0), state(1), state(9)]  # headroom 1.8, 1.3, none (bound 4.7 > 2)
+    router = SLOAwareRouter(by_waiting, slo_s=2.0, spread=True, seed=0)
+    counts = Counter(router.route(replicas, 10) for _ in range(3000))
+    assert counts[2] == 0
+    assert abs(counts[0] / 3000 - 1.8 / 3.1) < 0.03
+
+    def draws(seed: int) -> list[int]:
+        seeded = SLOAwareRouter(by_waiting, slo_s=2.0, spread=True, seed=seed)
+        return [seeded.route(replicas, 10) for _ in range(50)]
+
+    assert draws(1) == draws(1) != draws(2)
