@@ -262,6 +262,14 @@ def train(
         err.print(f"bundle {version} written to {out}")
 
 
+def _require(module: str, extra: str, what: str) -> None:
+    """A clear exit-2 message instead of an ImportError when an optional extra is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise InputError(f"{what} needs {module}: pip install 'slocast[{extra}]'", field=extra)
+
+
 def _bins_range(value: str) -> tuple[int, int]:
     low, sep, high = value.partition("-")
     try:
@@ -411,6 +419,8 @@ def tune(
     ] = False,
 ) -> None:
     """Search model families on business cost; compare them, pick strategies, cost retries."""
+    with _errors():
+        _require("optuna", "tune", "slocast tune")
     from slocast.tuning import SearchConfig, preprocess
     from slocast.tuning import tune as run_tune
     from slocast.tuning.cache import CacheMode
@@ -615,6 +625,7 @@ def simulate(
 ) -> None:
     """Replay a real trace through decision policies side by side (discrete-event, simpy)."""
     with _errors():
+        _require("simpy", "sim", "slocast simulate")
         from slocast.sim.plots import plot_results
         from slocast.sim.traces import parse_trace_arg
 
@@ -841,16 +852,12 @@ def dashboard(
     port: Annotated[int, typer.Option(help="Port.")] = 8501,
 ) -> None:
     """Open the Streamlit dashboard: predict, replay a trace, models, decisions."""
-    import importlib.util
     import os
 
     from slocast.dashboard import APP
 
     with _errors():
-        if importlib.util.find_spec("streamlit") is None:
-            raise InputError(
-                "the dashboard needs Streamlit: pip install 'slocast[dashboard]'", field="dashboard"
-            )
+        _require("streamlit", "dashboard", "slocast dashboard")
         for directory in bundle or []:
             load_bundle(directory)  # a bad bundle is refused here, with its file and field
         arguments = [f"--bundle={b}" for b in bundle or []]
