@@ -109,3 +109,29 @@ def test_ensemble_mode_publishes_queue_gated_models(tmp_path: Path) -> None:
     bounds = [p.upper for p in DataPlane([bundle]).predict("llm-ttft", fresh)]
     coverage = np.mean([r["actual_ttft_ms"] <= b for r, b in zip(fresh, bounds, strict=True)])
     assert coverage == pytest.approx(0.9, abs=0.05)
+
+
+def test_a_coverage_drop_triggers_an_early_retrain(tmp_path: Path) -> None:
+    import time
+
+    store = SampleStore(sqlite_url(tmp_path / "home"))
+    config = TrainerConfig(
+        home=tmp_path / "home", min_samples=100, n_estimators=60, retrain_interval_s=3600.0
+    )
+    trainer = Trainer(store, config)
+    trainer.ingest("llm-ttft", synthetic_llm_rows(1000, seed=5))
+    [first] = trainer.run_once(["llm-ttft"])
+    assert first.accepted
+    trainer.start(["llm-ttft"])  # next scheduled retrain: in an hour
+    try:
+        slower = synthetic_llm_rows(400, seed=6)
+        for row in slower:
+            row["actual_ttft_ms"] *= 4.0  # the fleet got 4x slower: bounds stop covering
+        trainer.ingest("llm-ttft", slower)
+        deadline = time.monotonic() + 60
+        while len(trainer.decisions) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        trainer.stop()
+    assert len(trainer.decisions) == 2
+    assert trainer.early_retrains["llm-ttft"] == 1

@@ -375,6 +375,7 @@ def create_trainer_app(
                 observed = live.aci.observed_coverage
                 if observed is not None:
                     lines.append(f"{name}_rolling_coverage{{}} {observed:.4f}")
+            lines.append(f"{name}_early_retrains{{}} {trainer.early_retrains[domain]}")
             if last is not None and last.coverage_new is not None:
                 lines.append(f"{name}_coverage_percent{{}} {100 * last.coverage_new:.3f}")
                 lines.append(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections import Counter, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -50,6 +51,10 @@ class TrainerConfig:
     calibration: CalibrationParams = CalibrationParams()
     # llm-d's LATENCY_ENSEMBLE_MODE: one model per side of the queue gate where it applies.
     ensemble_mode: bool = False
+    # Retrain at once (not at the next interval) when the served bounds covered less than the
+    # promise minus this over the last ``alarm_window`` outcomes.
+    coverage_alarm: float = 0.05
+    alarm_window: int = 200
 
 
 @dataclass(frozen=True)
@@ -148,6 +153,9 @@ class Trainer:
             if bundle is not None:
                 self.live[domain] = load_bundle(bundle.path, prefer_compiled=False).forecaster
         self._stop = threading.Event()
+        self._wake = threading.Event()  # an early retrain is wanted
+        self.recent_hits: dict[str, deque[bool]] = {}
+        self.early_retrains: Counter[str] = Counter()
         self._thread: threading.Thread | None = None
 
     # -- ingest ------------------------------------------------------------------------------
@@ -175,8 +183,20 @@ class Trainer:
             if live is None:
                 return
             frame = _frame([{**r, "_id": 0} for r in rows], live.spec)
-            live.observe(frame, live.predict(frame))
+            served = live.predict(frame)
+            live.observe(frame, served)
             self.recalibrate_pending.add(domain)
+            hits = self.recent_hits.setdefault(domain, deque(maxlen=self.config.alarm_window))
+            hits.extend((frame[live.spec.target].to_numpy() <= served.upper).tolist())
+            if self.coverage_alarm(domain):
+                self._wake.set()
+
+    def coverage_alarm(self, domain: str) -> bool:
+        """The served bounds missed the promise by more than ``coverage_alarm`` lately."""
+        hits = self.recent_hits.get(domain)
+        if hits is None or len(hits) < min(50, self.config.alarm_window):
+            return False
+        return sum(hits) / len(hits) < self.config.coverage - self.config.coverage_alarm
 
     def _publish(self, domain: str, forecaster: CalibratedForecaster, provenance: dict[str, Any],
                  metrics: dict[str, Any]) -> str:  # fmt: skip
@@ -295,7 +315,12 @@ class Trainer:
         decisions = []
         for domain in domains:
             if self.due(domain):
-                decisions.append(self.retrain(domain))
+                if self.coverage_alarm(domain):
+                    self.early_retrains[domain] += 1
+                decision = self.retrain(domain)
+                if decision.accepted:
+                    self.recent_hits.pop(domain, None)  # a new model starts a new record
+                decisions.append(decision)
             # Accepted retrains clear the pending flag; a rejected one leaves the live model
             # serving, so its calibration still moves with the new outcomes.
             self.recalibrate(domain)
@@ -303,7 +328,12 @@ class Trainer:
 
     def start(self, domains: Sequence[str]) -> None:
         def loop() -> None:
-            while not self._stop.wait(self.config.retrain_interval_s):
+            while not self._stop.is_set():
+                # Sleep the retrain interval, or less when a coverage alarm wakes us.
+                self._wake.wait(self.config.retrain_interval_s)
+                self._wake.clear()
+                if self._stop.is_set():
+                    break
                 try:
                     self.run_once(domains)
                 except Exception:
@@ -316,5 +346,6 @@ class Trainer:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
