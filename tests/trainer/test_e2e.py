@@ -102,6 +102,7 @@ def test_router_loop_learns_and_serves_calibrated_bounds(tmp_path: Path) -> None
     # lag the ramp by the retrain + sync delay. Measured over runs here: TTFT 0.61-0.71, TPOT
     # 0.80-0.84 (timing-dependent). The issue asks for "within a few points of 0.9": not met
     # yet, so these bounds guard the learning path, not the promise.
+    print(f"served coverage: TTFT {ttft_coverage:.3f}, TPOT {tpot_coverage:.3f}")
     assert ttft_coverage > 0.5, ttft_coverage
     assert tpot_coverage > 0.7, tpot_coverage
 
