@@ -53,3 +53,12 @@ def test_cost_is_never_below_exact_sizing(actual: list[float], scale: float) -> 
 def test_bad_policy_is_a_config_error(options: dict[str, float]) -> None:
     with pytest.raises(ConfigError):
         RetryPolicy(**options)  # type: ignore[arg-type]
+
+
+def test_time_limits_charge_killed_attempts_their_limit_and_success_its_run() -> None:
+    policy = RetryPolicy(multiplier=2.0, max_attempts=4, retry_at_request=False)
+    out = simulate_retries(np.array([25.0, 5.0]), np.array([10.0, 10.0]), np.array([25.0, 5.0]),
+                           policy, charge="used")  # fmt: skip
+    # job 0: killed at 10 and 20, then runs 25; job 1 runs 5 under its 10 s limit.
+    assert out.allocation_time == pytest.approx(10 + 20 + 25 + 5)
+    assert out.ideal_allocation_time == pytest.approx(30) and out.retried_jobs == 1

@@ -10,6 +10,11 @@ attempt, failed ones included -- not just the first allocation:
 A failed attempt runs ``failed_runtime_fraction`` of the job's runtime before it is killed
 (1.0 by default: peaks often come late, so charge the whole run).
 
+For time limits (``charge="used"``: the allocation *is* a duration, e.g. an HPC job's wall-time
+limit) a failed attempt runs until it is killed at its limit and the attempt that fits uses
+only its actual run time, so the cost is job-seconds: the limits of the killed attempts plus
+the actual run time.
+
 >>> import numpy as np
 >>> policy = RetryPolicy(multiplier=2.0, max_attempts=3)
 >>> out = simulate_retries(np.array([3.0, 1.0]), np.array([2.0, 2.0]), np.array([10.0, 10.0]),
@@ -21,12 +26,15 @@ A failed attempt runs ``failed_runtime_fraction`` of the job's runtime before it
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Literal
 
 import numpy as np
 
 from slocast.errors import ConfigError
 
-__all__ = ["RetryOutcome", "RetryPolicy", "simulate_retries"]
+__all__ = ["Charge", "RetryOutcome", "RetryPolicy", "simulate_retries"]
+
+Charge = Literal["held", "used"]
 
 
 @dataclass(frozen=True)
@@ -76,8 +84,15 @@ def simulate_retries(
     runtime: np.ndarray,
     policy: RetryPolicy,
     request: np.ndarray | None = None,
+    charge: Charge = "held",
 ) -> RetryOutcome:
-    """Replay each job's attempts from its first allocation ``first`` until one fits."""
+    """Replay each job's attempts from its first allocation ``first`` until one fits.
+
+    >>> policy = RetryPolicy(multiplier=2.0, max_attempts=3, retry_at_request=False)
+    >>> simulate_retries(np.array([30.0]), np.array([10.0]), np.array([30.0]), policy,
+    ...                  charge="used").allocation_time     # killed at 10 s and 20 s, runs 30 s
+    60.0
+    """
     actual = np.asarray(actual, dtype=np.float64)
     allocation = np.nan_to_num(np.asarray(first, dtype=np.float64), nan=0.0)
     runtime = np.maximum(np.asarray(runtime, dtype=np.float64), 0.0)
@@ -90,8 +105,13 @@ def simulate_retries(
     for attempt in range(policy.max_attempts):
         fits = running & (allocation >= actual)
         fails = running & ~fits
-        cost += float((allocation[fits] * runtime[fits]).sum())
-        cost += float((allocation[fails] * runtime[fails]).sum()) * policy.failed_runtime_fraction
+        if charge == "used":
+            cost += float(actual[fits].sum()) + float(allocation[fails].sum())
+        else:
+            cost += float((allocation[fits] * runtime[fits]).sum())
+            cost += (
+                float((allocation[fails] * runtime[fails]).sum()) * policy.failed_runtime_fraction
+            )
         attempts += int(running.sum())
         running = fails
         if not running.any() or attempt == policy.max_attempts - 1:
@@ -101,9 +121,10 @@ def simulate_retries(
         if policy.retry_at_request and request is not None:
             grown = np.where(np.isfinite(request), np.maximum(grown, request), grown)
         allocation = np.where(running, grown, allocation)
+    ideal = actual if charge == "used" else actual * runtime
     return RetryOutcome(
         allocation_time=cost,
-        ideal_allocation_time=float((actual * runtime).sum()),
+        ideal_allocation_time=float(ideal.sum()),
         attempts=attempts,
         retried_jobs=int(retried.sum()),
         failed_jobs=int(running.sum()),

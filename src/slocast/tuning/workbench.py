@@ -20,7 +20,7 @@ import numpy as np
 import optuna
 
 from slocast.datasets import Dataset
-from slocast.decisions.allocator import RetryOutcome, RetryPolicy, simulate_retries
+from slocast.decisions.allocator import Charge, RetryOutcome, RetryPolicy, simulate_retries
 from slocast.evaluation.backtest import EvaluationResult, run_backtest, time_split
 from slocast.evaluation.metrics import MethodMetrics
 from slocast.features import group_keys
@@ -288,16 +288,19 @@ def tune(
 
 
 def _retries(result: TuneResult, policy: RetryPolicy) -> dict[str, RetryOutcome]:
-    """Memory-time incl. failed attempts for each strategy and baseline on the test slice."""
+    """Cost incl. failed attempts for each strategy and baseline on the test slice: memory x
+    runtime for sizes, job-seconds (killed attempts at their limit) for time limits."""
     spec = result.backtest.spec
     test = result.backtest.split.test
     actual = test[spec.target].to_numpy(np.float64)
-    runtime = (test[spec.known_at] - test[spec.time]).to_numpy(np.float64)
+    # A target in seconds is the job's own duration: the allocation is a time limit.
+    charge: Charge = "used" if spec.unit == "s" else "held"
+    runtime = actual if charge == "used" else (test[spec.known_at] - test[spec.time]).to_numpy()
     request = test[spec.user_request].to_numpy(np.float64) if spec.user_request else None
     names = [*result.strategies, *result.baselines]
     return {
         name: simulate_retries(
-            actual, result.backtest.methods[name].bounds.upper, runtime, policy, request
+            actual, result.backtest.methods[name].bounds.upper, runtime, policy, request, charge
         )
         for name in names
     }
