@@ -804,9 +804,7 @@ def _run_route(
     from slocast.sim.traces import load_llm_requests
 
     trace = load_llm_requests(kind, path, requests)
-    scenario = RouteScenario(
-        replicas=replicas, ttft_slo_s=(slo_ms or 2000.0) / 1000.0, load=load, seed=seed
-    )
+    scenario = RouteScenario(replicas=replicas, ttft_slo_s=(slo_ms or 2000.0) / 1000.0, load=load)
     if predictor_bundle is not None:
         predictor = bundle_ttft_predictor(load_bundle(predictor_bundle), percentile)
     else:

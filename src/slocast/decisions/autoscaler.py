@@ -79,7 +79,7 @@ class PID:
 
     def update(self, error: float, dt: float) -> float:
         if not math.isfinite(error):
-            return self.kp * 0.0 + self.ki * self.integral
+            return self.ki * self.integral  # nothing measured: hold the integral's trim
         self.integral = max(
             -self.integral_limit, min(self.integral_limit, self.integral + error * dt)
         )

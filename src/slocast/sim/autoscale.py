@@ -12,7 +12,7 @@ trace ends, the queue drains, so every request is either served or dropped.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +37,13 @@ class AutoscaleScenario:
     seed: int = 0
 
 
+def _exponential_draws(seed: int, mean: float, chunk: int = 65_536) -> Iterator[float]:
+    """An endless seeded stream of service times, drawn a chunk at a time."""
+    rng = np.random.default_rng(seed)
+    while True:
+        yield from rng.exponential(mean, chunk).tolist()
+
+
 class _Service:
     """The queue, the replicas and the books of one simulated run."""
 
@@ -53,8 +60,7 @@ class _Service:
         self.retire = 0  # replicas asked to stop at their next idle moment
         self.busy = 0.0
         self.last_change = 0.0
-        rng = np.random.default_rng(scenario.seed + 1)
-        self.service_times = iter(rng.exponential(1.0 / scenario.service_rate, 50_000_000))
+        self.service_times = _exponential_draws(scenario.seed + 1, 1.0 / scenario.service_rate)
 
     @property
     def provisioned(self) -> int:

@@ -55,7 +55,6 @@ class RouteScenario:
     ttft_slo_s: float = 2.0
     load: float = 1.0  # arrival-rate multiplier (time compression)
     warmup_fraction: float = 0.3
-    seed: int = 0
 
 
 @dataclass
