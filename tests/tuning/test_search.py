@@ -124,6 +124,7 @@ def test_folds_whose_calibration_is_still_running_are_left_out() -> None:
     dev = data.frame.iloc[: int(len(data.frame) * 0.8)]
     usable = scorable_folds(dev, data.spec, 3, 0.2)
     assert 0 < len(usable) < len(list(cv_folds(dev, 3)))
+    assert all(len(split.calibration) > 0 for split in usable)
     never_done = dev.assign(known_at=dev["time"].max() + 1e9)  # nothing ever finishes
     with pytest.raises(EmptyDataError) as info:
         scorable_folds(never_done, data.spec, 3, 0.2)

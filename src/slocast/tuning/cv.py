@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from slocast.errors import ConfigError, EmptyDataError
-from slocast.evaluation.backtest import replay, time_split
+from slocast.evaluation.backtest import TimeSplit, replay, time_split
 from slocast.evaluation.metrics import MethodMetrics, compute_metrics
 from slocast.schema import DomainSpec
 from slocast.tuning.space import Candidate
@@ -45,20 +45,20 @@ def cv_folds(frame: pd.DataFrame, folds: int) -> Iterator[pd.DataFrame]:
 
 def scorable_folds(
     frame: pd.DataFrame, spec: DomainSpec, folds: int, calibration_fraction: float
-) -> list[pd.DataFrame]:
-    """The folds whose calibration slice has outcomes known before validation starts.
+) -> list[TimeSplit]:
+    """Each fold split into train / calibration / validation, keeping only the folds whose
+    calibration slice has outcomes known before validation starts.
 
     A workflow submits tasks in bursts: when every task of a fold's calibration slice is still
     running as its validation slice begins, that fold cannot be calibrated honestly and is left
     out (using those outcomes early would leak the future).
     """
     validation_rows = len(frame) // (folds + 1)
-    usable = [
-        prefix
+    splits = (
+        time_split(prefix, spec, validation_rows / len(prefix), calibration_fraction)
         for prefix in cv_folds(frame, folds)
-        if len(time_split(prefix, spec, validation_rows / len(prefix), calibration_fraction)
-               .calibration) > 0
-    ]  # fmt: skip
+    )
+    usable = [split for split in splits if len(split.calibration) > 0]
     if not usable:
         raise EmptyDataError(
             f"none of the {folds} folds has calibration outcomes known before its validation "
@@ -69,15 +69,9 @@ def scorable_folds(
 
 
 def score_fold(
-    candidate: Candidate,
-    prefix: pd.DataFrame,
-    spec: DomainSpec,
-    validation_rows: int,
-    calibration_fraction: float,
-    under_cost_ratio: float,
+    candidate: Candidate, split: TimeSplit, spec: DomainSpec, under_cost_ratio: float
 ) -> FoldScore:
-    """Fit on the prefix's past, calibrate, replay its last ``validation_rows`` rows."""
-    split = time_split(prefix, spec, validation_rows / len(prefix), calibration_fraction)
+    """Fit on the fold's past, calibrate, replay its validation slice in time order."""
     forecaster = candidate.forecaster(spec)
     started = time.perf_counter()
     forecaster.fit(split.train)
@@ -102,8 +96,7 @@ def evaluate_cv(
     under_cost_ratio: float,
 ) -> list[FoldScore]:
     """Score one candidate on every fold (no search: the defaults' cross-validated numbers)."""
-    validation_rows = len(dev) // (folds + 1)
     return [
-        score_fold(candidate, prefix, spec, validation_rows, calibration_fraction, under_cost_ratio)
-        for prefix in scorable_folds(dev, spec, folds, calibration_fraction)
+        score_fold(candidate, split, spec, under_cost_ratio)
+        for split in scorable_folds(dev, spec, folds, calibration_fraction)
     ]

@@ -129,23 +129,13 @@ def run_study(
     """Create or resume the family's study and run ``config.trials`` more trials on ``dev``."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     folds = scorable_folds(dev, spec, config.folds, config.calibration_fraction)
-    validation_rows = len(dev) // (config.folds + 1)
 
     def objective(trial: optuna.Trial) -> float:
         candidate = suggest(trial, family, spec, config.threads, config.bins)
         scores: list[FoldScore] = []
         summary: dict[str, float] = {}
-        for step, prefix in enumerate(folds):
-            scores.append(
-                score_fold(
-                    candidate,
-                    prefix,
-                    spec,
-                    validation_rows,
-                    config.calibration_fraction,
-                    config.under_cost_ratio,
-                )
-            )
+        for step, split in enumerate(folds):
+            scores.append(score_fold(candidate, split, spec, config.under_cost_ratio))
             summary = cv_summary(scores, config.under_cost_ratio)
             for key, value in summary.items():
                 trial.set_user_attr(key, value)
