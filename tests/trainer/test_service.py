@@ -105,6 +105,19 @@ def test_ensemble_mode_publishes_queue_gated_models(tmp_path: Path) -> None:
     assert bundle.manifest["family"] == "gated"
     upper = bundle.forecaster.base.upper_model
     assert getattr(upper, "active", False)  # both sides had enough rows for their own model
+    import anyio
+    import httpx
+
+    from slocast.trainer.http import create_trainer_app
+
+    async def scrape() -> tuple[str, dict[str, object]]:
+        transport = httpx.ASGITransport(app=create_trainer_app(trainer))
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return (await client.get("/metrics")).text, (await client.get("/data/status")).json()
+
+    metrics, status = anyio.run(scrape)
+    assert "ensemble_mode{} 1" in metrics and "ensemble_active{} 1" in metrics
+    assert status["ensemble"]["ensemble_active"] is True  # type: ignore[index]
     fresh = rows(2000, seed=4)
     bounds = [p.upper for p in DataPlane([bundle]).predict("llm-ttft", fresh)]
     coverage = np.mean([r["actual_ttft_ms"] <= b for r, b in zip(fresh, bounds, strict=True)])

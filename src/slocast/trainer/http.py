@@ -259,15 +259,13 @@ def create_trainer_app(
         return counts
 
     def ensemble_active() -> bool:
-        """Some current LLM bundle serves separate models on both sides of the queue gate."""
-        for domain in LLM.values():
-            version = trainer.registry.current(domain)
-            if version is None:
-                continue
-            bundle = load_bundle(trainer.registry.path(domain, version), prefer_compiled=False)
-            if getattr(bundle.forecaster.base.upper_model, "active", False):
-                return True
-        return False
+        """Some current LLM model serves separate models on both sides of the queue gate (read
+        from the trainer's live copies of its current bundles, not from disk)."""
+        return any(
+            getattr(live.base.upper_model, "active", False)
+            for domain, live in trainer.live.items()
+            if domain in LLM.values()
+        )
 
     def joblib_bytes(model: Any) -> bytes:
         import joblib

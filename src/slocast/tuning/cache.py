@@ -16,6 +16,7 @@ from typing import Literal
 import pandas as pd
 
 from slocast import __version__
+from slocast.artifacts import sha256_file
 from slocast.datasets import Dataset, load_dataset, parse_dataset_arg
 from slocast.errors import ConfigError
 from slocast.schema import DomainSpec
@@ -30,12 +31,8 @@ def cache_path(dataset_arg: str, cache_dir: Path) -> Path:
     kind, path = parse_dataset_arg(dataset_arg)
     if not path.is_file():
         raise ConfigError(f"data file {path} does not exist", field="dataset", source=str(path))
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    digest.update(f"{kind}:{__version__}".encode())
-    return cache_dir / f"{kind}-{digest.hexdigest()[:20]}.parquet"
+    key = hashlib.sha256(f"{sha256_file(path)}:{kind}:{__version__}".encode()).hexdigest()
+    return cache_dir / f"{kind}-{key[:20]}.parquet"
 
 
 def preprocess(dataset_arg: str, cache_dir: Path, mode: CacheMode = "auto") -> Dataset:
