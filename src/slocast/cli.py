@@ -689,12 +689,7 @@ def _run_place(
 
     if kind != "alibaba-lora":
         raise InputError("the place scenario replays alibaba-lora:PATH requests", field="trace")
-    frame = load_dataset(f"{kind}:{path}").frame
-    requests = PlacementRequests(
-        (frame["time"] - frame["time"].min()).to_numpy(np.float64),
-        frame["checkpoint_model_version_id"].astype(str).to_numpy(),
-        frame["exec_time_seconds"].to_numpy(np.float64),
-    )
+    requests = PlacementRequests.from_frame(load_dataset(f"{kind}:{path}").frame)
     scenario = PlaceScenario(
         servers=servers,
         load=load,

@@ -170,11 +170,7 @@ def test_cache_aware_placement_cuts_cold_loads_and_conserves_requests() -> None:
     frame = load_dataset(
         f"alibaba-lora:{shared_file('model_serving/alibaba_genai_gentd26/lora_request_trace.csv.gz')}"
     ).frame.head(4000)
-    requests = PlacementRequests(
-        (frame["time"] - frame["time"].min()).to_numpy(np.float64),
-        frame["checkpoint_model_version_id"].astype(str).to_numpy(),
-        frame["exec_time_seconds"].to_numpy(np.float64),
-    )
+    requests = PlacementRequests.from_frame(frame)
     scenario = PlaceScenario()
     results = {p: simulate_place(requests, p, scenario) for p in ("round-robin", "cache-aware")}
     for result in results.values():

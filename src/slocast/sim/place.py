@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import simpy
 
 from slocast.decisions.placement import KeysManager, kl_dispersed_choice
@@ -32,6 +33,15 @@ class PlacementRequests:
     arrival_s: np.ndarray
     model: np.ndarray  # base model id per request
     exec_s: np.ndarray
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame) -> PlacementRequests:
+        """From an ``alibaba-lora`` dataset frame (seconds since the first request)."""
+        return cls(
+            (frame["time"] - frame["time"].min()).to_numpy(np.float64),
+            frame["checkpoint_model_version_id"].astype(str).to_numpy(),
+            frame["exec_time_seconds"].to_numpy(np.float64),
+        )
 
 
 @dataclass(frozen=True)
