@@ -5,7 +5,6 @@ Exit codes: 0 ok, 2 bad input (the message names the file / field), 1 internal e
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -22,7 +21,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from slocast import __version__
-from slocast.artifacts import load_bundle, save_bundle
+from slocast.artifacts import load_bundle, save_bundle, sha256_file
 from slocast.calibration.forecaster import CalibrationParams, fit_on_history
 from slocast.datasets import Dataset, load_dataset, parse_dataset_arg
 from slocast.errors import InputError, SlocastError
@@ -103,8 +102,7 @@ def _load(dataset_arg: str, step: Callable[[str], None]) -> Dataset:
 
 
 def _file_sha256(dataset_arg: str) -> str:
-    path = parse_dataset_arg(dataset_arg)[1]
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return sha256_file(parse_dataset_arg(dataset_arg)[1])
 
 
 def _table(result: EvaluationResult) -> Table:
