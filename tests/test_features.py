@@ -45,6 +45,19 @@ def test_records_and_frames_agree() -> None:
     np.testing.assert_array_equal(pipe.transform(frame), pipe.transform_records(records))
 
 
+def test_records_with_missing_and_textual_numbers_match_frames() -> None:
+    """Absent keys, None, numeric strings and blank strings read the same in both paths."""
+    pipe = FeaturePipeline.fit(synthetic_frame(50), SYNTH_SPEC)
+    clean = [{"x1": None, "x2": "2.5", "g": "a"}, {"x2": 1, "g": None}]
+    blank = [*clean, {"x1": " ", "x2": 3.0, "g": "b"}]
+    expected = pipe.transform(
+        pd.DataFrame({"x1": [np.nan, np.nan, np.nan], "x2": [2.5, 1.0, 3.0], "g": ["a", None, "b"]})
+    )
+    np.testing.assert_array_equal(pipe.transform_records(clean), expected[:2])
+    np.testing.assert_array_equal(pipe.transform_records(blank), expected)
+    assert pipe.transform_records([]).shape == (0, len(pipe.columns))
+
+
 def test_missing_feature_is_named() -> None:
     pipe = FeaturePipeline.fit(synthetic_frame(50), SYNTH_SPEC)
     with pytest.raises(InputError, match="missing feature 'x2'"):

@@ -5,7 +5,9 @@ Exit codes: 0 ok, 2 bad input (the message names the file / field), 1 internal e
 
 from __future__ import annotations
 
+import gc
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -843,8 +845,6 @@ def dashboard(
     port: Annotated[int, typer.Option(help="Port.")] = 8501,
 ) -> None:
     """Open the Streamlit dashboard: predict, replay a trace, models, decisions."""
-    import os
-
     from slocast.dashboard import APP
 
     with _errors():
@@ -873,13 +873,20 @@ BundlesOpt = Annotated[
 ]
 
 
-def _build_dataplane(bundle_dirs: list[Path], settings: Settings) -> Any:
+def _predict_threads(settings: Settings, workers: int = 1) -> int:
+    """Threads per batch prediction: the setting, else the cores shared among the workers."""
+    if settings.predict_threads or workers == 1:
+        return settings.predict_threads
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+def _build_dataplane(bundle_dirs: list[Path], settings: Settings, threads: int = 0) -> Any:
     from slocast.serving import DataPlane, LRUCache, RedisCache
 
     cache = (
         RedisCache(settings.cache_url) if settings.cache_url else LRUCache(settings.cache_entries)
     )
-    bundles = [load_bundle(path) for path in bundle_dirs]
+    bundles = [load_bundle(path, threads=threads) for path in bundle_dirs]
     domains = [b.spec.name for b in bundles]
     duplicated = {d for d in domains if domains.count(d) > 1}
     if duplicated:
@@ -889,7 +896,7 @@ def _build_dataplane(bundle_dirs: list[Path], settings: Settings) -> Any:
     )
 
 
-def _local_reloader(dataplane: Any, bundle_dirs: list[Path]) -> Any:
+def _local_reloader(dataplane: Any, bundle_dirs: list[Path], threads: int) -> Any:
     """``/reload`` re-reads the bundle directories; a bad bundle is refused, the old one serves."""
     from slocast.serving import ReloadResult
 
@@ -897,13 +904,51 @@ def _local_reloader(dataplane: Any, bundle_dirs: list[Path]) -> Any:
         swapped = False
         for path in bundle_dirs:
             try:
-                swapped |= dataplane.swap(load_bundle(path))
+                swapped |= dataplane.swap(load_bundle(path, threads=threads))
             except SlocastError as exc:
                 dataplane.metrics.bundles_refused.inc()
                 return ReloadResult(False, False, f"refused {path}: {exc}")
         return ReloadResult(True, swapped, "reloaded" if swapped else "already current")
 
     return reload
+
+
+# `serve http --workers N` hands its arguments to each worker process in this variable.
+_HTTP_SPEC = "SLOCAST_HTTP_WORKER_SPEC"
+
+
+def _http_app(bundle_dirs: list[Path], settings: Settings, workers: int = 1) -> tuple[Any, Any]:
+    """The prediction server's ASGI app and its data plane."""
+    from slocast.serving import HTTPConfig, create_app
+    from slocast.serving.sync import TrainerSync
+
+    threads = _predict_threads(settings, workers)
+    dataplane = _build_dataplane(bundle_dirs, settings, threads)
+    config = HTTPConfig(
+        max_batch=settings.max_batch,
+        model_type=settings.model_family,
+        training_server_url=settings.training_server_url,
+        sync_interval_s=settings.model_sync_interval_s,
+    )
+    if settings.training_server_url:
+        sync = TrainerSync(
+            settings.training_server_url, settings.home / "synced", dataplane, threads=threads
+        )
+        interval = settings.model_sync_interval_s
+        web = create_app(dataplane, config, sync.sync, lambda: sync.run(interval))
+    else:
+        web = create_app(dataplane, config, _local_reloader(dataplane, bundle_dirs, threads))
+    # What is alive now (libraries, models) lives as long as the server: keep it out of the
+    # garbage collector's full scans, which otherwise land on requests as latency spikes.
+    gc.freeze()
+    return web, dataplane
+
+
+def http_worker_app() -> Any:
+    """uvicorn factory for each worker of ``serve http --workers N``."""
+    spec = json.loads(os.environ[_HTTP_SPEC])
+    settings = _settings(**spec["overrides"])
+    return _http_app([Path(p) for p in spec["bundles"]], settings, spec["workers"])[0]
 
 
 @serve_app.command("http")
@@ -915,35 +960,35 @@ def serve_http(
         str | None,
         typer.Option(help="Pull bundles from this slocast trainer (env TRAINING_SERVER_URL)."),
     ] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Worker processes sharing the port (each loads the models).")
+    ] = 1,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
 ) -> None:
     """Serve calibrated bounds over HTTP (llm-d prediction-server API + /v1 routes)."""
     import uvicorn
 
-    from slocast.serving import HTTPConfig, create_app
-    from slocast.serving.sync import TrainerSync
-
+    overrides = {
+        "serve_host": host,
+        "serve_port": port,
+        "training_server_url": training_server_url,
+    }
+    bundle_dirs = list(bundle or [])
     with _errors():
-        settings = _settings(
-            serve_host=host, serve_port=port, training_server_url=training_server_url
-        )
-        bundle_dirs = list(bundle or [])
-        dataplane = _build_dataplane(bundle_dirs, settings)
-        config = HTTPConfig(
-            max_batch=settings.max_batch,
-            model_type=settings.model_family,
-            training_server_url=settings.training_server_url,
-            sync_interval_s=settings.model_sync_interval_s,
-        )
-        if settings.training_server_url:
-            sync = TrainerSync(settings.training_server_url, settings.home / "synced", dataplane)
-            interval = settings.model_sync_interval_s
-            web = create_app(dataplane, config, sync.sync, lambda: sync.run(interval))
-        else:
-            web = create_app(dataplane, config, _local_reloader(dataplane, bundle_dirs))
+        settings = _settings(**overrides)
+        # Built here even with several workers: a bad bundle or setting fails the command.
+        web, dataplane = _http_app(bundle_dirs, settings, workers)
         where = f"{settings.serve_host}:{settings.serve_port}"
-        err.print(f"serving {', '.join(sorted(dataplane.models))} on {where}")
-    uvicorn.run(web, host=settings.serve_host, port=settings.serve_port, log_level=log_level)
+        domains = ", ".join(sorted(dataplane.models))
+        err.print(f"serving {domains} on {where} ({workers} worker{'s' * (workers > 1)})")
+    serve = {"host": settings.serve_host, "port": settings.serve_port, "log_level": log_level}
+    if workers == 1:
+        uvicorn.run(web, **serve)  # type: ignore[arg-type]
+        return
+    os.environ[_HTTP_SPEC] = json.dumps(
+        {"bundles": [str(b) for b in bundle_dirs], "overrides": overrides, "workers": workers}
+    )
+    uvicorn.run("slocast.cli:http_worker_app", factory=True, workers=workers, **serve)  # type: ignore[arg-type]
 
 
 @serve_app.command("grpc")

@@ -27,6 +27,7 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Literal
 
 import numpy as np
@@ -115,9 +116,17 @@ class FeaturePipeline:
         absent key is a missing value (callers validate which keys are required).
         """
         out = np.empty((len(records), len(self.columns)), dtype=np.float64)
-        for i, column in enumerate(self.numeric):
-            out[:, i] = [_number(r.get(column)) for r in records]
-        for j, column in enumerate(self.categories, start=len(self.numeric)):
+        numeric = self.numeric
+        try:
+            # One conversion for the whole block (None becomes NaN, numeric strings parse).
+            row = itemgetter(*numeric, *numeric[:1])  # two or more keys: always a tuple
+            block = np.array(list(map(row, records)), dtype=np.float64)
+            out[:, : len(numeric)] = block.reshape(len(records), -1)[:, : len(numeric)]
+        except (KeyError, ValueError, TypeError):
+            # An absent key (an optional feature), blank strings and the like: value by value.
+            for i, column in enumerate(numeric):
+                out[:, i] = [_number(r.get(column)) for r in records]
+        for j, column in enumerate(self.categories, start=len(numeric)):
             codes, other = self._codes[column], float(len(self._codes[column]))
             out[:, j] = [
                 np.nan if _missing(v := r.get(column)) else codes.get(str(v), other)
@@ -193,9 +202,10 @@ def group_keys(frame: pd.DataFrame, spec: DomainSpec) -> np.ndarray:
 def record_group_keys(records: Sequence[Mapping[str, object]], spec: DomainSpec) -> np.ndarray:
     """:func:`group_keys` for job dicts (the serving path)."""
     group = spec.group
+    if group is None:
+        return np.full(len(records), POOLED, dtype=object)
     return np.array(
-        [POOLED if group is None or r.get(group) is None else str(r[group]) for r in records],
-        dtype=object,
+        [POOLED if r.get(group) is None else str(r[group]) for r in records], dtype=object
     )
 
 

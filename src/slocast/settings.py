@@ -89,6 +89,11 @@ class Settings(BaseSettings):
     )
     max_batch: int = Field(10_000, ge=1, description="Most items one prediction request may carry.")
     cache_entries: int = Field(100_000, ge=0, description="In-process LRU cache size (0 disables).")
+    predict_threads: int = Field(
+        0,
+        ge=0,
+        description="Threads one batch prediction may use (0: the cores, shared among workers).",
+    )
     training_server_url: str | None = Field(
         None,
         validation_alias=_alias("training_server_url", "TRAINING_SERVER_URL"),

@@ -50,6 +50,25 @@ def test_compiled_and_native_predictions_agree(arg: str, family: str, tmp_path: 
     )
 
 
+def test_single_rows_and_missing_values_match_the_native_model(tmp_path: Path) -> None:
+    """One row takes the direct call into the generated code: it must agree with the batch
+    path and the native model, missing values (NaN) included."""
+    path, data = _bundle(f"nextflow:{shared_file(SIZEY.format('chipseq'))}", tmp_path / "b")
+    compiled, native = load_bundle(path), load_bundle(path, prefer_compiled=False)
+    pipeline = compiled.forecaster.base.pipeline
+    assert pipeline is not None
+    X = pipeline.transform(data.frame.iloc[:300])
+    rng = np.random.default_rng(0)
+    X[rng.random(X.shape) < 0.2] = np.nan  # every feature goes missing on some rows
+    fast, slow = compiled.forecaster.base.upper_model, native.forecaster.base.upper_model
+    assert fast is not None and slow is not None
+    expected = slow.predict(X)
+    rows = np.array([fast.predict(X[i : i + 1])[0] for i in range(len(X))])
+    np.testing.assert_allclose(rows, expected, rtol=1e-9)
+    np.testing.assert_allclose(fast.predict(X), expected, rtol=1e-9)
+    assert np.isnan(X).any(axis=1).sum() > 100
+
+
 def test_unloadable_library_falls_back_to_native(tmp_path: Path) -> None:
     path, data = _bundle(f"llmd-ttft:{LLMD / 'bimodal-h200.jsonl.gz'}", tmp_path / "bundle")
     # A library built for another machine fails to load; simulate it, keeping the hash valid.

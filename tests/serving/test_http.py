@@ -29,8 +29,8 @@ def trace_rows(n: int) -> list[dict[str, Any]]:
     return rows
 
 
-def client_for(dataplane: DataPlane) -> httpx.AsyncClient:
-    app = create_app(dataplane, HTTPConfig(max_batch=10_000))
+def client_for(dataplane: DataPlane, fast_path: bool = True) -> httpx.AsyncClient:
+    app = create_app(dataplane, HTTPConfig(max_batch=10_000, fast_path=fast_path))
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
 
 
@@ -162,3 +162,44 @@ async def test_docs_are_served() -> None:
         assert (await client.get("/docs")).status_code == 200
         spec = (await client.get("/openapi.json")).json()
         assert "/predict/bulk/strict" in spec["paths"]
+
+
+def _comparable(response: httpx.Response) -> tuple[int, Any]:
+    """Status and body without the fields that differ by clock."""
+    body = response.json()
+    for item in [body, *(body.get("predictions") or [])] if isinstance(body, dict) else []:
+        for key in ("predicted_at", "processing_time_ms", "last_model_load"):
+            (item or {}).pop(key, None)
+    return response.status_code, body
+
+
+async def test_fast_path_and_fastapi_routes_answer_alike(llmd_bundles: list[ModelBundle]) -> None:
+    """The hot routes served from ASGI and through FastAPI: same statuses, bodies, field
+    names in errors, and metrics series."""
+    rows = trace_rows(5)
+    bad = [*rows[:2], rows[2] | {"num_request_waiting": -1}]
+    calls: list[tuple[str, Any]] = [
+        ("/predict", rows[0]),
+        ("/predict", rows[0] | {"kv_cache_percentage": "lots"}),
+        ("/predict", {"input_token_length": 5}),
+        ("/predict/bulk/strict", {"requests": rows}),
+        ("/predict/bulk/strict", {"requests": bad}),
+        ("/predict/bulk/strict", {"requests": []}),
+        ("/v1/llm-ttft/predict", {"items": rows, "coverage": 0.8}),
+        ("/v1/llm-tpot/predict", {"items": [rows[0] | {"input_token_length": "x"}]}),
+        ("/v1/no-such-domain/predict", {"items": rows}),
+    ]
+    answers = {}
+    for fast in (True, False):
+        dataplane = DataPlane(llmd_bundles)
+        async with client_for(dataplane, fast_path=fast) as client:
+            answers[fast] = [_comparable(await client.post(path, json=b)) for path, b in calls]
+            text = (await client.get("/metrics")).text
+        assert 'slocast_requests_total{route="/predict",status="422"} 2.0' in text
+        assert 'slocast_requests_total{route="/v1/{domain}/predict",status="404"} 1.0' in text
+    assert [status for status, _ in answers[True]] == [200, 422, 422, 200, 422, 422, 200, 422, 404]
+    for (status, fast), (_, slow) in zip(answers[True], answers[False], strict=True):
+        if status == 422:
+            assert [e["loc"] for e in fast["detail"]] == [e["loc"] for e in slow["detail"]]
+        else:
+            assert fast == slow

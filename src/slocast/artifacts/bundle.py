@@ -216,9 +216,13 @@ class ModelBundle:
         ]
 
     def predict_matrix(
-        self, records: Sequence[Mapping[str, object]], coverage: float | None = None
+        self,
+        records: Sequence[Mapping[str, object]],
+        coverage: float | None = None,
+        upper_only: bool = False,
     ) -> Bounds:
-        """Vectorised bounds for validated job dicts (the serving hot path: no DataFrame)."""
+        """Vectorised bounds for validated job dicts (the serving hot path: no DataFrame);
+        ``upper_only`` leaves the point out (NaN)."""
         forecaster = self.forecaster
         assert forecaster.base.pipeline is not None
         X = forecaster.base.pipeline.transform_records(records)
@@ -227,7 +231,7 @@ class ModelBundle:
         requested = (
             np.array([float(r.get(request) or np.nan) for r in records]) if request else None  # type: ignore[arg-type]
         )
-        return forecaster.bounds(X, groups, requested, coverage)[0]
+        return forecaster.bounds(X, groups, requested, coverage, upper_only)[0]
 
 
 def validate_records(records: Sequence[Mapping[str, object]], spec: DomainSpec) -> None:
@@ -259,10 +263,11 @@ def validate_records(records: Sequence[Mapping[str, object]], spec: DomainSpec) 
                 )
 
 
-def load_bundle(path: Path, prefer_compiled: bool = True) -> ModelBundle:
+def load_bundle(path: Path, prefer_compiled: bool = True, threads: int = 0) -> ModelBundle:
     """Load and verify a bundle (hashes, feature schema); a bad bundle raises BundleError.
 
-    Compiled models are used when present and loadable here, else the native ones.
+    Compiled models are used when present and loadable here, else the native ones; ``threads``
+    is how many a compiled model's batch prediction uses (0: every core).
     """
     manifest_path = path / MANIFEST
     if not manifest_path.is_file():
@@ -300,8 +305,8 @@ def load_bundle(path: Path, prefer_compiled: bool = True) -> ModelBundle:
     compiled = manifest.get("compiled") or {}
     if prefer_compiled and compiled:
         try:
-            point = CompiledRegressor(path / compiled["model_point"])
-            upper = CompiledRegressor(path / compiled["model_upper"])
+            point = CompiledRegressor(path / compiled["model_point"], threads)
+            upper = CompiledRegressor(path / compiled["model_upper"], threads)
         except (OSError, ImportError) as exc:
             # Built on another machine or toolchain: the native models serve, same predictions.
             log.warning(

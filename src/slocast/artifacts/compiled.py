@@ -5,15 +5,22 @@ builds a shared library, so prediction walks the trees without the library's own
 wrapping. Compilation needs a C compiler (gcc) and the ``compile`` extra; when either is missing,
 or the library cannot be loaded on this machine (another architecture), the bundle serves its
 native model instead -- the native files are always in the bundle.
+
+Models are compiled with quantized thresholds (TL2cgen's ``quantize``: integer compares in the
+tree walk, about 20% faster, same outputs). Batches go through TL2cgen's predictor; a single
+row calls the generated ``predict`` function directly, because the predictor's per-call setup
+(a DMatrix, ctypes marshalling) costs five times the tree walk itself.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import importlib.util
 import io
 import logging
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +62,11 @@ def compile_model(model_path: Path, family: str, out: Path) -> bool:
         # them in the debug log instead.
         with contextlib.redirect_stdout(io.StringIO()) as chatter:
             tl2cgen.export_lib(
-                model, toolchain="gcc", libpath=str(out), params={"parallel_comp": 2}, nthread=2
+                model,
+                toolchain="gcc",
+                libpath=str(out),
+                params={"parallel_comp": 2, "quantize": 1},
+                nthread=2,
             )
         log.debug("tl2cgen: %s", chatter.getvalue().strip())
     except (treelite.core.TreeliteError, tl2cgen.exception.TL2cgenError, OSError) as exc:
@@ -65,21 +76,59 @@ def compile_model(model_path: Path, family: str, out: Path) -> bool:
     return True
 
 
+# TL2cgen's generated code reads a row as an array of ``union Entry {int missing; double
+# fvalue; int qvalue;}``: a missing value is an entry whose int is -1. The all-ones bit pattern
+# is a NaN whose low 32 bits are -1, so a float64 row with its NaNs set to it is a valid
+# Entry array as it stands (on little-endian machines, where the int aliases the low bytes).
+_MISSING = np.array([-1], dtype=np.int64).view(np.float64)[0]
+_ROW_CALL = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p)
+
+
+def _row_function(library: Path) -> Any | None:
+    """The generated ``predict(Entry*, pred_margin, double*)``, when its layout is the one
+    :data:`_MISSING` assumes (one float64 target); None otherwise."""
+    if sys.byteorder != "little":
+        return None
+    lib = ctypes.CDLL(str(library))
+    lib.get_threshold_type.restype = lib.get_leaf_output_type.restype = ctypes.c_char_p
+    lib.get_num_target.restype = ctypes.c_int32
+    classes = (ctypes.c_int32 * 1)()
+    if lib.get_num_target() != 1:
+        return None
+    lib.get_num_class(classes)
+    if classes[0] != 1 or {lib.get_threshold_type(), lib.get_leaf_output_type()} != {b"float64"}:
+        return None
+    return _ROW_CALL(("predict", lib))
+
+
+def _predict_row(function: Any, row: np.ndarray) -> np.ndarray:
+    # A copy: the generated code quantizes the row in place.
+    entries = np.array(row, dtype=np.float64)
+    entries[np.isnan(entries)] = _MISSING
+    result = np.zeros(1)
+    function(entries.ctypes.data, 0, result.ctypes.data)
+    return result
+
+
 class CompiledRegressor:
     """Predicts with a TL2cgen shared library; same outputs as the native model."""
 
     family = "compiled"
 
-    def __init__(self, library: Path, threads: int = 1) -> None:
+    def __init__(self, library: Path, threads: int = 0) -> None:
+        """``threads``: for batches (0: every core); a single row runs on the caller's."""
         import tl2cgen
 
         self._tl2cgen: Any = tl2cgen
         try:
-            self._predictor = tl2cgen.Predictor(str(library), nthread=threads)
-        except tl2cgen.exception.TL2cgenError as exc:
+            self._predictor = tl2cgen.Predictor(str(library), nthread=threads or None)
+            self._row: Any | None = _row_function(library)
+        except (tl2cgen.exception.TL2cgenError, OSError, AttributeError) as exc:
             raise OSError(f"cannot load compiled model {library.name}: {exc}") from exc
 
     def predict(self, X: np.ndarray) -> np.ndarray:
+        if len(X) == 1 and self._row is not None:
+            return _predict_row(self._row, X[0])
         matrix = self._tl2cgen.DMatrix(np.ascontiguousarray(X, dtype=np.float64), dtype="float64")
         return np.asarray(self._predictor.predict(matrix), dtype=np.float64).reshape(len(X))
 

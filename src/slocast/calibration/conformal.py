@@ -116,7 +116,7 @@ class ConformalUpper:
 
     def offsets(self, groups: np.ndarray, coverage: float) -> np.ndarray:
         """Per-row offsets for a batch; each distinct group's quantile is computed once."""
-        keys = [str(g) for g in groups]
+        keys = groups.tolist()
         distinct = set(keys)
         if len(distinct) == 1:
             return np.full(len(keys), self.offset(coverage, keys[0]))

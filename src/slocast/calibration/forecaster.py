@@ -133,15 +133,17 @@ class CalibratedForecaster:
         groups: np.ndarray,
         request: np.ndarray | None,
         coverage: float | None = None,
+        upper_only: bool = False,
     ) -> tuple[Bounds, np.ndarray]:
         """Calibrated bounds for a feature matrix, and the raw upper quantile on the model scale.
 
         The one vectorised step shared by backtests and serving: model, conformal offset per
-        group, ACI overflow, request fallback and cap.
+        group, ACI overflow, request fallback and cap. ``upper_only``: the point is not
+        computed (NaN).
         """
         if not self._ready:
             raise LifecycleError("CalibratedForecaster.predict called before conformalize")
-        point_z, upper_z = self.base.predict_matrix(X)
+        point_z, upper_z = self.base.predict_matrix(X, upper_only)
         shift = self.calibrator.offsets(groups, self.level_for(coverage))
         if self.aci is not None:
             shift += self.aci.overflow

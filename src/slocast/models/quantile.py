@@ -85,13 +85,22 @@ class QuantileForecaster:
             raise LifecycleError(f"{type(self).__name__}.predict called before fit")
         return self.predict_matrix(self.pipeline.transform(frame))
 
-    def predict_matrix(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(point, upper) on the model's scale for an already transformed feature matrix."""
+    def predict_matrix(
+        self, X: np.ndarray, upper_only: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(point, upper) on the model's scale for an already transformed feature matrix.
+
+        ``upper_only`` skips the point model (callers that serve only the bound, like llm-d's
+        routes, halve the tree walks); the point is then NaN.
+        """
         if self.pipeline is None or self.point_model is None or self.upper_model is None:
             raise LifecycleError(f"{type(self).__name__}.predict called before fit")
         offset = self.pipeline.offset(X)
+        upper = self.upper_model.predict(X) + offset
+        if upper_only:
+            return np.full(len(X), np.nan), upper
         point = self.point_model.predict(X) + offset
-        return point, np.maximum(self.upper_model.predict(X) + offset, point)
+        return point, np.maximum(upper, point)
 
     def decode(self, z: np.ndarray) -> np.ndarray:
         if self.pipeline is None:

@@ -21,6 +21,11 @@ Entry = tuple[float, float]
 
 
 class PredictionCache(Protocol):
+    @property
+    def enabled(self) -> bool:
+        """False when nothing is ever stored: callers then skip hashing keys."""
+        ...
+
     def get_many(self, keys: Sequence[str]) -> list[Entry | None]: ...
 
     def put_many(self, entries: Mapping[str, Entry]) -> None: ...
@@ -56,6 +61,10 @@ class LRUCache:
         self._data: OrderedDict[str, Entry] = OrderedDict()
         self._lock = threading.Lock()
 
+    @property
+    def enabled(self) -> bool:
+        return self.max_entries > 0
+
     def get_many(self, keys: Sequence[str]) -> list[Entry | None]:
         out: list[Entry | None] = []
         with self._lock:
@@ -89,6 +98,8 @@ class RedisCache:
         self._client = redis.Redis.from_url(url)
         self.ttl_seconds = ttl_seconds
         self.prefix = prefix
+
+    enabled = True
 
     def get_many(self, keys: Sequence[str]) -> list[Entry | None]:
         if not keys:

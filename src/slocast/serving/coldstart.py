@@ -34,8 +34,12 @@ class ColdStartLatency:
         self.coverage = coverage
 
     def predict_matrix(
-        self, records: Sequence[Mapping[str, object]], coverage: float | None = None
+        self,
+        records: Sequence[Mapping[str, object]],
+        coverage: float | None = None,
+        upper_only: bool = False,
     ) -> Bounds:
+        # The prior is arithmetic on a few columns: the point costs nothing, so it is kept.
         tokens = _column(records, "input_token_length")
         waiting = _column(records, "num_request_waiting")
         running = _column(records, "num_request_running")

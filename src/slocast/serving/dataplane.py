@@ -31,7 +31,10 @@ class _Predictor(Protocol):
     def version(self) -> str: ...
 
     def predict_matrix(
-        self, records: Sequence[Mapping[str, object]], coverage: float | None = None
+        self,
+        records: Sequence[Mapping[str, object]],
+        coverage: float | None = None,
+        upper_only: bool = False,
     ) -> Bounds: ...
 
 
@@ -141,15 +144,22 @@ class DataPlane:
     ) -> list[Prediction]:
         """Calibrated bounds for ``items`` (in order), through the cache."""
         model = self.model(domain)
-        return self._predict(model, items, coverage, validated)
+        points, uppers = self._bounds(model, items, coverage, validated)
+        promised = model.coverage if coverage is None else coverage
+        return [
+            Prediction(point=p, upper=u, coverage=promised, model_version=model.version)
+            for p, u in zip(points, uppers, strict=True)
+        ]
 
-    def _predict(
+    def _bounds(
         self,
         model: LoadedModel,
         items: Sequence[Mapping[str, Any]],
         coverage: float | None,
         validated: bool,
-    ) -> list[Prediction]:
+        upper_only: bool = False,
+    ) -> tuple[list[float], list[float]]:
+        """(points, upper bounds) for ``items``; points are NaN when ``upper_only``."""
         if not items:
             raise InputError("empty batch: send at least one item", field="items")
         if len(items) > self.max_batch:
@@ -160,38 +170,42 @@ class DataPlane:
             raise InputError(f"coverage must be in (0, 1), got {coverage}", field="coverage")
         if not validated:
             validate_records(items, model.spec)
-        domain = model.domain
-        self.metrics.batch_size.labels(domain).observe(len(items))
-        keys = cache_keys(model.version, coverage, model.cache_fields(), items)
+        counters = self.metrics.domain(model.domain)
+        counters.batch_size.observe(len(items))
+        counters.predictions.inc(len(items))
+        if not self.cache.enabled:
+            counters.cache_misses.inc(len(items))
+            bounds = model.predictor.predict_matrix(items, coverage, upper_only)
+            return bounds.point.tolist(), bounds.upper.tolist()
+        # Bound-only entries carry no point: they live under keys of their own.
+        tag = f"{model.version}/upper" if upper_only else model.version
+        keys = cache_keys(tag, coverage, model.cache_fields(), items)
         cached = self.cache.get_many(keys)
         missing = [i for i, hit in enumerate(cached) if hit is None]
-        hits = len(items) - len(missing)
-        if hits:
-            self.metrics.cache_hits.labels(domain).inc(hits)
-        results: list[tuple[float, float]] = [c if c is not None else (0.0, 0.0) for c in cached]
+        counters.cache_hits.inc(len(items) - len(missing))
+        counters.cache_misses.inc(len(missing))
+        results = [c if c is not None else (0.0, 0.0) for c in cached]
         if missing:
-            self.metrics.cache_misses.labels(domain).inc(len(missing))
-            todo = [items[i] for i in missing] if hits else items
-            bounds = model.predictor.predict_matrix(todo, coverage)
+            todo = [items[i] for i in missing] if len(missing) < len(items) else items
+            bounds = model.predictor.predict_matrix(todo, coverage, upper_only)
             fresh = list(zip(bounds.point.tolist(), bounds.upper.tolist(), strict=True))
             for i, value in zip(missing, fresh, strict=True):
                 results[i] = value
             self.cache.put_many({keys[i]: value for i, value in zip(missing, fresh, strict=True)})
-        self.metrics.predictions.labels(domain).inc(len(items))
-        promised = model.coverage if coverage is None else coverage
-        return [
-            Prediction(point=p, upper=u, coverage=promised, model_version=model.version)
-            for p, u in results
-        ]
+        points, uppers = zip(*results, strict=True)
+        return list(points), list(uppers)
 
     def predict_llm(
         self, items: Sequence[Mapping[str, Any]]
     ) -> tuple[list[float], list[float], float]:
-        """TTFT and TPOT upper bounds (ms) for llm-d requests; both models from one snapshot."""
+        """TTFT and TPOT upper bounds (ms) for llm-d requests; both models from one snapshot.
+
+        llm-d's routes serve only the bounds, so the point models are not run.
+        """
         snapshot = self._models
-        ttft = self._predict(snapshot["llm-ttft"], items, None, validated=True)
-        tpot = self._predict(snapshot["llm-tpot"], items, None, validated=True)
-        return [p.upper for p in ttft], [p.upper for p in tpot], snapshot["llm-ttft"].coverage
+        _, ttft = self._bounds(snapshot["llm-ttft"], items, None, True, upper_only=True)
+        _, tpot = self._bounds(snapshot["llm-tpot"], items, None, True, upper_only=True)
+        return ttft, tpot, snapshot["llm-ttft"].coverage
 
     # -- status ------------------------------------------------------------------------------
     def describe(self) -> list[dict[str, Any]]:

@@ -1,7 +1,13 @@
 """HTTP transport: llm-d's prediction-server API plus slocast's generic ``/v1`` routes.
 
 Routes parse, delegate to :class:`~slocast.serving.dataplane.DataPlane`, and encode (orjson).
-Errors are mapped to statuses in one place (:func:`_error_response`).
+Errors are mapped to statuses in one place (:mod:`slocast.serving.httperrors`).
+
+The prediction routes (``/predict``, ``/predict/bulk/strict``, ``/v1/{domain}/predict``) are
+what a router calls on every request, so they are also served straight from ASGI, ahead of
+FastAPI's routing and dependency machinery, which costs several times the model itself. Both
+ways run the same route body; FastAPI's copy keeps them in the OpenAPI docs and serves when
+``HTTPConfig.fast_path`` is off, and the tests hold the two to the same answers.
 """
 
 from __future__ import annotations
@@ -18,13 +24,21 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, TypeAdapter, ValidationError
+from starlette.routing import compile_path
 
 from slocast import __version__
+from slocast.errors import SlocastError
 from slocast.serving.dataplane import DataPlane
-from slocast.serving.httperrors import install_error_handlers, json_response, validation_response
+from slocast.serving.httperrors import (
+    error_response,
+    install_error_handlers,
+    json_response,
+    validation_response,
+)
 from slocast.serving.schemas import (
     BulkRequest,
     LatencyFeatures,
+    LatencyRows,
     LooseBulkRequest,
     domain_request_model,
 )
@@ -39,6 +53,7 @@ class HTTPConfig:
     training_server_url: str | None = None
     sync_interval_s: float = 10.0
     max_batch: int = 10_000
+    fast_path: bool = True
 
 
 @dataclass(frozen=True)
@@ -53,12 +68,43 @@ Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Callable[..., Any], Callable[..., Any]], Awaitable[None]]
 
 
-class _MetricsMiddleware:
-    """Counts requests by route template and status, and times them (plain ASGI: cheap)."""
+# A hot route's body: (raw request body, path parameters) -> response.
+BodyHandler = Callable[[bytes, dict[str, str]], Response]
 
-    def __init__(self, app: ASGIApp, dataplane: DataPlane) -> None:
+
+class _Middleware:
+    """Counts and times every request by route template and status (plain ASGI: cheap), and
+    serves the hot routes itself when they are given."""
+
+    def __init__(
+        self, app: ASGIApp, dataplane: DataPlane, hot: dict[str, BodyHandler] | None = None
+    ) -> None:
         self.app = app
         self.metrics = dataplane.metrics
+        self._exact = {t: h for t, h in (hot or {}).items() if "{" not in t}
+        self._patterns = [(t, compile_path(t)[0], h) for t, h in (hot or {}).items() if "{" in t]
+        self._series: dict[tuple[str, int], tuple[Any, Any]] = {}
+
+    def _hot(self, path: str) -> tuple[str, BodyHandler, dict[str, str]] | None:
+        handler = self._exact.get(path)
+        if handler is not None:
+            return path, handler, {}
+        for template, pattern, handler in self._patterns:
+            match = pattern.match(path)
+            if match:
+                return template, handler, match.groupdict()
+        return None
+
+    def _observe(self, route: str, status: int, started: float) -> None:
+        series = self._series.get((route, status))
+        if series is None:
+            series = (
+                self.metrics.requests.labels(route, str(status)),
+                self.metrics.latency.labels(route),
+            )
+            self._series[(route, status)] = series
+        series[0].inc()
+        series[1].observe(time.perf_counter() - started)
 
     async def __call__(
         self, scope: Scope, receive: Callable[..., Any], send: Callable[..., Any]
@@ -67,6 +113,13 @@ class _MetricsMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        hot = self._hot(scope["path"]) if scope["method"] == "POST" else None
+        if hot is not None:
+            route, handler, params = hot
+            response = _serve(handler, await _read_body(receive), params)
+            await response(scope, receive, send)
+            self._observe(route, response.status_code, started)
+            return
         status = 500
 
         async def send_wrapper(message: MutableMapping[str, Any]) -> None:
@@ -78,10 +131,27 @@ class _MetricsMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            route = scope.get("route")
-            path = getattr(route, "path", "unmatched")
-            self.metrics.requests.labels(path, str(status)).inc()
-            self.metrics.latency.labels(path).observe(time.perf_counter() - started)
+            route = getattr(scope.get("route"), "path", "unmatched")
+            self._observe(route, status, started)
+
+
+async def _read_body(receive: Callable[..., Any]) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _serve(handler: BodyHandler, body: bytes, params: dict[str, str]) -> Response:
+    """A hot route's response, errors mapped as FastAPI's handlers map them."""
+    try:
+        return handler(body, params)
+    except ValidationError as exc:
+        return validation_response(exc, ["body"])
+    except SlocastError as exc:
+        return error_response(exc)
 
 
 def create_app(
@@ -111,8 +181,6 @@ def create_app(
         version=__version__,
         description="Calibrated upper bounds. llm-d-compatible routes and generic /v1 routes.",
     )
-    app.add_middleware(_MetricsMiddleware, dataplane=dataplane)
-
     install_error_handlers(app)
 
     def llm_meta() -> dict[str, Any]:
@@ -126,30 +194,27 @@ def create_app(
     def llm_items(rows: list[LatencyFeatures]) -> list[dict[str, Any]]:
         return [row.__dict__ for row in rows]
 
-    def llm_prediction(ttft: float, tpot: float, now: str, loaded: str) -> dict[str, Any]:
-        return {
-            "ttft_ms": ttft,
-            "tpot_ms": tpot,
-            "predicted_at": now,
+    def llm_predictions(ttft: list[float], tpot: list[float]) -> list[dict[str, Any]]:
+        """llm-d's prediction objects; the fields every one repeats are built once."""
+        shared = {
+            "predicted_at": datetime.now(UTC).isoformat(),
             **llm_meta(),
-            "last_model_load": loaded,
+            "last_model_load": dataplane.last_load().isoformat(),
         }
+        return [{"ttft_ms": a, "tpot_ms": b, **shared} for a, b in zip(ttft, tpot, strict=True)]
 
     # -- llm-d prediction server -----------------------------------------------------------
+    def predict_one(row: dict[str, Any]) -> Response:
+        ttft, tpot, _ = dataplane.predict_llm([row])
+        return json_response(llm_predictions(ttft, tpot)[0])
+
     @app.post("/predict")
     async def predict(row: LatencyFeatures) -> Response:
-        ttft, tpot, _ = dataplane.predict_llm(llm_items([row]))
-        now = datetime.now(UTC).isoformat()
-        return json_response(
-            llm_prediction(ttft[0], tpot[0], now, dataplane.last_load().isoformat())
-        )
+        return predict_one(row.__dict__)
 
-    @app.post("/predict/bulk/strict")
-    async def predict_bulk_strict(body: BulkRequest) -> Response:
-        started = time.perf_counter()
-        ttft, tpot, _ = dataplane.predict_llm(llm_items(body.requests))
-        now, loaded = datetime.now(UTC).isoformat(), dataplane.last_load().isoformat()
-        predictions = [llm_prediction(a, b, now, loaded) for a, b in zip(ttft, tpot, strict=True)]
+    def predict_strict(rows: list[dict[str, Any]], started: float) -> Response:
+        ttft, tpot, _ = dataplane.predict_llm(rows)
+        predictions = llm_predictions(ttft, tpot)
         return json_response(
             {
                 "predictions": predictions,
@@ -159,6 +224,10 @@ def create_app(
                 "processing_time_ms": (time.perf_counter() - started) * 1000.0,
             }
         )
+
+    @app.post("/predict/bulk/strict")
+    async def predict_bulk_strict(body: BulkRequest) -> Response:
+        return predict_strict(llm_items(body.requests), time.perf_counter())
 
     row_adapter = TypeAdapter(LatencyFeatures)
 
@@ -175,9 +244,8 @@ def create_app(
         predictions: list[dict[str, Any] | None] = [None] * len(body.requests)
         if valid:
             ttft, tpot, _ = dataplane.predict_llm(llm_items([row for _, row in valid]))
-            now, loaded = datetime.now(UTC).isoformat(), dataplane.last_load().isoformat()
-            for (index, _), a, b in zip(valid, ttft, tpot, strict=True):
-                predictions[index] = llm_prediction(a, b, now, loaded)
+            for (index, _), prediction in zip(valid, llm_predictions(ttft, tpot), strict=True):
+                predictions[index] = prediction
         return json_response(
             {
                 "predictions": predictions,
@@ -249,13 +317,9 @@ def create_app(
     def request_model(domain: str, version: str) -> type[BaseModel]:
         return domain_request_model(dataplane.models[domain].spec, config.max_batch)
 
-    @app.post("/v1/{domain}/predict")
-    async def predict_domain(domain: str, request: Request) -> Response:
+    def predict_items(domain: str, raw: bytes) -> Response:
         model = dataplane.model(domain)
-        try:
-            body = request_model(domain, model.version).model_validate_json(await request.body())
-        except ValidationError as exc:
-            return validation_response(exc, ["body"])
+        body = request_model(domain, model.version).model_validate_json(raw)
         items = [item.__dict__ for item in body.items]  # type: ignore[attr-defined]
         coverage = body.coverage  # type: ignore[attr-defined]
         predictions = dataplane.predict(domain, items, coverage, validated=True)
@@ -274,6 +338,10 @@ def create_app(
             }
         )
 
+    @app.post("/v1/{domain}/predict")
+    async def predict_domain(domain: str, request: Request) -> Response:
+        return _serve(lambda raw, _: predict_items(domain, raw), await request.body(), {})
+
     @app.get("/v1/models")
     async def models() -> Response:
         return json_response({"models": dataplane.describe()})
@@ -282,4 +350,11 @@ def create_app(
     async def metrics() -> Response:
         return Response(dataplane.metrics.render(), media_type="text/plain; version=0.0.4")
 
+    rows = LatencyRows()
+    hot: dict[str, BodyHandler] = {
+        "/predict": lambda raw, _: predict_one(rows.one(raw)),
+        "/predict/bulk/strict": lambda raw, _: predict_strict(rows.bulk(raw), time.perf_counter()),
+        "/v1/{domain}/predict": lambda raw, params: predict_items(params["domain"], raw),
+    }
+    app.add_middleware(_Middleware, dataplane=dataplane, hot=hot if config.fast_path else None)
     return app

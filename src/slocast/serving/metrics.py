@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-__all__ = ["ServingMetrics"]
+__all__ = ["DomainCounters", "ServingMetrics"]
 
 _LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0)
 _BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
+
+
+@dataclass(frozen=True)
+class DomainCounters:
+    """One domain's series, bound once: ``labels()`` is a lock and a dict walk per call, which
+    a one-row prediction would otherwise pay four times."""
+
+    batch_size: Any
+    predictions: Any
+    cache_hits: Any
+    cache_misses: Any
 
 
 class ServingMetrics:
@@ -46,9 +60,22 @@ class ServingMetrics:
             "slocast_model_swaps", "Model versions swapped in.", ["domain"], registry=r
         )
         self._model_labels: dict[str, tuple[str, str, str]] = {}
+        self._domains: dict[str, DomainCounters] = {}
         self.bundles_refused = Counter(
             "slocast_bundles_refused", "Bundles refused (hash or schema mismatch).", registry=r
         )
+
+    def domain(self, name: str) -> DomainCounters:
+        counters = self._domains.get(name)
+        if counters is None:
+            counters = DomainCounters(
+                self.batch_size.labels(name),
+                self.predictions.labels(name),
+                self.cache_hits.labels(name),
+                self.cache_misses.labels(name),
+            )
+            self._domains[name] = counters
+        return counters
 
     def set_model(self, domain: str, version: str, coverage: float) -> None:
         """Point the model-info gauge of ``domain`` at its new version (the old series goes)."""

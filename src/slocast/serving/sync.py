@@ -30,12 +30,18 @@ log = logging.getLogger(__name__)
 
 class TrainerSync:
     def __init__(
-        self, url: str, cache_dir: Path, dataplane: DataPlane, timeout_s: float = 30.0
+        self,
+        url: str,
+        cache_dir: Path,
+        dataplane: DataPlane,
+        timeout_s: float = 30.0,
+        threads: int = 0,
     ) -> None:
         self.url = url.rstrip("/")
         self.cache_dir = cache_dir
         self.dataplane = dataplane
         self.timeout_s = timeout_s
+        self.threads = threads
         self._lock = asyncio.Lock()
 
     async def _fetch(self, client: httpx.AsyncClient, domain: str, version: str) -> Path:
@@ -67,7 +73,7 @@ class TrainerSync:
                             continue
                         path = await self._fetch(client, domain, version)
                         try:
-                            bundle = await asyncio.to_thread(load_bundle, path)
+                            bundle = await asyncio.to_thread(load_bundle, path, True, self.threads)
                         except SlocastError as exc:
                             self.dataplane.metrics.bundles_refused.inc()
                             shutil.rmtree(path, ignore_errors=True)
