@@ -24,8 +24,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent import futures
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -111,40 +113,73 @@ def rows(n: int) -> list[dict[str, float]]:
     return [base[i % len(base)] for i in range(n)]
 
 
+class _Floor:
+    """A servicer that answers every call with a prebuilt response: what grpcio itself costs."""
+
+    def __init__(self, one: Any, batch: Any) -> None:
+        self.one, self.batch = one, batch
+
+    def Predict(self, request: Any, context: Any) -> Any:
+        return self.one
+
+    def PredictBatch(self, request: Any, context: Any) -> Any:
+        return self.batch
+
+    def PredictStream(self, requests: Iterator[Any], context: Any) -> Iterator[Any]:
+        for _ in requests:
+            yield self.one
+
+    def GetModelInfo(self, request: Any, context: Any) -> Any:
+        raise NotImplementedError
+
+
 def bench_grpc(bundles: list[ModelBundle], record: Callable[..., None]) -> None:
-    """PredictBatch (1,000 rows) and PredictStream (200 messages per stream) on a real server."""
+    """Predict, PredictBatch (1,000 jobs as items and as columns) and PredictStream (200 messages
+    per stream) on a real server, then the same calls on a servicer that does no work."""
     import grpc
 
     from slocast.serving.grpc import create_grpc_server
     from slocast.serving.pb import slocast_pb2 as pb
     from slocast.serving.pb import slocast_pb2_grpc as pb_grpc
 
+    jobs = rows(1000)
+    items = [
+        pb.Item(numeric={k: float(v) for k, v in r.items() if isinstance(v, int | float)})
+        for r in jobs
+    ]
+    columns = pb.Columns()
+    for name in jobs[0]:
+        columns.numeric[name].values.extend(float(r[name]) for r in jobs)
+    batch = pb.PredictBatchRequest(domain="llm-ttft", items=items)
+    as_columns = pb.PredictBatchRequest(domain="llm-ttft", columns=columns)
+    one = pb.PredictRequest(domain="llm-ttft", item=items[0])
+    stream = [pb.PredictRequest(domain="llm-ttft", item=i) for i in items[:200]]
+
+    def calls(stub: Any, label: str) -> None:
+        record(f"gRPC PredictBatch{label}", 1000, lambda: stub.PredictBatch(batch), 100)
+        if not label:
+            columns_call = lambda: stub.PredictBatch(as_columns)  # noqa: E731
+            record("gRPC PredictBatch (columns)", 1000, columns_call, 100)
+        record(f"gRPC Predict{label}", 1, lambda: stub.Predict(one), 500)
+        stream_call = lambda: list(stub.PredictStream(iter(stream)))  # noqa: E731
+        record(f"gRPC PredictStream (200 msgs){label}", 200, stream_call, 30)
+
     server, port = create_grpc_server(DataPlane(bundles, LRUCache(0)), "127.0.0.1:0")
     server.start()
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = pb_grpc.PredictorStub(channel)
-            items = [
-                pb.Item(
-                    numeric={
-                        k: float(v)
-                        for k, v in r.items()
-                        if v is not None and not isinstance(v, str)
-                    }
-                )
-                for r in rows(1000)
-            ]
-            batch = pb.PredictBatchRequest(domain="llm-ttft", items=items)
-            record("gRPC PredictBatch", 1000, lambda: stub.PredictBatch(batch), 100)
-            one = pb.PredictRequest(domain="llm-ttft", item=items[0])
-            record("gRPC Predict", 1, lambda: stub.Predict(one), 500)
-            stream = [pb.PredictRequest(domain="llm-ttft", item=i) for i in items[:200]]
-            record(
-                "gRPC PredictStream (200 msgs)",
-                200,
-                lambda: list(stub.PredictStream(iter(stream))),
-                30,
-            )
+            calls(stub, "")
+            floor = _Floor(stub.Predict(one), stub.PredictBatch(batch))
+    finally:
+        server.stop(grace=None)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    pb_grpc.add_PredictorServicer_to_server(floor, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            calls(pb_grpc.PredictorStub(channel), " (grpcio floor, no work)")
     finally:
         server.stop(grace=None)
 
@@ -192,6 +227,9 @@ def main() -> None:
             lambda d=miss, i=items: d.predict_llm(i),
         )
         record("slocast data plane, cache hit", n, lambda d=hit, i=items: d.predict_llm(i))
+        if n == 1:  # the issue's in-process figure: one model's calibrated bound, one row
+            one_model = lambda i=items: ttft.predict_matrix(i, upper_only=True)  # noqa: E731
+            record(f"{ttft.engine} bundle: one domain's bound", n, one_model, 3000)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]

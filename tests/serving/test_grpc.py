@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -10,11 +11,15 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from slocast.artifacts import ModelBundle
-from slocast.serving import DataPlane
+from slocast.artifacts import ModelBundle, load_bundle, save_bundle
+from slocast.calibration.forecaster import CalibrationParams, fit_on_history
+from slocast.datasets import load_dataset
+from slocast.models import GBMConfig, QuantileForecaster
+from slocast.serving import DataPlane, LRUCache
 from slocast.serving.grpc import SERVICE_NAME, create_grpc_server
 from slocast.serving.pb import slocast_pb2 as pb
 from slocast.serving.pb import slocast_pb2_grpc as pb_grpc
+from tests.conftest import SIZEY, shared_file
 from tests.serving.test_http import trace_rows
 
 
@@ -113,3 +118,90 @@ def test_health_and_reflection(channel: tuple[grpc.Channel, DataPlane]) -> None:
     )
     names = {s.name for r in responses for s in r.list_services_response.service}
     assert {"slocast.v1.Predictor", "grpc.health.v1.Health"} <= names
+
+
+def columns_of(rows: list[dict[str, Any]]) -> Any:
+    """The rows as a column batch: numbers as numeric columns, text as categorical ones."""
+    columns = pb.Columns()
+    for name in rows[0]:
+        values = [r.get(name) for r in rows]
+        if all(isinstance(v, int | float) or v is None for v in values):
+            numbers = [float("nan") if v is None else float(v) for v in values]
+            columns.numeric[name].values.extend(numbers)
+        else:
+            columns.categorical[name].values.extend(["" if v is None else str(v) for v in values])
+    return columns
+
+
+def test_column_batches_give_the_item_batches_bounds(
+    channel: tuple[grpc.Channel, DataPlane],
+) -> None:
+    stub = pb_grpc.PredictorStub(channel[0])
+    rows = trace_rows(300)
+    items = stub.PredictBatch(
+        pb.PredictBatchRequest(domain="llm-tpot", items=[item(r) for r in rows], coverage=0.8)
+    ).predictions
+    columns = stub.PredictBatch(
+        pb.PredictBatchRequest(domain="llm-tpot", columns=columns_of(rows), coverage=0.8)
+    ).columns
+    assert list(columns.upper) == pytest.approx([p.upper for p in items])
+    assert list(columns.point) == pytest.approx([p.point for p in items])
+    assert columns.coverage == 0.8 and columns.model_version == items[0].model_version
+    assert len(set(columns.upper)) > 50
+
+
+def test_column_batches_with_categories_groups_and_requests(tmp_path: Path) -> None:
+    """Nextflow tasks: process (group, category), requested memory, missing values."""
+    data = load_dataset(f"nextflow:{shared_file(SIZEY.format('chipseq'))}")
+    base = QuantileForecaster(data.spec, 0.9, "lightgbm", GBMConfig(n_estimators=40))
+    forecaster, _, _ = fit_on_history(data.frame, base, CalibrationParams(), 0.2)
+    save_bundle(forecaster, tmp_path / "b", {}, {}, compile_models=False)
+    dataplane = DataPlane([load_bundle(tmp_path / "b")], LRUCache(0))
+    spec = data.spec
+    inputs = [*spec.features, *[c for c in (spec.group, spec.user_request) if c]]
+    rows = data.frame[list(dict.fromkeys(inputs))].iloc[-400:].to_dict("records")
+    rows[0][spec.categorical[0]] = "a-process-never-seen"
+    expected = dataplane.predict(spec.name, rows)
+    server, port = create_grpc_server(dataplane, "127.0.0.1:0")
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as chan:
+            got = pb_grpc.PredictorStub(chan).PredictBatch(
+                pb.PredictBatchRequest(domain=spec.name, columns=columns_of(rows))
+            )
+    finally:
+        server.stop(grace=None)
+    assert list(got.columns.upper) == pytest.approx([p.upper for p in expected])
+    assert list(got.columns.point) == pytest.approx([p.point for p in expected])
+
+
+def _bad_columns() -> list[tuple[Any, str]]:
+    rows = trace_rows(3)
+    uneven = columns_of(rows)
+    uneven.numeric["input_token_length"].values.append(5.0)
+    missing = columns_of(rows)
+    del missing.numeric["num_request_waiting"]
+    as_text = columns_of(rows)
+    del as_text.numeric["kv_cache_percentage"]
+    as_text.categorical["kv_cache_percentage"].values.extend(["0.1"] * 3)
+    both = pb.PredictBatchRequest(
+        domain="llm-ttft", columns=columns_of(rows), items=[item(rows[0])]
+    )
+    return [
+        (pb.PredictBatchRequest(domain="llm-ttft", columns=uneven), "input_token_length"),
+        (pb.PredictBatchRequest(domain="llm-ttft", columns=missing), "num_request_waiting"),
+        (pb.PredictBatchRequest(domain="llm-ttft", columns=as_text), "kv_cache_percentage"),
+        (pb.PredictBatchRequest(domain="llm-ttft", columns=pb.Columns()), "columns"),
+        (both, "columns"),
+    ]
+
+
+@pytest.mark.parametrize(("request_", "field"), _bad_columns())
+def test_invalid_columns_are_invalid_argument_naming_the_column(
+    channel: tuple[grpc.Channel, DataPlane], request_: Any, field: str
+) -> None:
+    stub = pb_grpc.PredictorStub(channel[0])
+    with pytest.raises(grpc.RpcError) as error:
+        stub.PredictBatch(request_)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field in error.value.details()

@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -29,20 +30,19 @@ def point(link: Path, target: Path) -> None:
     os.replace(tmp, link)
 
 
-@pytest.fixture
-def server(tmp_path: Path, llmd_bundle_dirs: dict[str, Path]) -> Iterator[tuple[str, Path]]:
-    link = tmp_path / "ttft-current"
-    link.symlink_to(llmd_bundle_dirs["llm-ttft"])
+@contextmanager
+def running_server(tmp_path: Path, *args: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`slocast serve http ARGS` on a free port, ready; its URL and process."""
     port = free_port()
     log = (tmp_path / "server.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "slocast", "serve", "http", "--bundle", str(link),
-         "--bundle", str(llmd_bundle_dirs["llm-tpot"]), "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", "slocast", "serve", "http", *args,
+         "--host", "127.0.0.1", "--port", str(port)],
         stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(200):
+        for _ in range(300):
             try:
                 if httpx.get(f"{url}/readyz").status_code == 200:
                     break
@@ -52,11 +52,50 @@ def server(tmp_path: Path, llmd_bundle_dirs: dict[str, Path]) -> Iterator[tuple[
             raise AssertionError(
                 f"server did not become ready: {(tmp_path / 'server.log').read_text()}"
             )
-        yield url, link
+        yield url, proc
     finally:
         proc.terminate()
         proc.wait(timeout=10)
         log.close()
+
+
+@pytest.fixture
+def server(tmp_path: Path, llmd_bundle_dirs: dict[str, Path]) -> Iterator[tuple[str, Path]]:
+    link = tmp_path / "ttft-current"
+    link.symlink_to(llmd_bundle_dirs["llm-ttft"])
+    bundles = ["--bundle", str(link), "--bundle", str(llmd_bundle_dirs["llm-tpot"])]
+    with running_server(tmp_path, *bundles) as (url, _):
+        yield url, link
+
+
+def _children(pid: int) -> list[int]:
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            children.append(int(stat.parent.name))
+    return children
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads worker processes in /proc")
+def test_workers_share_the_port_and_answer_alike(
+    tmp_path: Path, llmd_bundle_dirs: dict[str, Path]
+) -> None:
+    bundles = [f"--bundle={llmd_bundle_dirs[d]}" for d in ("llm-ttft", "llm-tpot")]
+    with running_server(tmp_path, *bundles, "--workers", "2") as (url, proc):
+        row = trace_rows(1)[0]
+        answers = set()
+        for _ in range(30):  # a fresh connection each: the kernel spreads them over workers
+            response = httpx.post(f"{url}/predict", json=row)
+            assert response.status_code == 200
+            answers.add((response.json()["ttft_ms"], response.json()["tpot_ms"]))
+        workers = _children(proc.pid)
+    assert len(answers) == 1
+    # uvicorn's supervisor runs the two workers (and may hold a resource tracker besides).
+    assert len(workers) >= 2
 
 
 def ttft_version(url: str) -> str:

@@ -78,36 +78,47 @@ def compile_model(model_path: Path, family: str, out: Path) -> bool:
 
 # TL2cgen's generated code reads a row as an array of ``union Entry {int missing; double
 # fvalue; int qvalue;}``: a missing value is an entry whose int is -1. The all-ones bit pattern
-# is a NaN whose low 32 bits are -1, so a float64 row with its NaNs set to it is a valid
+# is a NaN whose low 32 bits are -1, so a row of doubles with its NaNs set to it is a valid
 # Entry array as it stands (on little-endian machines, where the int aliases the low bytes).
-_MISSING = np.array([-1], dtype=np.int64).view(np.float64)[0]
-_ROW_CALL = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p)
+_MISSING = float(np.array([-1], dtype=np.int64).view(np.float64)[0])
+_DOUBLES = ctypes.POINTER(ctypes.c_double)
+_ROW_CALL = ctypes.CFUNCTYPE(None, _DOUBLES, ctypes.c_int, _DOUBLES)
 
 
-def _row_function(library: Path) -> Any | None:
-    """The generated ``predict(Entry*, pred_margin, double*)``, when its layout is the one
-    :data:`_MISSING` assumes (one float64 target); None otherwise."""
+class _RowCall:
+    """The generated ``predict(Entry*, pred_margin, double*)`` for one row.
+
+    The row goes over as a ctypes array built from a Python list (a copy, which the generated
+    code may quantize in place): a third of the cost of handing it numpy buffers.
+    """
+
+    def __init__(self, function: Any, features: int) -> None:
+        self.function = function
+        self.features = features
+        self.row_type = ctypes.c_double * features
+
+    def __call__(self, row: np.ndarray) -> np.ndarray:
+        values = [_MISSING if v != v else v for v in row.tolist()]
+        result = ctypes.c_double(0.0)
+        self.function(self.row_type(*values), 0, ctypes.byref(result))
+        return np.array([result.value])
+
+
+def _row_call(library: Path) -> _RowCall | None:
+    """The one-row entry point, when its layout is the one :data:`_MISSING` assumes (one float64
+    target); None otherwise."""
     if sys.byteorder != "little":
         return None
     lib = ctypes.CDLL(str(library))
     lib.get_threshold_type.restype = lib.get_leaf_output_type.restype = ctypes.c_char_p
-    lib.get_num_target.restype = ctypes.c_int32
+    lib.get_num_target.restype = lib.get_num_feature.restype = ctypes.c_int32
     classes = (ctypes.c_int32 * 1)()
     if lib.get_num_target() != 1:
         return None
     lib.get_num_class(classes)
     if classes[0] != 1 or {lib.get_threshold_type(), lib.get_leaf_output_type()} != {b"float64"}:
         return None
-    return _ROW_CALL(("predict", lib))
-
-
-def _predict_row(function: Any, row: np.ndarray) -> np.ndarray:
-    # A copy: the generated code quantizes the row in place.
-    entries = np.array(row, dtype=np.float64)
-    entries[np.isnan(entries)] = _MISSING
-    result = np.zeros(1)
-    function(entries.ctypes.data, 0, result.ctypes.data)
-    return result
+    return _RowCall(_ROW_CALL(("predict", lib)), int(lib.get_num_feature()))
 
 
 class CompiledRegressor:
@@ -122,13 +133,14 @@ class CompiledRegressor:
         self._tl2cgen: Any = tl2cgen
         try:
             self._predictor = tl2cgen.Predictor(str(library), nthread=threads or None)
-            self._row: Any | None = _row_function(library)
+            self._row = _row_call(library)
         except (tl2cgen.exception.TL2cgenError, OSError, AttributeError) as exc:
             raise OSError(f"cannot load compiled model {library.name}: {exc}") from exc
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        if len(X) == 1 and self._row is not None:
-            return _predict_row(self._row, X[0])
+        # A row of the wrong width would be read past its end: those go to TL2cgen, which says so.
+        if len(X) == 1 and self._row is not None and X.shape[1] == self._row.features:
+            return self._row(X[0])
         matrix = self._tl2cgen.DMatrix(np.ascontiguousarray(X, dtype=np.float64), dtype="float64")
         return np.asarray(self._predictor.predict(matrix), dtype=np.float64).reshape(len(X))
 

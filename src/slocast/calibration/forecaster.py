@@ -148,14 +148,14 @@ class CalibratedForecaster:
         if self.aci is not None:
             shift += self.aci.overflow
         upper = self.base.decode(upper_z + shift)
-        point = self.base.decode(point_z)
         if self.use_request and request is not None:
             unseen = np.array([self.known_per_group[g] == 0 for g in groups], dtype=bool)
             upper = np.where(unseen & np.isfinite(request), request, upper)
             if self.request_is_cap:
                 upper = np.where(np.isfinite(request), np.minimum(upper, request), upper)
         upper = np.maximum(upper, 0.0)
-        return Bounds(np.minimum(point, upper), upper), upper_z
+        point = point_z if upper_only else np.minimum(self.base.decode(point_z), upper)
+        return Bounds(point, upper), upper_z
 
     def observe(self, done: pd.DataFrame, served: Bounds) -> None:
         """Learn from finished jobs (``served.upper`` is NaN for jobs never served here)."""

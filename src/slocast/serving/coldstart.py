@@ -10,8 +10,10 @@ first trained bundle.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import cast
 
 import numpy as np
+import pandas as pd
 
 from slocast.models.base import Bounds
 
@@ -50,3 +52,7 @@ class ColdStartLatency:
             point = 20.0 + 0.5 * running + 0.001 * _column(records, "decode_tokens_in_flight")
         # A wide prior: twice the point, never below it.
         return Bounds(point, 2.0 * point)
+
+    def predict_frame(self, frame: pd.DataFrame, coverage: float | None = None) -> Bounds:
+        records = cast(list[dict[str, object]], frame.to_dict("records"))
+        return self.predict_matrix(records, coverage)

@@ -8,10 +8,14 @@ on the models it started with, however many swaps happen meanwhile.
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
 
 from slocast.artifacts import ModelBundle, validate_records
 from slocast.errors import ConfigError, InputError
@@ -36,6 +40,8 @@ class _Predictor(Protocol):
         coverage: float | None = None,
         upper_only: bool = False,
     ) -> Bounds: ...
+
+    def predict_frame(self, frame: pd.DataFrame, coverage: float | None = None) -> Bounds: ...
 
 
 @dataclass(frozen=True)
@@ -160,14 +166,7 @@ class DataPlane:
         upper_only: bool = False,
     ) -> tuple[list[float], list[float]]:
         """(points, upper bounds) for ``items``; points are NaN when ``upper_only``."""
-        if not items:
-            raise InputError("empty batch: send at least one item", field="items")
-        if len(items) > self.max_batch:
-            raise InputError(
-                f"batch of {len(items)} exceeds the limit of {self.max_batch}", field="items"
-            )
-        if coverage is not None and not 0.0 < coverage < 1.0:
-            raise InputError(f"coverage must be in (0, 1), got {coverage}", field="coverage")
+        self._check_batch(len(items), coverage, "items")
         if not validated:
             validate_records(items, model.spec)
         counters = self.metrics.domain(model.domain)
@@ -194,6 +193,62 @@ class DataPlane:
             self.cache.put_many({keys[i]: value for i, value in zip(missing, fresh, strict=True)})
         points, uppers = zip(*results, strict=True)
         return list(points), list(uppers)
+
+    def _check_batch(self, size: int, coverage: float | None, field: str) -> None:
+        if size == 0:
+            raise InputError("empty batch: send at least one job", field=field)
+        if size > self.max_batch:
+            raise InputError(f"batch of {size} exceeds the limit of {self.max_batch}", field=field)
+        if coverage is not None and not 0.0 < coverage < 1.0:
+            raise InputError(f"coverage must be in (0, 1), got {coverage}", field="coverage")
+
+    def predict_columns(
+        self,
+        domain: str,
+        numeric: Mapping[str, np.ndarray],
+        categorical: Mapping[str, Sequence[str | None]],
+        coverage: float | None = None,
+    ) -> tuple[Bounds, LoadedModel]:
+        """Bounds for jobs sent as columns (every column one value per job, NaN / None missing).
+
+        Large batches skip the per-job dicts altogether; they also skip the cache, whose keys
+        are per job. Numbers must come as numeric columns and categories as categorical ones.
+        """
+        model = self.model(domain)
+        spec = model.spec
+        lengths = {f"numeric.{k}": len(v) for k, v in numeric.items()} | {
+            f"categorical.{k}": len(v) for k, v in categorical.items()
+        }
+        # The batch is as long as most columns are: the odd one out is the one to name.
+        size = Counter(lengths.values()).most_common(1)[0][0] if lengths else 0
+        for name, length in lengths.items():
+            if length != size:
+                raise InputError(
+                    f"column {name} has {length} values, the others {size}",
+                    field=f"columns.{name}",
+                )
+        self._check_batch(size, coverage, "columns")
+        numbers = [*spec.numeric, *([spec.user_request] if spec.user_request else [])]
+        categories = [*spec.categorical, *([spec.group] if spec.group else [])]
+        data: dict[str, Any] = {}
+        for names, given, kind in (
+            (numbers, numeric, "numeric"),
+            (categories, categorical, "categorical"),
+        ):
+            for name in dict.fromkeys(names):
+                if name in given:
+                    data[name] = given[name]
+                elif name in spec.optional or name == spec.group:
+                    data[name] = [None] * size
+                else:
+                    raise InputError(
+                        f"missing {kind} column {name!r}", field=f"columns.{kind}.{name}"
+                    )
+        frame = pd.DataFrame(data, index=pd.RangeIndex(size), copy=False)
+        counters = self.metrics.domain(domain)
+        counters.batch_size.observe(size)
+        counters.predictions.inc(size)
+        return model.predictor.predict_frame(frame, coverage), model
 
     def predict_llm(
         self, items: Sequence[Mapping[str, Any]]

@@ -11,6 +11,7 @@ from concurrent import futures
 from typing import Any
 
 import grpc
+import numpy as np
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -79,11 +80,32 @@ class PredictorService:
 
     def PredictBatch(self, request: Any, context: grpc.ServicerContext) -> Any:
         try:
+            if request.HasField("columns"):
+                if request.items:
+                    raise InputError("send items or columns, not both", field="columns")
+                return self._predict_columns(request)
             items = [_item(item) for item in request.items]
             predictions = self._predict(request.domain, items, _coverage(request))
         except SlocastError as exc:
             _abort(context, exc)
         return pb.PredictBatchResponse(predictions=[_prediction(p) for p in predictions])
+
+    def _predict_columns(self, request: Any) -> Any:
+        columns = request.columns
+        numeric = {k: np.array(v.values, dtype=np.float64) for k, v in columns.numeric.items()}
+        categorical = {k: [s or None for s in v.values] for k, v in columns.categorical.items()}
+        bounds, model = self.dataplane.predict_columns(
+            request.domain, numeric, categorical, _coverage(request)
+        )
+        coverage = _coverage(request)
+        return pb.PredictBatchResponse(
+            columns=pb.ColumnPredictions(
+                point=bounds.point.tolist(),
+                upper=bounds.upper.tolist(),
+                coverage=model.coverage if coverage is None else coverage,
+                model_version=model.version,
+            )
+        )
 
     def PredictStream(
         self, request_iterator: Iterator[Any], context: grpc.ServicerContext

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n slocast/serving/pb/slocast.proto\x12\nslocast.v1\"\xd2\x01\n\x04Item\x12.\n\x07numeric\x18\x01 \x03(\x0b\x32\x1d.slocast.v1.Item.NumericEntry\x12\x36\n\x0b\x63\x61tegorical\x18\x02 \x03(\x0b\x32!.slocast.v1.Item.CategoricalEntry\x1a.\n\x0cNumericEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x32\n\x10\x43\x61tegoricalEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"S\n\nPrediction\x12\r\n\x05point\x18\x01 \x01(\x01\x12\r\n\x05upper\x18\x02 \x01(\x01\x12\x10\n\x08\x63overage\x18\x03 \x01(\x01\x12\x15\n\rmodel_version\x18\x04 \x01(\t\"d\n\x0ePredictRequest\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\x12\x1e\n\x04item\x18\x02 \x01(\x0b\x32\x10.slocast.v1.Item\x12\x15\n\x08\x63overage\x18\x03 \x01(\x01H\x00\x88\x01\x01\x42\x0b\n\t_coverage\"=\n\x0fPredictResponse\x12*\n\nprediction\x18\x01 \x01(\x0b\x32\x16.slocast.v1.Prediction\"j\n\x13PredictBatchRequest\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\x12\x1f\n\x05items\x18\x02 \x03(\x0b\x32\x10.slocast.v1.Item\x12\x15\n\x08\x63overage\x18\x03 \x01(\x01H\x00\x88\x01\x01\x42\x0b\n\t_coverage\"C\n\x14PredictBatchResponse\x12+\n\x0bpredictions\x18\x01 \x03(\x0b\x32\x16.slocast.v1.Prediction\"\"\n\x10ModelInfoRequest\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\"\x87\x01\n\tModelInfo\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x10\n\x08\x63overage\x18\x03 \x01(\x01\x12\x0e\n\x06\x66\x61mily\x18\x04 \x01(\t\x12\x12\n\ncold_start\x18\x05 \x01(\x08\x12\x11\n\tloaded_at\x18\x06 \x01(\t\x12\x10\n\x08\x66\x65\x61tures\x18\x07 \x03(\t\":\n\x11ModelInfoResponse\x12%\n\x06models\x18\x01 \x03(\x0b\x32\x15.slocast.v1.ModelInfo2\xbd\x02\n\tPredictor\x12\x42\n\x07Predict\x12\x1a.slocast.v1.PredictRequest\x1a\x1b.slocast.v1.PredictResponse\x12Q\n\x0cPredictBatch\x12\x1f.slocast.v1.PredictBatchRequest\x1a .slocast.v1.PredictBatchResponse\x12L\n\rPredictStream\x12\x1a.slocast.v1.PredictRequest\x1a\x1b.slocast.v1.PredictResponse(\x01\x30\x01\x12K\n\x0cGetModelInfo\x12\x1c.slocast.v1.ModelInfoRequest\x1a\x1d.slocast.v1.ModelInfoResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n slocast/serving/pb/slocast.proto\x12\nslocast.v1\"\xd2\x01\n\x04Item\x12.\n\x07numeric\x18\x01 \x03(\x0b\x32\x1d.slocast.v1.Item.NumericEntry\x12\x36\n\x0b\x63\x61tegorical\x18\x02 \x03(\x0b\x32!.slocast.v1.Item.CategoricalEntry\x1a.\n\x0cNumericEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x32\n\x10\x43\x61tegoricalEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"S\n\nPrediction\x12\r\n\x05point\x18\x01 \x01(\x01\x12\r\n\x05upper\x18\x02 \x01(\x01\x12\x10\n\x08\x63overage\x18\x03 \x01(\x01\x12\x15\n\rmodel_version\x18\x04 \x01(\t\"d\n\x0ePredictRequest\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\x12\x1e\n\x04item\x18\x02 \x01(\x0b\x32\x10.slocast.v1.Item\x12\x15\n\x08\x63overage\x18\x03 \x01(\x01H\x00\x88\x01\x01\x42\x0b\n\t_coverage\"=\n\x0fPredictResponse\x12*\n\nprediction\x18\x01 \x01(\x0b\x32\x16.slocast.v1.Prediction\"\x8f\x02\n\x07\x43olumns\x12\x31\n\x07numeric\x18\x01 \x03(\x0b\x32 .slocast.v1.Columns.NumericEntry\x12\x39\n\x0b\x63\x61tegorical\x18\x02 \x03(\x0b\x32$.slocast.v1.Columns.CategoricalEntry\x1aH\n\x0cNumericEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\'\n\x05value\x18\x02 \x01(\x0b\x32\x18.slocast.v1.DoubleColumn:\x02\x38\x01\x1aL\n\x10\x43\x61tegoricalEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\'\n\x05value\x18\x02 \x01(\x0b\x32\x18.slocast.v1.StringColumn:\x02\x38\x01\"\x1e\n\x0c\x44oubleColumn\x12\x0e\n\x06values\x18\x01 \x03(\x01\"\x1e\n\x0cStringColumn\x12\x0e\n\x06values\x18\x01 \x03(\t\"\x90\x01\n\x13PredictBatchRequest\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\x12\x1f\n\x05items\x18\x02 \x03(\x0b\x32\x10.slocast.v1.Item\x12\x15\n\x08\x63overage\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12$\n\x07\x63olumns\x18\x04 \x01(\x0b\x32\x13.slocast.v1.ColumnsB\x0b\n\t_coverage\"Z\n\x11\x43olumnPredictions\x12\r\n\x05point\x18\x01 \x03(\x01\x12\r\n\x05upper\x18\x02 \x03(\x01\x12\x10\n\x08\x63overage\x18\x03 \x01(\x01\x12\x15\n\rmodel_version\x18\x04 \x01(\t\"s\n\x14PredictBatchResponse\x12+\n\x0bpredictions\x18\x01 \x03(\x0b\x32\x16.slocast.v1.Prediction\x12.\n\x07\x63olumns\x18\x02 \x01(\x0b\x32\x1d.slocast.v1.ColumnPredictions\"\"\n\x10ModelInfoRequest\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\"\x87\x01\n\tModelInfo\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x10\n\x08\x63overage\x18\x03 \x01(\x01\x12\x0e\n\x06\x66\x61mily\x18\x04 \x01(\t\x12\x12\n\ncold_start\x18\x05 \x01(\x08\x12\x11\n\tloaded_at\x18\x06 \x01(\t\x12\x10\n\x08\x66\x65\x61tures\x18\x07 \x03(\t\":\n\x11ModelInfoResponse\x12%\n\x06models\x18\x01 \x03(\x0b\x32\x15.slocast.v1.ModelInfo2\xbd\x02\n\tPredictor\x12\x42\n\x07Predict\x12\x1a.slocast.v1.PredictRequest\x1a\x1b.slocast.v1.PredictResponse\x12Q\n\x0cPredictBatch\x12\x1f.slocast.v1.PredictBatchRequest\x1a .slocast.v1.PredictBatchResponse\x12L\n\rPredictStream\x12\x1a.slocast.v1.PredictRequest\x1a\x1b.slocast.v1.PredictResponse(\x01\x30\x01\x12K\n\x0cGetModelInfo\x12\x1c.slocast.v1.ModelInfoRequest\x1a\x1d.slocast.v1.ModelInfoResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,6 +35,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ITEM_NUMERICENTRY']._serialized_options = b'8\001'
   _globals['_ITEM_CATEGORICALENTRY']._loaded_options = None
   _globals['_ITEM_CATEGORICALENTRY']._serialized_options = b'8\001'
+  _globals['_COLUMNS_NUMERICENTRY']._loaded_options = None
+  _globals['_COLUMNS_NUMERICENTRY']._serialized_options = b'8\001'
+  _globals['_COLUMNS_CATEGORICALENTRY']._loaded_options = None
+  _globals['_COLUMNS_CATEGORICALENTRY']._serialized_options = b'8\001'
   _globals['_ITEM']._serialized_start=49
   _globals['_ITEM']._serialized_end=259
   _globals['_ITEM_NUMERICENTRY']._serialized_start=161
@@ -47,16 +51,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PREDICTREQUEST']._serialized_end=446
   _globals['_PREDICTRESPONSE']._serialized_start=448
   _globals['_PREDICTRESPONSE']._serialized_end=509
-  _globals['_PREDICTBATCHREQUEST']._serialized_start=511
-  _globals['_PREDICTBATCHREQUEST']._serialized_end=617
-  _globals['_PREDICTBATCHRESPONSE']._serialized_start=619
-  _globals['_PREDICTBATCHRESPONSE']._serialized_end=686
-  _globals['_MODELINFOREQUEST']._serialized_start=688
-  _globals['_MODELINFOREQUEST']._serialized_end=722
-  _globals['_MODELINFO']._serialized_start=725
-  _globals['_MODELINFO']._serialized_end=860
-  _globals['_MODELINFORESPONSE']._serialized_start=862
-  _globals['_MODELINFORESPONSE']._serialized_end=920
-  _globals['_PREDICTOR']._serialized_start=923
-  _globals['_PREDICTOR']._serialized_end=1240
+  _globals['_COLUMNS']._serialized_start=512
+  _globals['_COLUMNS']._serialized_end=783
+  _globals['_COLUMNS_NUMERICENTRY']._serialized_start=633
+  _globals['_COLUMNS_NUMERICENTRY']._serialized_end=705
+  _globals['_COLUMNS_CATEGORICALENTRY']._serialized_start=707
+  _globals['_COLUMNS_CATEGORICALENTRY']._serialized_end=783
+  _globals['_DOUBLECOLUMN']._serialized_start=785
+  _globals['_DOUBLECOLUMN']._serialized_end=815
+  _globals['_STRINGCOLUMN']._serialized_start=817
+  _globals['_STRINGCOLUMN']._serialized_end=847
+  _globals['_PREDICTBATCHREQUEST']._serialized_start=850
+  _globals['_PREDICTBATCHREQUEST']._serialized_end=994
+  _globals['_COLUMNPREDICTIONS']._serialized_start=996
+  _globals['_COLUMNPREDICTIONS']._serialized_end=1086
+  _globals['_PREDICTBATCHRESPONSE']._serialized_start=1088
+  _globals['_PREDICTBATCHRESPONSE']._serialized_end=1203
+  _globals['_MODELINFOREQUEST']._serialized_start=1205
+  _globals['_MODELINFOREQUEST']._serialized_end=1239
+  _globals['_MODELINFO']._serialized_start=1242
+  _globals['_MODELINFO']._serialized_end=1377
+  _globals['_MODELINFORESPONSE']._serialized_start=1379
+  _globals['_MODELINFORESPONSE']._serialized_end=1437
+  _globals['_PREDICTOR']._serialized_start=1440
+  _globals['_PREDICTOR']._serialized_end=1757
 # @@protoc_insertion_point(module_scope)

@@ -56,21 +56,71 @@ class PredictResponse(_message.Message):
     prediction: Prediction
     def __init__(self, prediction: _Optional[_Union[Prediction, _Mapping]] = ...) -> None: ...
 
+class Columns(_message.Message):
+    __slots__ = ("numeric", "categorical")
+    class NumericEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: DoubleColumn
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[DoubleColumn, _Mapping]] = ...) -> None: ...
+    class CategoricalEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: StringColumn
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[StringColumn, _Mapping]] = ...) -> None: ...
+    NUMERIC_FIELD_NUMBER: _ClassVar[int]
+    CATEGORICAL_FIELD_NUMBER: _ClassVar[int]
+    numeric: _containers.MessageMap[str, DoubleColumn]
+    categorical: _containers.MessageMap[str, StringColumn]
+    def __init__(self, numeric: _Optional[_Mapping[str, DoubleColumn]] = ..., categorical: _Optional[_Mapping[str, StringColumn]] = ...) -> None: ...
+
+class DoubleColumn(_message.Message):
+    __slots__ = ("values",)
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, values: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class StringColumn(_message.Message):
+    __slots__ = ("values",)
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, values: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class PredictBatchRequest(_message.Message):
-    __slots__ = ("domain", "items", "coverage")
+    __slots__ = ("domain", "items", "coverage", "columns")
     DOMAIN_FIELD_NUMBER: _ClassVar[int]
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     COVERAGE_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
     domain: str
     items: _containers.RepeatedCompositeFieldContainer[Item]
     coverage: float
-    def __init__(self, domain: _Optional[str] = ..., items: _Optional[_Iterable[_Union[Item, _Mapping]]] = ..., coverage: _Optional[float] = ...) -> None: ...
+    columns: Columns
+    def __init__(self, domain: _Optional[str] = ..., items: _Optional[_Iterable[_Union[Item, _Mapping]]] = ..., coverage: _Optional[float] = ..., columns: _Optional[_Union[Columns, _Mapping]] = ...) -> None: ...
+
+class ColumnPredictions(_message.Message):
+    __slots__ = ("point", "upper", "coverage", "model_version")
+    POINT_FIELD_NUMBER: _ClassVar[int]
+    UPPER_FIELD_NUMBER: _ClassVar[int]
+    COVERAGE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    point: _containers.RepeatedScalarFieldContainer[float]
+    upper: _containers.RepeatedScalarFieldContainer[float]
+    coverage: float
+    model_version: str
+    def __init__(self, point: _Optional[_Iterable[float]] = ..., upper: _Optional[_Iterable[float]] = ..., coverage: _Optional[float] = ..., model_version: _Optional[str] = ...) -> None: ...
 
 class PredictBatchResponse(_message.Message):
-    __slots__ = ("predictions",)
+    __slots__ = ("predictions", "columns")
     PREDICTIONS_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
     predictions: _containers.RepeatedCompositeFieldContainer[Prediction]
-    def __init__(self, predictions: _Optional[_Iterable[_Union[Prediction, _Mapping]]] = ...) -> None: ...
+    columns: ColumnPredictions
+    def __init__(self, predictions: _Optional[_Iterable[_Union[Prediction, _Mapping]]] = ..., columns: _Optional[_Union[ColumnPredictions, _Mapping]] = ...) -> None: ...
 
 class ModelInfoRequest(_message.Message):
     __slots__ = ("domain",)
