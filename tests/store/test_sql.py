@@ -50,6 +50,26 @@ def test_full_buckets_evict_their_oldest_rows_and_keep_rare_regimes(store_url: s
     store.close()
 
 
+def test_caps_hold_across_batches_restarts_and_flushes(store_url: str) -> None:
+    """The store counts bucket sizes in memory: they must agree with the table after small
+    batches, a reopen (sizes read back) and a flush (sizes dropped)."""
+    store = SampleStore(store_url, per_bucket_cap=30)
+    for _ in range(7):
+        add(store, rows(11), share=0.0)
+    assert store.bucket_counts("llm-ttft") == {"q0:kv2:p0": 30}
+    store.close()
+    reopened = SampleStore(store_url, per_bucket_cap=30)
+    add(reopened, rows(5), share=0.0)
+    assert reopened.bucket_counts("llm-ttft") == {"q0:kv2:p0": 30}
+    reopened.flush("llm-ttft")
+    add(reopened, rows(20), share=0.0)
+    add(reopened, rows(20), share=0.0)
+    assert reopened.bucket_counts("llm-ttft") == {"q0:kv2:p0": 30}
+    kept = sorted(r["input_token_length"] for r in reopened.rows("llm-ttft", heldout=False))
+    assert kept == sorted([*range(10, 20), *range(20)])  # the newest 30, oldest gone first
+    reopened.close()
+
+
 def test_flush_reports_what_it_removed(store_url: str) -> None:
     store = SampleStore(store_url)
     add(store, rows(200))
