@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -29,6 +30,7 @@ from slocast.datasets import Dataset, load_dataset, parse_dataset_arg
 from slocast.errors import InputError, SlocastError
 from slocast.evaluation import EvaluationResult, run_backtest, standard_methods, write_report
 from slocast.evaluation.report import METRIC_COLUMNS
+from slocast.logs import configure_logging
 from slocast.models.base import GBMConfig
 from slocast.models.quantile import QuantileForecaster
 from slocast.schema import get_domain
@@ -42,6 +44,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 err = Console(stderr=True)
+log = logging.getLogger("slocast.cli")
 T = TypeVar("T")
 
 DatasetOpt = Annotated[str, typer.Option("--dataset", help="KIND:PATH, e.g. swf:jobs.swf.gz")]
@@ -907,6 +910,12 @@ def _local_reloader(dataplane: Any, bundle_dirs: list[Path], threads: int) -> An
                 swapped |= dataplane.swap(load_bundle(path, threads=threads))
             except SlocastError as exc:
                 dataplane.metrics.bundles_refused.inc()
+                log.warning(
+                    "refused bundle %s: %s",
+                    path,
+                    exc,
+                    extra={"bundle": str(path), "reason": str(exc)},
+                )
                 return ReloadResult(False, False, f"refused {path}: {exc}")
         return ReloadResult(True, swapped, "reloaded" if swapped else "already current")
 
@@ -976,12 +985,18 @@ def serve_http(
     bundle_dirs = list(bundle or [])
     with _errors():
         settings = _settings(**overrides)
+        log_config = configure_logging(settings.log_format, log_level)
         # Built here even with several workers: a bad bundle or setting fails the command.
         web, dataplane = _http_app(bundle_dirs, settings, workers)
         where = f"{settings.serve_host}:{settings.serve_port}"
         domains = ", ".join(sorted(dataplane.models))
         err.print(f"serving {domains} on {where} ({workers} worker{'s' * (workers > 1)})")
-    serve = {"host": settings.serve_host, "port": settings.serve_port, "log_level": log_level}
+    serve = {
+        "host": settings.serve_host,
+        "port": settings.serve_port,
+        "log_level": log_level,
+        "log_config": log_config,
+    }
     if workers == 1:
         uvicorn.run(web, **serve)  # type: ignore[arg-type]
         return
@@ -1007,6 +1022,7 @@ def serve_grpc(
 
     with _errors():
         settings = _settings()
+        configure_logging(settings.log_format)
         dataplane = _build_dataplane(list(bundle or []), settings)
         server, bound = create_grpc_server(dataplane, f"{host}:{port}")
         if metrics_port is not None:
@@ -1034,6 +1050,7 @@ def trainer(
 
     with _errors():
         settings = _settings(trainer_port=port)
+        log_config = configure_logging(settings.log_format, log_level)
         domains = list(domain or ["llm-ttft", "llm-tpot"])
         for name in domains:
             get_domain(name)
@@ -1061,7 +1078,13 @@ def trainer(
             f"trainer on {host}:{settings.trainer_port}, store {store.url}, domains {domains}"
         )
     try:
-        uvicorn.run(web, host=host, port=settings.trainer_port, log_level=log_level)
+        uvicorn.run(
+            web,
+            host=host,
+            port=settings.trainer_port,
+            log_level=log_level,
+            log_config=log_config,
+        )
     finally:
         service.stop()
 

@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     )
     max_batch: int = Field(10_000, ge=1, description="Most items one prediction request may carry.")
     cache_entries: int = Field(100_000, ge=0, description="In-process LRU cache size (0 disables).")
+    log_format: Literal["json", "text"] = Field(
+        "json", description="Server logs: one JSON object per line, or plain text."
+    )
     predict_threads: int = Field(
         0,
         ge=0,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -124,8 +125,18 @@ def test_swap_under_load_fails_no_request(server: tuple[str, Path], tmp_path: Pa
         reload = httpx.post(f"{url}/reload").json()
         codes = [c for f in futures for c in f.result()]
     assert reload["synced"] and reload["loaded"]
-    assert ttft_version(url) != before
+    after = ttft_version(url)
+    assert after != before
     assert len(codes) > 20 and set(codes) == {200}
+    # The swap is logged as one JSON object with its facts as fields (SLOCAST_LOG_FORMAT=json).
+    events = [json.loads(line) for line in server_log(tmp_path) if line.startswith("{")]
+    swap = [e for e in events if e.get("version") == after]
+    assert swap and swap[0]["domain"] == "llm-ttft" and swap[0]["level"] == "INFO"
+    assert swap[0]["logger"] == "slocast.serving.dataplane" and after in swap[0]["message"]
+
+
+def server_log(tmp_path: Path) -> list[str]:
+    return (tmp_path / "server.log").read_text().splitlines()
 
 
 def test_corrupt_bundle_is_refused_and_the_old_one_keeps_serving(

@@ -7,6 +7,7 @@ on the models it started with, however many swaps happen meanwhile.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -28,6 +29,7 @@ from slocast.serving.metrics import ServingMetrics
 __all__ = ["LLM_DOMAINS", "DataPlane", "LoadedModel"]
 
 LLM_DOMAINS = ("llm-ttft", "llm-tpot")
+log = logging.getLogger(__name__)
 
 
 class _Predictor(Protocol):
@@ -138,6 +140,13 @@ class DataPlane:
             self._models = {**self._models, bundle.spec.name: _loaded(bundle)}
         self.metrics.set_model(bundle.spec.name, bundle.version, bundle.coverage)
         self.metrics.model_swaps.labels(bundle.spec.name).inc()
+        log.info(
+            "serving %s %s (%s)",
+            bundle.spec.name,
+            bundle.version,
+            bundle.engine,
+            extra={"domain": bundle.spec.name, "version": bundle.version, "engine": bundle.engine},
+        )
         return True
 
     # -- prediction --------------------------------------------------------------------------

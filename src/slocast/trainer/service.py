@@ -9,6 +9,7 @@ recorded with its reasons.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -33,6 +34,7 @@ from slocast.store import SampleStore, bucket_of, is_heldout
 __all__ = ["QUEUE_GATE", "GateDecision", "Trainer", "TrainerConfig", "gate"]
 
 QUEUE_GATE = "num_request_waiting"  # the feature llm-d's ensemble mode splits on
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,7 @@ class Trainer:
         self._stop = threading.Event()
         self._wake = threading.Event()  # an early retrain is wanted
         self.recent_hits: dict[str, deque[bool]] = {}
+        self._alarmed: set[str] = set()
         self.early_retrains: Counter[str] = Counter()
         self._thread: threading.Thread | None = None
 
@@ -188,8 +191,21 @@ class Trainer:
             self.recalibrate_pending.add(domain)
             hits = self.recent_hits.setdefault(domain, deque(maxlen=self.config.alarm_window))
             hits.extend((frame[live.spec.target].to_numpy() <= served.upper).tolist())
-            if self.coverage_alarm(domain):
+            alarm = self.coverage_alarm(domain)
+            if alarm and domain not in self._alarmed:  # said once per episode, not per batch
+                observed = sum(hits) / len(hits)
+                log.warning(
+                    "coverage alarm on %s: %.3f served vs %.3f promised; retraining now",
+                    domain,
+                    observed,
+                    self.config.coverage,
+                    extra={"domain": domain, "observed_coverage": observed},
+                )
+            if alarm:
+                self._alarmed.add(domain)
                 self._wake.set()
+            else:
+                self._alarmed.discard(domain)
 
     def coverage_alarm(self, domain: str) -> bool:
         """The served bounds missed the promise by more than ``coverage_alarm`` lately."""
@@ -307,6 +323,13 @@ class Trainer:
                 time.perf_counter() - started,
             )
             self.decisions.append(decision)
+            log.info(
+                "retrain of %s %s: %s",
+                domain,
+                "accepted" if accepted else "rejected",
+                reason,
+                extra={"event": "retrain", **decision.to_dict()},
+            )
             return decision
 
     # -- background loop -----------------------------------------------------------------------
@@ -337,9 +360,7 @@ class Trainer:
                 try:
                     self.run_once(domains)
                 except Exception:
-                    import logging
-
-                    logging.getLogger(__name__).exception("retrain failed; will retry")
+                    log.exception("retrain failed; will retry")
 
         self._thread = threading.Thread(target=loop, name="slocast-retrain", daemon=True)
         self._thread.start()
