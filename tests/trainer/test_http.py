@@ -102,6 +102,7 @@ async def test_flush_and_models_lifecycle(setup: Any) -> None:
     assert (await client.get("/model/ttft/info")).status_code == 404
     assert (await client.get("/model/export")).status_code == 503
     trainer.run_once(["llm-ttft", "llm-tpot"])
+    assert (await client.get("/model/ttft_gated/info")).status_code == 404  # no ensemble
     info = (await client.get("/model/ttft/info")).json()
     assert info["exists"] and info["size_bytes"] > 0 and info["model_type"] == "lightgbm"
     text = await client.get("/model/ttft/lgb/txt")

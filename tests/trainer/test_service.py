@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -110,12 +111,19 @@ def test_ensemble_mode_publishes_queue_gated_models(tmp_path: Path) -> None:
 
     from slocast.trainer.http import create_trainer_app
 
-    async def scrape() -> tuple[str, dict[str, object]]:
+    async def scrape() -> tuple[str, dict[str, Any], dict[str, Any], dict[str, Any]]:
         transport = httpx.ASGITransport(app=create_trainer_app(trainer))
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            return (await client.get("/metrics")).text, (await client.get("/data/status")).json()
+            return (
+                (await client.get("/metrics")).text,
+                (await client.get("/data/status")).json(),
+                (await client.get("/models/list")).json(),
+                (await client.get("/model/ttft_gated/info")).json(),
+            )
 
-    metrics, status = anyio.run(scrape)
+    metrics, status, listed, gated_info = anyio.run(scrape)
+    assert listed["models"]["ttft_gated"]["exists"] and not listed["models"]["tpot_gated"]["exists"]
+    assert gated_info["exists"] and gated_info["size_bytes"] > 0
     assert "ensemble_mode{} 1" in metrics and "ensemble_active{} 1" in metrics
     assert status["ensemble"]["ensemble_active"] is True  # type: ignore[index]
     fresh = rows(2000, seed=4)

@@ -175,9 +175,14 @@ def create_trainer_app(
         )
 
     def model_file(name: str) -> tuple[str, Any]:
-        domain = LLM.get(name)
+        """The current upper-model file behind an llm-d model name. ``ttft_gated`` /
+        ``tpot_gated`` exist while the domain serves a queue-gated model with both sides
+        trained (ensemble active): slocast keeps both sides in that one file."""
+        domain = LLM.get(name.removesuffix("_gated"))
         version = trainer.registry.current(domain) if domain else None
         if domain is None or version is None:
+            return name, None
+        if name.endswith("_gated") and not gated_active(domain):
             return name, None
         path = trainer.registry.path(domain, version)
         files = sorted(path.glob("model_upper.*"))
@@ -258,14 +263,14 @@ def create_trainer_app(
             counts[f"{name}_queued_samples"] = sum(buckets.values()) - idle
         return counts
 
+    def gated_active(domain: str) -> bool:
+        """``domain`` serves separate models on both sides of the queue gate (read from the
+        trainer's live copy of its current bundle, not from disk)."""
+        live = trainer.live.get(domain)
+        return live is not None and bool(getattr(live.base.upper_model, "active", False))
+
     def ensemble_active() -> bool:
-        """Some current LLM model serves separate models on both sides of the queue gate (read
-        from the trainer's live copies of its current bundles, not from disk)."""
-        return any(
-            getattr(live.base.upper_model, "active", False)
-            for domain, live in trainer.live.items()
-            if domain in LLM.values()
-        )
+        return any(gated_active(domain) for domain in LLM.values())
 
     def joblib_bytes(model: Any) -> bytes:
         import joblib
