@@ -63,6 +63,7 @@ def _params(settings: Settings) -> CalibrationParams:
         settings.calibration_window,
         settings.aci_step,
         settings.aci_overflow_gain,
+        settings.aci_experts,
     )
 
 

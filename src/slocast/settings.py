@@ -70,6 +70,13 @@ class Settings(BaseSettings):
     aci_step: float = Field(
         0.02, ge=0.0, lt=0.5, description="Adaptive conformal step size gamma (0 disables ACI)."
     )
+    aci_experts: int = Field(
+        1,
+        ge=1,
+        le=15,
+        description="ACI learners with step sizes around aci_step, weighted online (DtACI); "
+        "1 = classic ACI.",
+    )
     aci_overflow_gain: float = Field(
         20.0,
         ge=0.0,

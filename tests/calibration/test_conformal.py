@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from slocast.calibration import ConformalUpper, conformal_quantile
 from slocast.errors import LifecycleError
+from slocast.schema import POOLED
 
 
 def _binomial_tolerance(n: int, p: float, sigmas: float = 4.0) -> float:
@@ -99,3 +100,9 @@ def test_state_round_trip() -> None:
     restored = ConformalUpper.from_state(cal.state(), 10)
     for group in ("x", "y", "z"):
         assert restored.offset(0.9, group) == cal.offset(0.9, group)
+
+
+def test_exceedance_is_the_share_of_scores_at_or_above() -> None:
+    cal = ConformalUpper(min_group_size=5).conformalize(np.arange(1.0, 11.0))
+    got = cal.exceedance(np.array([10.0, 0.0, 10.5, 5.5]), [POOLED] * 4)
+    np.testing.assert_allclose(got, [2 / 11, 11 / 11, 1 / 11, 6 / 11])

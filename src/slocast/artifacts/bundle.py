@@ -135,6 +135,7 @@ def save_bundle(
                 "max_level": forecaster.aci.max_level,
                 "overflow_gain": forecaster.aci.overflow_gain,
                 "max_round": forecaster.aci.max_round,
+                "experts": forecaster.aci.experts,
             },
             "use_request": forecaster.use_request,
             "request_is_cap": forecaster.request_is_cap,

@@ -12,6 +12,13 @@ always exists and bounds stay finite. Where plain ACI would need a level above `
 scores), so the bound keeps growing with the misses -- proportional control in score space
 (cf. conformal PID control, Angelopoulos et al., 2023) that engages only when the clamp binds.
 
+With ``experts > 1`` the step size itself is learned (DtACI, Gibbs & Candès, 2024): several
+ACI learners with steps on a geometric grid around ``step`` each track the level they would
+need, judged by whether *they* would have covered each outcome; the served miscoverage is their
+average under exponential weights on the pinball loss of each learner's level against the
+outcome's exceedance (the largest miscoverage that would still have covered it). Slow steps
+win while the data are steady, fast ones through a ramp; no single step has to be chosen.
+
 >>> aci = AdaptiveConformal(coverage=0.9, step=0.05)
 >>> aci.level
 0.9
@@ -22,7 +29,8 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -30,6 +38,9 @@ __all__ = ["AdaptiveConformal"]
 
 
 class AdaptiveConformal:
+    # DtACI's tuning for a horizon of ``_HORIZON`` rounds (the paper's recommendation).
+    _HORIZON = 100
+
     def __init__(
         self,
         coverage: float,
@@ -38,21 +49,37 @@ class AdaptiveConformal:
         max_level: float = 0.995,
         overflow_gain: float = 20.0,
         max_round: int = 10,
+        experts: int = 1,
     ) -> None:
         if not 0.0 < coverage < 1.0:
             raise ValueError(f"coverage must be in (0, 1), got {coverage}")
         if not 0.0 < min_level <= coverage <= max_level < 1.0:
             raise ValueError("need 0 < min_level <= coverage <= max_level < 1")
+        if experts < 1:
+            raise ValueError(f"experts must be >= 1, got {experts}")
         self.coverage = coverage
         self.step = step
         self.min_level = min_level
         self.max_level = max_level
         self.overflow_gain = overflow_gain
         self.max_round = max_round
+        self.experts = experts
         self.scale = 1.0
-        self._alpha = 1.0 - coverage
+        # Steps step * 2^j, centred on ``step``; one expert is classic ACI.
+        self.steps = step * 2.0 ** (np.arange(experts) - (experts - 1) / 2)
+        self._alphas = np.full(experts, 1.0 - coverage)
+        self._weights = np.full(experts, 1.0 / experts)
+        target, horizon = 1.0 - coverage, self._HORIZON
+        self._eta = np.sqrt(3.0 / horizon) * np.sqrt(
+            (np.log(experts * horizon) + 2.0) / ((1.0 - target) ** 2 * target**3)
+        )
+        self._mix = 1.0 / (2.0 * horizon)
         self.observed = 0
         self.misses = 0
+
+    @property
+    def _alpha(self) -> float:
+        return float(self._weights @ self._alphas)
 
     @property
     def level(self) -> float:
@@ -70,13 +97,24 @@ class AdaptiveConformal:
         spread = float(np.subtract(*np.percentile(scores, [90, 10]))) if len(scores) else 0.0
         self.scale = spread if spread > 0 else 1.0
 
-    def update(self, misses: Iterable[bool]) -> None:
+    def needed(self, exceedance: np.ndarray, excess: np.ndarray) -> np.ndarray:
+        """The miscoverage each outcome needed to be covered: its ``exceedance`` among the
+        calibration scores, and for a score ``excess`` above the ``max_level`` quantile, the
+        (negative) alpha whose :attr:`overflow` widening reaches it."""
+        beyond = (1.0 - self.max_level) - np.maximum(excess, 0.0) / (
+            self.overflow_gain * self.scale
+        )
+        return np.where(excess > 0, np.minimum(beyond, exceedance), exceedance)
+
+    def update(self, misses: Iterable[bool], exceedance: Iterable[float] | None = None) -> None:
         """One feedback round: the outcomes that became known together.
 
         The level moves by ``step * min(sqrt(n), max_round) * (alpha - miss rate)`` for a round
         of ``n`` outcomes: outcomes that arrive together are correlated (a user's 100 identical
         jobs ending at once), so they weigh like sqrt(n) independent ones, never more than
-        ``max_round`` -- with delayed feedback, per-outcome updates overshoot.
+        ``max_round`` -- with delayed feedback, per-outcome updates overshoot. ``exceedance``
+        (per outcome, see :meth:`ConformalUpper.exceedance`) lets each expert see its own misses
+        and be weighted; without it every expert follows the served misses.
         """
         batch = [bool(m) for m in misses]
         if not batch:
@@ -84,24 +122,43 @@ class AdaptiveConformal:
         self.observed += len(batch)
         self.misses += sum(batch)
         weight = min(len(batch) ** 0.5, self.max_round)
-        self._alpha += self.step * weight * ((1.0 - self.coverage) - sum(batch) / len(batch))
+        target = 1.0 - self.coverage
+        beta = None if exceedance is None else np.fromiter(exceedance, dtype=np.float64)
+        if self.experts == 1 or beta is None or len(beta) != len(batch):
+            errors = np.full(self.experts, sum(batch) / len(batch))
+        else:
+            errors = (beta[None, :] < self._alphas[:, None]).mean(axis=1)
+            gap = beta[None, :] - self._alphas[:, None]
+            loss = (target * gap - np.minimum(gap, 0.0)).mean(axis=1)
+            weights = self._weights * np.exp(-self._eta * weight * (loss - loss.min()))
+            weights /= weights.sum()
+            self._weights = (1.0 - self._mix) * weights + self._mix / self.experts
+        self._alphas += self.steps * weight * (target - errors)
         # No wind-up on the loose side: runs of hits cannot store up future misses.
-        self._alpha = min(self._alpha, 1.0 - self.min_level)
+        self._alphas = np.minimum(self._alphas, 1.0 - self.min_level)
 
     @property
     def observed_coverage(self) -> float | None:
         return None if self.observed == 0 else 1.0 - self.misses / self.observed
 
-    def state(self) -> dict[str, float]:
+    def state(self) -> dict[str, Any]:
         return {
             "alpha": self._alpha,
+            "alphas": self._alphas.tolist(),
+            "weights": self._weights.tolist(),
             "scale": self.scale,
             "observed": self.observed,
             "misses": self.misses,
         }
 
-    def restore(self, state: dict[str, float]) -> None:
-        self._alpha = float(state["alpha"])
+    def restore(self, state: Mapping[str, Any]) -> None:
+        alphas = state.get("alphas")
+        if alphas is not None and len(alphas) == self.experts:
+            self._alphas = np.asarray(alphas, dtype=np.float64)
+            self._weights = np.asarray(state["weights"], dtype=np.float64)
+        else:  # a bundle written before experts (or with another count): start them level
+            self._alphas = np.full(self.experts, float(state["alpha"]))
+            self._weights = np.full(self.experts, 1.0 / self.experts)
         self.scale = float(state["scale"])
         self.observed = int(state["observed"])
         self.misses = int(state["misses"])

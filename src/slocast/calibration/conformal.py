@@ -96,6 +96,27 @@ class ConformalUpper:
                 self._scores[key] = deque(maxlen=self.window)
             self._scores[key].append(score)
 
+    def _window(self, group: str) -> deque[float]:
+        scores = self._scores.get(group)
+        if scores is None or len(scores) < self.min_group_size:
+            return self._scores[POOLED]
+        return scores
+
+    def exceedance(self, scores: np.ndarray, groups: Iterable[object]) -> np.ndarray:
+        """For each new score, the share of its group's calibration scores at or above it
+        ((1 + count) / (n + 1)): the largest miscoverage at which its bound would still have
+        covered it -- what adaptive conformal learners score themselves on."""
+        if not self._conformalized:
+            raise LifecycleError("exceedance called before conformalize")
+        out = np.empty(len(scores))
+        keys = [str(g) for g in groups]
+        for key in set(keys):
+            window = np.sort(np.fromiter(self._window(key), dtype=np.float64))
+            rows = [i for i, k in enumerate(keys) if k == key]
+            below = np.searchsorted(window, np.asarray(scores)[rows], side="left")
+            out[rows] = (1 + len(window) - below) / (len(window) + 1)
+        return out
+
     def count(self, group: object) -> int:
         """Scores currently held for ``group``."""
         return len(self._scores.get(str(group), ()))
@@ -107,9 +128,7 @@ class ConformalUpper:
         key = (str(group), coverage)
         cached = self._memo.get(key)
         if cached is None:
-            scores = self._scores.get(key[0])
-            if scores is None or len(scores) < self.min_group_size:
-                scores = self._scores[POOLED]
+            scores = self._window(key[0])
             cached = conformal_quantile(np.fromiter(scores, dtype=np.float64), coverage)
             self._memo[key] = cached
         return cached

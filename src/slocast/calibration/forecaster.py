@@ -40,6 +40,7 @@ class CalibrationParams:
     window: int = 500
     aci_step: float = 0.02
     overflow_gain: float = 20.0
+    aci_experts: int = 1
 
 
 class CalibratedForecaster:
@@ -166,14 +167,20 @@ class CalibratedForecaster:
         if missing.any():
             stored[missing] = self.base.predict_encoded(done[missing])[1]
         groups = self._groups(done)
-        self.calibrator.update(self._encoded_target(done) - stored, groups)
-        self.known_per_group.update(groups.tolist())
+        scores = self._encoded_target(done) - stored
+        # Before the new scores join the windows: the miscoverage each outcome needed.
+        needed = None
         if self.aci is not None:
+            top = self.calibrator.offsets(groups, self.aci.max_level)
+            needed = self.aci.needed(self.calibrator.exceedance(scores, groups), scores - top)
+        self.calibrator.update(scores, groups)
+        self.known_per_group.update(groups.tolist())
+        if self.aci is not None and needed is not None:
             was_served = np.isfinite(served.upper)
             missed = (
                 done[self.spec.target].to_numpy(np.float64)[was_served] > served.upper[was_served]
             )
-            self.aci.update(missed.tolist())
+            self.aci.update(missed.tolist(), needed[was_served].tolist())
 
 
 def build_slocast(
@@ -181,7 +188,12 @@ def build_slocast(
 ) -> CalibratedForecaster:
     """The slocast method: Mondrian CQR over sliding windows + ACI + request fallback."""
     aci = (
-        AdaptiveConformal(base.coverage, params.aci_step, overflow_gain=params.overflow_gain)
+        AdaptiveConformal(
+            base.coverage,
+            params.aci_step,
+            overflow_gain=params.overflow_gain,
+            experts=params.aci_experts,
+        )
         if params.aci_step > 0
         else None
     )
