@@ -24,6 +24,7 @@ from tests.conftest import REPO
 
 DEPLOY = REPO / "deploy"
 K8S = DEPLOY / "k8s"
+K8S_VERSION = "1.30.0"  # the oldest Kubernetes the manifests target (autoscaling/v2, PDB v1)
 
 
 def _documents(path: Path) -> list[dict[str, Any]]:
@@ -120,10 +121,25 @@ def test_kustomizations_reference_existing_files() -> None:
 @pytest.mark.skipif(
     not (shutil.which("kustomize") or shutil.which("kubectl")), reason="no kustomize / kubectl"
 )
-def test_kustomize_builds_every_overlay() -> None:
+def test_kustomize_builds_every_overlay_into_objects_kubernetes_accepts() -> None:
+    """Every rendered object passes Kubernetes' own schema (strict: no unknown fields), for
+    the oldest version the manifests target; a misspelt field is caught (control)."""
+    import kubernetes_validate
+
+    tool = ["kustomize", "build"] if shutil.which("kustomize") else ["kubectl", "kustomize"]
+    kinds = set()
     for overlay in ("base", "overlays/dev", "overlays/llm-d-sidecar"):
-        tool = ["kustomize", "build"] if shutil.which("kustomize") else ["kubectl", "kustomize"]
-        subprocess.run([*tool, str(K8S / overlay)], check=True, capture_output=True)
+        rendered = subprocess.run(
+            [*tool, str(K8S / overlay)], check=True, capture_output=True, text=True
+        ).stdout
+        for doc in yaml.safe_load_all(rendered):
+            kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+            kinds.add(doc["kind"])
+    assert {"Deployment", "Service", "HorizontalPodAutoscaler", "ConfigMap"} <= kinds
+    broken = next(d for d in yaml.safe_load_all(rendered) if d["kind"] == "Deployment")
+    broken["spec"]["template"]["spec"]["containers"][0]["readinessProbes"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, K8S_VERSION, strict=True)
 
 
 def test_container_commands_ports_and_probes_exist_in_the_code(routes) -> None:
