@@ -92,3 +92,36 @@ def test_models_that_cannot_compile_serve_natively(tmp_path: Path) -> None:
     assert bundle.engine == "native" and bundle.manifest["compiled"] == {}
     assert not list(path.glob("*.so"))
     assert (bundle.predict_frame(data.frame).upper > 0).all()
+
+
+def test_a_bundle_with_the_same_trees_reuses_the_compiled_libraries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Republishing calibration (the trainer between retrains) copies the libraries instead of
+    compiling the same trees again; new trees are compiled."""
+    import slocast.artifacts.bundle as bundle_module
+
+    path, data = _bundle(f"llmd-ttft:{LLMD / 'bimodal-h200.jsonl.gz'}", tmp_path / "first")
+    first = load_bundle(path)
+    live = load_bundle(path, prefer_compiled=False).forecaster  # as the trainer keeps it
+    compiled: list[str] = []
+    real_compile = bundle_module.compile_model
+
+    def counting(model: Path, family: str, out: Path) -> bool:
+        compiled.append(model.name)
+        return real_compile(model, family, out)
+
+    monkeypatch.setattr(bundle_module, "compile_model", counting)
+    save_bundle(live, tmp_path / "again", {}, {}, compile_models=True, previous=first)
+    assert compiled == []
+    again = load_bundle(tmp_path / "again")
+    assert again.engine == "tl2cgen"
+    assert again.manifest["files"]["model_upper.so"] == first.manifest["files"]["model_upper.so"]
+    np.testing.assert_allclose(
+        again.predict_frame(data.frame).upper, first.predict_frame(data.frame).upper
+    )
+    other, _ = _bundle(f"llmd-ttft:{LLMD / 'chatbot-synthetic-h200.jsonl.gz'}", tmp_path / "new")
+    retrained = load_bundle(other, prefer_compiled=False).forecaster
+    compiled.clear()
+    save_bundle(retrained, tmp_path / "third", {}, {}, compile_models=True, previous=first)
+    assert compiled == ["model_point.txt", "model_upper.txt"]  # new trees: compiled

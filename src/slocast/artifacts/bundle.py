@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -89,11 +90,14 @@ def save_bundle(
     provenance: Mapping[str, object],
     metrics: Mapping[str, object],
     compile_models: bool = False,
+    previous: ModelBundle | None = None,
 ) -> str:
     """Write a bundle atomically (a temp dir renamed into place); return its version id.
 
     With ``compile_models`` (and a toolchain: see :func:`can_compile`) the GBMs are also
-    compiled to shared libraries that :func:`load_bundle` prefers over the native files.
+    compiled to shared libraries that :func:`load_bundle` prefers over the native files. When
+    ``previous`` holds the very same trees (equal sha256 of the native files, e.g. a bundle
+    that only republishes calibration), its libraries are copied instead of compiled again.
     """
     base = forecaster.base
     if base.pipeline is None or base.point_model is None or base.upper_model is None:
@@ -112,7 +116,8 @@ def save_bundle(
     if compile_models and can_compile(base.family):
         libraries = {name: f"{name}.so" for name in ("model_point", "model_upper")}
         built = [
-            compile_model(staging / f"{n}{suffix}", base.family, staging / f)
+            _reuse_library(previous, staging / f"{n}{suffix}", staging / f)
+            or compile_model(staging / f"{n}{suffix}", base.family, staging / f)
             for n, f in libraries.items()
         ]
         if all(built):
@@ -168,6 +173,19 @@ def save_bundle(
         out_dir.rmdir()
     os.replace(staging, out_dir)
     return version
+
+
+def _reuse_library(previous: ModelBundle | None, model: Path, library: Path) -> bool:
+    """Copy ``previous``'s compiled library for ``model`` when it was built from the same file."""
+    if previous is None:
+        return False
+    compiled = previous.manifest.get("compiled") or {}
+    source = compiled.get(model.stem)
+    recorded = previous.manifest["files"].get(model.name)
+    if source is None or recorded != sha256_file(model):
+        return False
+    shutil.copyfile(previous.path / source, library)
+    return True
 
 
 @dataclass(frozen=True)

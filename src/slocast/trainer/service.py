@@ -215,9 +215,11 @@ class Trainer:
         return sum(hits) / len(hits) < self.config.coverage - self.config.coverage_alarm
 
     def _publish(self, domain: str, forecaster: CalibratedForecaster, provenance: dict[str, Any],
-                 metrics: dict[str, Any]) -> str:  # fmt: skip
+                 metrics: dict[str, Any], previous: ModelBundle | None = None) -> str:  # fmt: skip
         staging = self.registry.staging(domain, f"{time.time_ns()}")
-        version = save_bundle(forecaster, staging, provenance, metrics, self.config.compile_models)
+        version = save_bundle(
+            forecaster, staging, provenance, metrics, self.config.compile_models, previous
+        )
         self.registry.publish(domain, staging, version)
         # The live copy restarts from what was just published (native models: it is re-saved).
         self.live[domain] = load_bundle(
@@ -237,9 +239,11 @@ class Trainer:
                 return None
             self.recalibrate_pending.discard(domain)
             coverage = live.aci.observed_coverage if live.aci is not None else None
+            current = self.current_bundle(domain)
             provenance = {"source": "trainer", "recalibrated": True,
-                          "rows_up_to_id": _fitted_up_to(self.current_bundle(domain))}  # fmt: skip
-            return self._publish(domain, live, provenance, {"rolling_coverage": coverage})
+                          "rows_up_to_id": _fitted_up_to(current)}  # fmt: skip
+            # Same trees as the current bundle: its compiled libraries are reused, not rebuilt.
+            return self._publish(domain, live, provenance, {"rolling_coverage": coverage}, current)
 
     # -- models ------------------------------------------------------------------------------
     def current_bundle(self, domain: str) -> ModelBundle | None:
