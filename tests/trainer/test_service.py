@@ -156,3 +156,41 @@ def test_a_coverage_drop_triggers_an_early_retrain(tmp_path: Path) -> None:
         trainer.stop()
     assert len(trainer.decisions) == 2
     assert trainer.early_retrains["llm-ttft"] == 1
+
+
+def test_ingest_is_acknowledged_while_a_retrain_holds_the_models(tmp_path: Path) -> None:
+    """A retrain holds the live models for its whole fit; ingest stores and answers without
+    waiting, and the retrain thread feeds the queued outcomes to the models afterwards."""
+    import threading
+
+    trainer = Trainer(
+        SampleStore(sqlite_url(tmp_path / "home")),
+        TrainerConfig(home=tmp_path / "home", min_samples=100, n_estimators=40),
+    )
+    trainer.ingest("llm-ttft", synthetic_llm_rows(600, seed=7))
+    trainer.run_once(["llm-ttft"])
+    held, release = threading.Event(), threading.Event()
+
+    def long_retrain() -> None:
+        with trainer._lock:  # what retrain() holds while it fits
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=long_retrain)
+    holder.start()
+    held.wait(5)
+    answered = threading.Thread(
+        target=trainer.ingest, args=("llm-ttft", synthetic_llm_rows(200, seed=8))
+    )
+    answered.start()
+    answered.join(10)
+    try:
+        assert not answered.is_alive(), "ingest waited for the retrain"
+        assert trainer.store.counts("llm-ttft").train + trainer.store.counts("llm-ttft").test == 800
+        assert len(trainer.recent_hits.get("llm-ttft", ())) == 0  # not applied yet: queued
+    finally:
+        release.set()
+        holder.join(10)
+    trainer._apply_outcomes()  # what the retrain thread does when its round ends
+    assert len(trainer.recent_hits["llm-ttft"]) == 200
+    assert "llm-ttft" in trainer.recalibrate_pending

@@ -148,6 +148,7 @@ class Trainer:
         self.last_trained_id: dict[str, int] = {}
         self.last_retrain: dict[str, str] = {}
         self._lock = threading.RLock()
+        self._outcomes: deque[tuple[str, Sequence[Mapping[str, Any]]]] = deque()
         self.live: dict[str, CalibratedForecaster] = {}
         self.recalibrate_pending: set[str] = set()
         for domain in self.registry.domains():
@@ -160,6 +161,7 @@ class Trainer:
         self._alarmed: set[str] = set()
         self.early_retrains: Counter[str] = Counter()
         self._thread: threading.Thread | None = None
+        self._recalibrator: threading.Thread | None = None
 
     # -- ingest ------------------------------------------------------------------------------
     def ingest(self, domain: str, rows: Sequence[Mapping[str, Any]]) -> int:
@@ -175,8 +177,23 @@ class Trainer:
         buckets = [bucket_of(domain, r, spec.group, spec.time) for r in rows]
         heldout = [is_heldout(r, self.config.test_share) for r in rows]
         stored = self.store.add(domain, rows, buckets, heldout)
-        self._track(domain, rows)
+        self._outcomes.append((domain, rows))
+        self._apply_outcomes(blocking=False)
         return stored
+
+    def _apply_outcomes(self, blocking: bool = True) -> None:
+        """Feed queued outcomes to the live models (ACI, score windows, coverage alarm).
+
+        Ingest only tries: while a retrain holds the lock its outcomes wait here, and the
+        retrain thread applies them when it is done -- an acknowledgement never waits for a fit.
+        """
+        if not self._lock.acquire(blocking=blocking):
+            return
+        try:
+            while self._outcomes:
+                self._track(*self._outcomes.popleft())
+        finally:
+            self._lock.release()
 
     def _track(self, domain: str, rows: Sequence[Mapping[str, Any]]) -> None:
         """Feed outcomes to the live copy of the current bundle: what it would have served for
@@ -257,47 +274,52 @@ class Trainer:
         return self.store.counts(domain).train >= self.config.min_samples
 
     def retrain(self, domain: str) -> GateDecision:
-        """Fit, calibrate, measure, gate and (if accepted) publish one domain's model."""
-        with self._lock:
-            started = time.perf_counter()
-            latest = self.store.latest_id(domain)
-            builtin = get_domain(domain)
-            train = _frame(self.store.rows(domain, heldout=False), builtin)
-            constant = {c for c in builtin.features if train[c].nunique(dropna=True) <= 1}
-            spec = builtin.without_features(constant)
-            # Gate on held-out rows newer than everything the current model learned from -- the
-            # coverage promise is about data after the training window, and under drift the
-            # model to publish is the one that is right about now. Too few: the newest ones.
-            current = self.current_bundle(domain)
-            all_heldout = self.store.rows(domain, heldout=True)
-            cutoff = _fitted_up_to(current)
-            heldout_rows = [r for r in all_heldout if r["_id"] > cutoff]
-            if len(heldout_rows) < self.config.gate_min_rows:
-                heldout_rows = all_heldout[-self.config.gate_rows :]
-            gated = self.config.ensemble_mode and QUEUE_GATE in spec.features
-            base = QuantileForecaster(
-                spec,
-                self.config.coverage,
-                "gated" if gated else self.config.family,
-                GBMConfig(
-                    n_estimators=self.config.n_estimators, gate_feature=QUEUE_GATE if gated else ""
-                ),
+        """Fit, calibrate, measure, gate and (if accepted) publish one domain's model.
+
+        The fit reads the store and the published bundles only, so it runs without the lock:
+        outcomes keep reaching the live models and their calibration keeps being republished
+        meanwhile. The lock is taken to publish.
+        """
+        started = time.perf_counter()
+        latest = self.store.latest_id(domain)
+        builtin = get_domain(domain)
+        train = _frame(self.store.rows(domain, heldout=False), builtin)
+        constant = {c for c in builtin.features if train[c].nunique(dropna=True) <= 1}
+        spec = builtin.without_features(constant)
+        # Gate on held-out rows newer than everything the current model learned from -- the
+        # coverage promise is about data after the training window, and under drift the
+        # model to publish is the one that is right about now. Too few: the newest ones.
+        current = self.current_bundle(domain)
+        all_heldout = self.store.rows(domain, heldout=True)
+        cutoff = _fitted_up_to(current)
+        heldout_rows = [r for r in all_heldout if r["_id"] > cutoff]
+        if len(heldout_rows) < self.config.gate_min_rows:
+            heldout_rows = all_heldout[-self.config.gate_rows :]
+        gated = self.config.ensemble_mode and QUEUE_GATE in spec.features
+        base = QuantileForecaster(
+            spec,
+            self.config.coverage,
+            "gated" if gated else self.config.family,
+            GBMConfig(
+                n_estimators=self.config.n_estimators, gate_feature=QUEUE_GATE if gated else ""
+            ),
+        )
+        forecaster, n_train, _ = fit_on_history(train, base, self.config.calibration, 0.2)
+        new_stats = current_stats = None
+        if heldout_rows:
+            heldout = _frame(heldout_rows, builtin)
+            new_stats = _measure(forecaster, heldout, spec.target)
+            if current is not None:
+                current_stats = _measure(current, heldout, spec.target)
+        if current is None:
+            accepted, reason = True, "first model for this domain"
+        elif new_stats is None or current_stats is None:
+            accepted, reason = True, "no held-out rows to compare on: newer data wins"
+        else:
+            accepted, reason = gate(
+                self.config.coverage, len(heldout_rows), new_stats, current_stats
             )
-            forecaster, n_train, _ = fit_on_history(train, base, self.config.calibration, 0.2)
-            new_stats = current_stats = None
-            if heldout_rows:
-                heldout = _frame(heldout_rows, builtin)
-                new_stats = _measure(forecaster, heldout, spec.target)
-                if current is not None:
-                    current_stats = _measure(current, heldout, spec.target)
-            if current is None:
-                accepted, reason = True, "first model for this domain"
-            elif new_stats is None or current_stats is None:
-                accepted, reason = True, "no held-out rows to compare on: newer data wins"
-            else:
-                accepted, reason = gate(
-                    self.config.coverage, len(heldout_rows), new_stats, current_stats
-                )
+        with self._lock:
             version = ""
             if accepted:
                 version = self._publish(
@@ -339,6 +361,7 @@ class Trainer:
     # -- background loop -----------------------------------------------------------------------
     def run_once(self, domains: Sequence[str]) -> list[GateDecision]:
         """Retrain the domains that are due; recalibrate the others that saw new outcomes."""
+        self._apply_outcomes()
         decisions = []
         for domain in domains:
             if self.due(domain):
@@ -351,9 +374,13 @@ class Trainer:
             # Accepted retrains clear the pending flag; a rejected one leaves the live model
             # serving, so its calibration still moves with the new outcomes.
             self.recalibrate(domain)
+        self._apply_outcomes()  # what arrived while this ran
         return decisions
 
     def start(self, domains: Sequence[str]) -> None:
+        """Two background threads: retraining, and republishing calibration, which must not
+        wait for a fit to follow drift."""
+
         def loop() -> None:
             while not self._stop.is_set():
                 # Sleep the retrain interval, or less when a coverage alarm wakes us.
@@ -366,11 +393,25 @@ class Trainer:
                 except Exception:
                     log.exception("retrain failed; will retry")
 
+        def recalibrate_loop() -> None:
+            while not self._stop.wait(self.config.retrain_interval_s):
+                try:
+                    self._apply_outcomes()
+                    for domain in domains:
+                        self.recalibrate(domain)
+                except Exception:
+                    log.exception("recalibration failed; will retry")
+
         self._thread = threading.Thread(target=loop, name="slocast-retrain", daemon=True)
         self._thread.start()
+        self._recalibrator = threading.Thread(
+            target=recalibrate_loop, name="slocast-recalibrate", daemon=True
+        )
+        self._recalibrator.start()
 
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
+        for thread in (self._thread, self._recalibrator):
+            if thread is not None:
+                thread.join(timeout=30)
