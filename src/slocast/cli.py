@@ -1040,6 +1040,13 @@ def trainer(
     domain: Annotated[
         list[str] | None, typer.Option(help="Domains to retrain (default: llm-ttft, llm-tpot).")
     ] = None,
+    compile_models: Annotated[
+        bool | None,
+        typer.Option(
+            "--compile/--no-compile",
+            help="Publish compiled trees (env SLOCAST_TRAINER_COMPILE; default off).",
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
 ) -> None:
     """Continuous training server: durable ingest, background retraining, gated bundles."""
@@ -1050,7 +1057,7 @@ def trainer(
     from slocast.trainer.service import Trainer, TrainerConfig
 
     with _errors():
-        settings = _settings(trainer_port=port)
+        settings = _settings(trainer_port=port, trainer_compile=compile_models)
         log_config = configure_logging(settings.log_format, log_level)
         domains = list(domain or ["llm-ttft", "llm-tpot"])
         for name in domains:
@@ -1071,6 +1078,7 @@ def trainer(
                 family=settings.model_family,
                 calibration=_params(settings),
                 ensemble_mode=settings.ensemble_mode,
+                compile_models=settings.trainer_compile,
             ),
         )
         web = create_trainer_app(service, settings.max_batch, settings.model_family)

@@ -152,6 +152,11 @@ class Settings(BaseSettings):
         description="Trainer: held-out rows kept per domain (llm-d: LATENCY_MAX_TEST_DATA_SIZE).",
     )
     trainer_port: int = Field(8000, ge=1, le=65535, description="Trainer HTTP port.")
+    trainer_compile: bool = Field(
+        False,
+        description="Trainer publishes compiled trees (TL2cgen) so synced prediction servers take "
+        "the fast path; each retrain then compiles (about 2 s per model, outside the lock).",
+    )
     store_url: str | None = Field(None, description="Sample store URL; default SQLite under home.")
     cache_url: str | None = Field(
         None, description="Prediction cache URL (redis://...); default in-process."

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from slocast.artifacts.compiled import can_compile
 from slocast.serving import DataPlane
 from slocast.store import SampleStore, sqlite_url
 from slocast.trainer.service import Trainer, TrainerConfig
@@ -194,3 +195,24 @@ def test_ingest_is_acknowledged_while_a_retrain_holds_the_models(tmp_path: Path)
     trainer._apply_outcomes()  # what the retrain thread does when its round ends
     assert len(trainer.recent_hits["llm-ttft"]) == 200
     assert "llm-ttft" in trainer.recalibrate_pending
+
+
+@pytest.mark.skipif(not can_compile("lightgbm"), reason="needs gcc and the compile extra")
+def test_compiled_bundles_keep_their_libraries_across_recalibrations(tmp_path: Path) -> None:
+    trainer = Trainer(
+        SampleStore(sqlite_url(tmp_path / "home")),
+        TrainerConfig(
+            home=tmp_path / "home", min_samples=100, n_estimators=40, compile_models=True
+        ),
+    )
+    trainer.ingest("llm-ttft", synthetic_llm_rows(600, seed=9))
+    trainer.run_once(["llm-ttft"])
+    first = trainer.current_bundle("llm-ttft")
+    assert first is not None and first.engine == "tl2cgen"
+    trainer.ingest("llm-ttft", synthetic_llm_rows(100, seed=10))
+    version = trainer.recalibrate("llm-ttft")
+    again = trainer.current_bundle("llm-ttft")
+    assert version is not None and again is not None and again.version == version != first.version
+    assert again.engine == "tl2cgen"
+    for library in ("model_point.so", "model_upper.so"):
+        assert again.manifest["files"][library] == first.manifest["files"][library]

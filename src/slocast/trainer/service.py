@@ -231,12 +231,23 @@ class Trainer:
             return False
         return sum(hits) / len(hits) < self.config.coverage - self.config.coverage_alarm
 
-    def _publish(self, domain: str, forecaster: CalibratedForecaster, provenance: dict[str, Any],
-                 metrics: dict[str, Any], previous: ModelBundle | None = None) -> str:  # fmt: skip
+    def _write(
+        self,
+        domain: str,
+        forecaster: CalibratedForecaster,
+        provenance: dict[str, Any],
+        metrics: dict[str, Any],
+        previous: ModelBundle | None = None,
+    ) -> tuple[Path, str]:
+        """Write a bundle aside (the slow part: files, compiling); nothing is published yet."""
         staging = self.registry.staging(domain, f"{time.time_ns()}")
         version = save_bundle(
             forecaster, staging, provenance, metrics, self.config.compile_models, previous
         )
+        return staging, version
+
+    def _publish(self, domain: str, staging: Path, version: str) -> str:
+        """Under the lock: make a written bundle current and restart the live copy from it."""
         self.registry.publish(domain, staging, version)
         # The live copy restarts from what was just published (native models: it is re-saved).
         self.live[domain] = load_bundle(
@@ -260,7 +271,8 @@ class Trainer:
             provenance = {"source": "trainer", "recalibrated": True,
                           "rows_up_to_id": _fitted_up_to(current)}  # fmt: skip
             # Same trees as the current bundle: its compiled libraries are reused, not rebuilt.
-            return self._publish(domain, live, provenance, {"rolling_coverage": coverage}, current)
+            written = self._write(domain, live, provenance, {"rolling_coverage": coverage}, current)
+            return self._publish(domain, *written)
 
     # -- models ------------------------------------------------------------------------------
     def current_bundle(self, domain: str) -> ModelBundle | None:
@@ -319,19 +331,22 @@ class Trainer:
             accepted, reason = gate(
                 self.config.coverage, len(heldout_rows), new_stats, current_stats
             )
+        written = None
+        if accepted:  # written (and compiled) before the lock is taken
+            written = self._write(
+                domain,
+                forecaster,
+                {"source": "trainer", "rows_up_to_id": latest},
+                {
+                    "train_rows": n_train,
+                    "heldout_rows": len(heldout_rows),
+                    "heldout_coverage": new_stats[0] if new_stats else None,
+                },
+            )
         with self._lock:
             version = ""
-            if accepted:
-                version = self._publish(
-                    domain,
-                    forecaster,
-                    {"source": "trainer", "rows_up_to_id": latest},
-                    {
-                        "train_rows": n_train,
-                        "heldout_rows": len(heldout_rows),
-                        "heldout_coverage": new_stats[0] if new_stats else None,
-                    },
-                )
+            if written is not None:
+                version = self._publish(domain, *written)
                 self.recalibrate_pending.discard(domain)
                 self.last_retrain[domain] = datetime.now(UTC).isoformat()
             self.last_trained_id[domain] = latest
