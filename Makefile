@@ -15,7 +15,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,xgboost,catboost,serve,store,compile,tune,sim,dashboard,docs]'
+	$(BIN)/pip install --quiet -e '.[dev,xgboost,catboost,serve,store,compile,tune,sim,dashboard,docs,dask]'
 	touch $(STAMP) $(DEMO_STAMP)
 
 $(DEMO_STAMP): pyproject.toml

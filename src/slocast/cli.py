@@ -28,8 +28,9 @@ from slocast.artifacts import load_bundle, save_bundle, sha256_file
 from slocast.calibration.forecaster import CalibrationParams, fit_on_history
 from slocast.datasets import Dataset, load_dataset, parse_dataset_arg
 from slocast.errors import InputError, SlocastError
-from slocast.evaluation import EvaluationResult, run_backtest, standard_methods, write_report
+from slocast.evaluation import EvaluationResult, write_report
 from slocast.evaluation.report import METRIC_COLUMNS
+from slocast.evaluation.sweep import SweepJob, backtest
 from slocast.logs import configure_logging
 from slocast.models.base import GBMConfig
 from slocast.models.quantile import QuantileForecaster
@@ -129,27 +130,76 @@ def _table(result: EvaluationResult) -> Table:
     return table
 
 
-def _backtest(
-    dataset: str, settings: Settings, step: Callable[[str], None]
-) -> tuple[Dataset, EvaluationResult]:
-    data = _load(dataset, step)
-    methods = standard_methods(
-        data.spec,
-        settings.target_coverage,
-        settings.model_family,
-        GBMConfig(seed=settings.seed),
-        _params(settings),
-    )
-    result = run_backtest(
-        data,
-        methods,
+def _job(dataset: str, settings: Settings, threads: int = 2) -> SweepJob:
+    return SweepJob(
+        dataset,
         settings.target_coverage,
         settings.test_fraction,
         settings.calibration_fraction,
         settings.under_cost_ratio,
-        progress=lambda name: step(f"fitting and replaying {name}"),
+        settings.model_family,
+        settings.seed,
+        threads,
+        _params(settings),
     )
-    return data, result
+
+
+def _backtest(
+    dataset: str, settings: Settings, step: Callable[[str], None]
+) -> tuple[Dataset, EvaluationResult]:
+    data = _load(dataset, step)
+    progress = lambda name: step(f"fitting and replaying {name}")  # noqa: E731
+    return data, backtest(_job(dataset, settings), data, progress)
+
+
+@app.command()
+def sweep(
+    dataset: Annotated[
+        list[str], typer.Option("--dataset", help="KIND:PATH; repeat for every dataset.")
+    ],
+    workers: Annotated[int, typer.Option(min=1, help="Local Dask worker processes.")] = 2,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(help="A running Dask scheduler (tcp://host:8786) instead of a local one."),
+    ] = None,
+    target_coverage: CoverageOpt = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object per dataset on stdout.")
+    ] = False,
+) -> None:
+    """The evaluate backtest over many datasets at once, on a Dask cluster (extra `dask`)."""
+    from slocast.evaluation.sweep import run_sweep, threads_per_job
+
+    with _errors():
+        for arg in dataset:
+            parse_dataset_arg(arg)  # a typo fails here, before any cluster starts
+        settings = _settings(target_coverage=target_coverage)
+        jobs = [_job(arg, settings, threads_per_job(workers)) for arg in dataset]
+        with _progress() as step:
+            results = run_sweep(jobs, scheduler, workers, lambda job: step(f"done {job.dataset}"))
+    if as_json:
+        for payload in results:
+            sys.stdout.write(json.dumps(payload) + "\n")
+        return
+    table = Table(title=f"slocast evaluate over {len(results)} datasets (latest slice by time)")
+    for column in ("dataset", "test jobs", "slocast coverage", "quantile_raw", "vs request"):
+        table.add_column(column, justify="left" if column == "dataset" else "right")
+    for payload in results:
+        methods = payload["methods"]
+        request = methods.get("user_request")
+        ratio = (
+            f"{methods['slocast']['business_score'] / max(request['business_score'], 1e-12):.2f}x"
+            if request
+            else "-"
+        )
+        table.add_row(
+            payload["argument"],
+            f"{payload['test_rows']:,}",
+            f"{methods['slocast']['coverage']:.3f}",
+            f"{methods['quantile_raw']['coverage']:.3f}",
+            ratio,
+        )
+    Console(width=160).print(table)
 
 
 @app.command()
