@@ -35,7 +35,7 @@ from slocast.logs import configure_logging
 from slocast.models.base import GBMConfig
 from slocast.models.quantile import QuantileForecaster
 from slocast.schema import get_domain
-from slocast.settings import Settings, load_settings
+from slocast.settings import Settings, cores_per_worker, load_settings
 
 app = typer.Typer(
     name="slocast",
@@ -168,13 +168,13 @@ def sweep(
     ] = False,
 ) -> None:
     """The evaluate backtest over many datasets at once, on a Dask cluster (extra `dask`)."""
-    from slocast.evaluation.sweep import run_sweep, threads_per_job
+    from slocast.evaluation.sweep import run_sweep
 
     with _errors():
         for arg in dataset:
             parse_dataset_arg(arg)  # a typo fails here, before any cluster starts
         settings = _settings(target_coverage=target_coverage)
-        jobs = [_job(arg, settings, threads_per_job(workers)) for arg in dataset]
+        jobs = [_job(arg, settings, cores_per_worker(workers)) for arg in dataset]
         with _progress() as step:
             results = run_sweep(jobs, scheduler, workers, lambda job: step(f"done {job.dataset}"))
     if as_json:
@@ -931,7 +931,7 @@ def _predict_threads(settings: Settings, workers: int = 1) -> int:
     """Threads per batch prediction: the setting, else the cores shared among the workers."""
     if settings.predict_threads or workers == 1:
         return settings.predict_threads
-    return max(1, (os.cpu_count() or 1) // workers)
+    return cores_per_worker(workers)
 
 
 def _build_dataplane(bundle_dirs: list[Path], settings: Settings, threads: int = 0) -> Any:

@@ -179,6 +179,11 @@ class Settings(BaseSettings):
         )
 
 
+def cores_per_worker(workers: int) -> int:
+    """This machine's cores shared among ``workers`` processes (at least one each)."""
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
 def load_settings(**overrides: object) -> Settings:
     """Build settings from env + TOML + explicit overrides; invalid values raise ConfigError."""
     config = os.environ.get("SLOCAST_CONFIG")

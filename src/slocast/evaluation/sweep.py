@@ -9,7 +9,6 @@ not depend on whether it ran alone or in a sweep.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from slocast.evaluation.backtest import EvaluationResult, run_backtest
 from slocast.evaluation.methods import standard_methods
 from slocast.models.base import GBMConfig
 
-__all__ = ["SweepJob", "backtest", "backtest_job", "run_sweep", "threads_per_job"]
+__all__ = ["SweepJob", "backtest", "backtest_job", "run_sweep"]
 
 
 @dataclass(frozen=True)
@@ -103,8 +102,3 @@ def run_sweep(
             if done is not None:
                 done(jobs[i])
     return [r for r in results if r is not None]
-
-
-def threads_per_job(workers: int) -> int:
-    """GBM threads for each of ``workers`` concurrent jobs on this machine's cores."""
-    return max(1, (os.cpu_count() or 1) // workers)

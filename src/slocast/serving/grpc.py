@@ -94,10 +94,10 @@ class PredictorService:
         columns = request.columns
         numeric = {k: np.array(v.values, dtype=np.float64) for k, v in columns.numeric.items()}
         categorical = {k: [s or None for s in v.values] for k, v in columns.categorical.items()}
-        bounds, model = self.dataplane.predict_columns(
-            request.domain, numeric, categorical, _coverage(request)
-        )
         coverage = _coverage(request)
+        bounds, model = self.dataplane.predict_columns(
+            request.domain, numeric, categorical, coverage
+        )
         return pb.PredictBatchResponse(
             columns=pb.ColumnPredictions(
                 point=bounds.point.tolist(),
