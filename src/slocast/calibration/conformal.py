@@ -108,12 +108,14 @@ class ConformalUpper:
         covered it -- what adaptive conformal learners score themselves on."""
         if not self._conformalized:
             raise LifecycleError("exceedance called before conformalize")
+        scores = np.asarray(scores)
         out = np.empty(len(scores))
-        keys = [str(g) for g in groups]
-        for key in set(keys):
+        rows_of: dict[str, list[int]] = {}
+        for i, group in enumerate(groups):
+            rows_of.setdefault(str(group), []).append(i)
+        for key, rows in rows_of.items():
             window = np.sort(np.fromiter(self._window(key), dtype=np.float64))
-            rows = [i for i, k in enumerate(keys) if k == key]
-            below = np.searchsorted(window, np.asarray(scores)[rows], side="left")
+            below = np.searchsorted(window, scores[rows], side="left")
             out[rows] = (1 + len(window) - below) / (len(window) + 1)
         return out
 

@@ -168,19 +168,22 @@ class CalibratedForecaster:
             stored[missing] = self.base.predict_encoded(done[missing])[1]
         groups = self._groups(done)
         scores = self._encoded_target(done) - stored
-        # Before the new scores join the windows: the miscoverage each outcome needed.
+        # Before the new scores join the windows: the miscoverage each outcome needed. Only
+        # experts learn from it; classic ACI follows the served misses alone.
         needed = None
-        if self.aci is not None:
+        if self.aci is not None and self.aci.experts > 1:
             top = self.calibrator.offsets(groups, self.aci.max_level)
             needed = self.aci.needed(self.calibrator.exceedance(scores, groups), scores - top)
         self.calibrator.update(scores, groups)
         self.known_per_group.update(groups.tolist())
-        if self.aci is not None and needed is not None:
+        if self.aci is not None:
             was_served = np.isfinite(served.upper)
             missed = (
                 done[self.spec.target].to_numpy(np.float64)[was_served] > served.upper[was_served]
             )
-            self.aci.update(missed.tolist(), needed[was_served].tolist())
+            self.aci.update(
+                missed.tolist(), None if needed is None else needed[was_served].tolist()
+            )
 
 
 def build_slocast(
