@@ -613,12 +613,13 @@ def _autoscale_policies(scenario: Any, names: list[str]) -> list[Any]:
     from slocast.decisions.autoscaler import HPA, KedaRps, PredictiveAutoscaler, ReplicaCorrector
 
     rate, slo, percentile = scenario.service_rate, scenario.slo_s, scenario.percentile
+    startup = scenario.startup_s  # the model-based controllers know how long a pod takes
     every = {
         "hpa": lambda: HPA(),
         # Same utilisation target as the HPA, expressed as requests per replica.
         "keda-rps": lambda: KedaRps(rate * 0.6),
-        "erlang-pid": lambda: ReplicaCorrector(rate, slo, percentile),
-        "predictive": lambda: PredictiveAutoscaler(rate, slo, percentile),
+        "erlang-pid": lambda: ReplicaCorrector(rate, slo, percentile, startup_s=startup),
+        "predictive": lambda: PredictiveAutoscaler(rate, slo, percentile, startup_s=startup),
     }
     return _pick(every, names)
 
@@ -653,7 +654,9 @@ def simulate(
     duration_s: Annotated[
         int | None, typer.Option(help="Rate traces: seconds to replay (default: 6 h).")
     ] = 6 * 3600,
-    service_ms: Annotated[float, typer.Option(help="Autoscale: mean service time.")] = 50.0,
+    service_ms: Annotated[
+        float, typer.Option(help="Autoscale: mean service time (SLO default: 10x this).")
+    ] = 100.0,
     startup_s: Annotated[float, typer.Option(help="Autoscale: replica start-up time.")] = 20.0,
     requests: Annotated[
         int | None, typer.Option(help="Route: replay only the first N requests.")
@@ -813,7 +816,7 @@ def _run_autoscale(
     rates = load_rates(path, start_s, duration_s)
     scenario = AutoscaleScenario(
         service_rate=1000.0 / service_ms,
-        slo_s=(slo_ms or 250.0) / 1000.0,
+        slo_s=(slo_ms or 10.0 * service_ms) / 1000.0,
         percentile=percentile,
         startup_s=startup_s,
         seed=seed,

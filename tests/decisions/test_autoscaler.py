@@ -52,6 +52,43 @@ def test_corrector_scales_up_with_latency_and_respects_cooldown() -> None:
     assert corrector.decide(90.0, obs(10.0, 0.05)) < slow
 
 
+def test_setpoint_sits_above_the_latency_no_replica_count_can_lower() -> None:
+    # 50 ms exponential service: its own p99 is 230 ms, just under a 250 ms SLO. A setpoint at
+    # 0.8 x SLO (200 ms) would read as "too slow" forever and double the replicas for nothing.
+    corrector = ReplicaCorrector(service_rate=20.0, slo_s=0.25)
+    floor = -math.log(0.01) / 20.0
+    assert floor < corrector.setpoint < 0.25
+    base = corrector.base_replicas(100.0)
+    decisions = [corrector.decide(15.0 * k, obs(100.0, floor * 1.02)) for k in range(200)]
+    assert set(decisions) == {base}
+
+
+def test_trim_only_adds_replicas_and_backs_off_once_latency_recovers() -> None:
+    limits = ScalingLimits(cooldown_s=0.0)
+    corrector = ReplicaCorrector(service_rate=10.0, slo_s=1.0, limits=limits)
+    base = corrector.base_replicas(60.0)
+    # Long calm: latency far under the setpoint never takes replicas below the Erlang-C base.
+    assert {corrector.decide(15.0 * k, obs(60.0, 0.3)) for k in range(100)} == {base}
+    slow = [corrector.decide(1500.0 + 15.0 * k, obs(60.0, 2.0)) for k in range(5)]
+    assert slow[-1] > base
+    calm = [corrector.decide(1600.0 + 15.0 * k, obs(60.0, 0.3)) for k in range(100)]
+    assert calm[-1] == base
+
+
+def test_backlog_adds_the_replicas_that_drain_it_including_its_growth() -> None:
+    limits = ScalingLimits(cooldown_s=0.0)
+    corrector = ReplicaCorrector(
+        service_rate=10.0, slo_s=1.0, limits=limits, drain_s=10.0, startup_s=20.0
+    )
+    base = corrector.base_replicas(200.0)
+    assert corrector.decide(0.0, obs(200.0, 0.3)) == base
+    # 1000 requests queued in 5 s: it grows 200/s for the 20 s new replicas take to serve.
+    backlog = 1000 + 200.0 * 20.0
+    assert corrector.decide(5.0, Observation(200.0, 0.3, base, 1.0, queued=1000)) == math.ceil(
+        base + backlog / (10.0 * 10.0)
+    )
+
+
 def test_limits_bound_every_decision() -> None:
     limits = ScalingLimits(min_replicas=3, max_replicas=8, cooldown_s=0.0)
     corrector = ReplicaCorrector(20.0, 0.25, limits=limits)

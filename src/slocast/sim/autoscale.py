@@ -28,8 +28,8 @@ __all__ = ["AutoscaleScenario", "simulate_autoscale"]
 
 @dataclass(frozen=True)
 class AutoscaleScenario:
-    service_rate: float = 20.0  # requests per second one replica serves (mean 50 ms)
-    slo_s: float = 0.25
+    service_rate: float = 10.0  # requests per second one replica serves (mean 100 ms)
+    slo_s: float = 1.0
     percentile: float = 0.99
     sync_s: float = 15.0
     startup_s: float = 20.0
@@ -154,18 +154,22 @@ def simulate_autoscale(
                 yield env.timeout(second + offset - env.now)
                 service.arrive()
 
+    # A policy may run its own control loop period (the HPA's is the scenario's, 15 s).
+    sync_s = float(getattr(policy, "sync_s", scenario.sync_s))
+
     def controller() -> Any:
         seen_latencies, seen_arrivals, seen_busy = 0, 0, 0.0
-        while env.now + scenario.sync_s <= horizon:
-            yield env.timeout(scenario.sync_s)
+        while env.now + sync_s <= horizon:
+            yield env.timeout(sync_s)
             window = result.latencies[seen_latencies:]
             latency = float(np.percentile(window, 100 * scenario.percentile)) if window else np.nan
             busy = service.busy - seen_busy
             obs = Observation(
-                arrival_rate=(result.arrived - seen_arrivals) / scenario.sync_s,
+                arrival_rate=(result.arrived - seen_arrivals) / sync_s,
                 latency=latency,
                 replicas=max(service.provisioned, 1),
-                utilisation=busy / max(service.ready, 1) / scenario.sync_s,
+                utilisation=busy / max(service.ready, 1) / sync_s,
+                queued=len(service.queue),
             )
             seen_latencies, seen_arrivals, seen_busy = (
                 len(result.latencies),
