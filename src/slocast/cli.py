@@ -665,6 +665,13 @@ def simulate(
     load: Annotated[
         float, typer.Option(help="Route: arrival-rate multiplier (compresses time).")
     ] = 1.0,
+    retrain_every: Annotated[
+        int,
+        typer.Option(
+            help="Route: scored requests between refits of the SLO-aware router's model on "
+            "the outcomes known so far (0: never)."
+        ),
+    ] = 500,
     seed: Annotated[int, typer.Option(help="Seed for every random draw.")] = 0,
     predictor_bundle: Annotated[
         Path | None,
@@ -697,7 +704,7 @@ def simulate(
             elif scenario == "route":
                 results = _run_route(
                     kind, path, names, slo_ms, percentile, requests, replicas, load, seed, step,
-                    predictor_bundle,
+                    predictor_bundle, retrain_every,
                 )  # fmt: skip
             elif scenario == "place":
                 results = _run_place(kind, path, names, slo_ms, replicas, load, seed, step)
@@ -844,6 +851,7 @@ def _run_route(
     seed: int,
     step: Callable[[str], None],
     predictor_bundle: Path | None = None,
+    retrain_every: int = 500,
 ) -> dict[str, Any]:
     from slocast.decisions.router import LeastLoaded, PrefixAware, RoundRobin, SLOAwareRouter
     from slocast.sim.route import (
@@ -856,7 +864,16 @@ def _run_route(
     from slocast.sim.traces import load_llm_requests
 
     trace = load_llm_requests(kind, path, requests)
-    scenario = RouteScenario(replicas=replicas, ttft_slo_s=(slo_ms or 2000.0) / 1000.0, load=load)
+    scenario = RouteScenario(
+        replicas=replicas,
+        ttft_slo_s=(slo_ms or 2000.0) / 1000.0,
+        load=load,
+        retrain_every=retrain_every,
+    )
+
+    def learner(rows: Any) -> Any:
+        return train_ttft_predictor(rows, percentile, seed)
+
     if predictor_bundle is not None:
         predictor = bundle_ttft_predictor(load_bundle(predictor_bundle), percentile)
     else:
@@ -880,7 +897,11 @@ def _run_route(
     results = {}
     for router in _pick(every, names):
         step(f"replaying {router.name}")
-        results[router.name] = simulate_route(trace, router, scenario)
+        # A router that learned from the warm-up keeps learning from its own outcomes.
+        learns = predictor_bundle is None and isinstance(router, SLOAwareRouter)
+        results[router.name] = simulate_route(
+            trace, router, scenario, learner=learner if learns else None
+        )
     return results
 
 

@@ -5,17 +5,25 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from slocast.decisions.autoscaler import HPA, Observation, PredictiveAutoscaler
-from slocast.decisions.router import LeastLoaded, PrefixAware, RoundRobin, SLOAwareRouter
+from slocast.decisions.router import (
+    LeastLoaded,
+    PrefixAware,
+    ReplicaState,
+    RoundRobin,
+    SLOAwareRouter,
+)
 from slocast.schema import Prediction
 from slocast.sim import AutoscaleScenario, simulate_autoscale
 from slocast.sim.route import RouteScenario, Telemetry, simulate_route
-from slocast.sim.traces import load_llm_requests, load_rates
+from slocast.sim.traces import LLMRequests, load_llm_requests, load_rates
 from tests.conftest import shared_file
 
 pytestmark = pytest.mark.shared_data
@@ -132,6 +140,46 @@ def test_shedding_router_drops_what_it_cannot_serve(mooncake) -> None:
 
     result = simulate_route(mooncake, SLOAwareRouter(pessimist, 2.0, shed=True), RouteScenario())
     assert result.dropped == result.arrived and result.served == 0
+
+
+def test_a_replica_busy_prefilling_does_not_look_idle() -> None:
+    # Two requests 1 ms apart: a 100k-token prompt (6 s of prefill), then a short one.
+    two = LLMRequests(np.array([0.0, 0.001]), np.array([100_000.0, 10.0]), np.array([5.0, 5.0]),
+                      [(), ()])  # fmt: skip
+
+    class Watch(LeastLoaded):
+        def __init__(self) -> None:
+            self.seen: list[ReplicaState] = []
+
+        def route(self, replicas: Sequence[ReplicaState], input_tokens: float) -> int:
+            self.seen.append(replicas[0])
+            return 0
+
+    watch = Watch()
+    simulate_route(two, watch, RouteScenario(replicas=1, warmup_fraction=0.0))
+    during = watch.seen[1]  # what the router saw of the replica while it prefilled the first
+    assert during.running == 1 and during.waiting == 0
+    assert during.prefill_tokens_in_flight == 100_000.0
+
+
+def test_learning_router_is_refitted_on_outcomes_known_so_far(mooncake) -> None:
+    fits: list[pd.DataFrame] = []
+
+    def learner(rows: pd.DataFrame):
+        fits.append(rows)
+        return lambda features: [Prediction(0.1, 0.2, 0.9, f"fit-{len(fits)}") for _ in features]
+
+    scenario = RouteScenario(retrain_every=200)
+    router = SLOAwareRouter(lambda features: [Prediction(0.1, 0.2, 0.9, "warm")] * 4, 2.0)
+    simulate_route(mooncake, router, scenario, learner=learner)
+    scored = len(mooncake) - int(len(mooncake) * scenario.warmup_fraction)
+    assert len(fits) == (scored - 1) // 200
+    assert router.predictor([{}])[0].model_version == f"fit-{len(fits)}"
+    # Each refit sees the outcomes known by then (rows are logged at the first token), more
+    # each time, and never the TTFT of a request still waiting.
+    sizes = [len(f) for f in fits]
+    assert sizes == sorted(set(sizes)) and 0 < sizes[-1] < len(mooncake)
+    assert all((f["known_at"] >= f["time"]).all() for f in fits)
 
 
 def test_prefix_reuse_lowers_ttft(mooncake) -> None:

@@ -12,6 +12,11 @@ telemetry: the first ``warmup_fraction`` of requests are routed least-loaded for
 their (replica state at routing, TTFT) rows train a slocast calibrated quantile model of the
 ``llm-ttft`` domain, and the rest of the trace is replayed under each policy. Only post-warm-up
 requests are scored, identically for every policy.
+
+Given a ``learner``, the router's predictor is refitted every ``retrain_every`` scored requests
+on every outcome known by then, as the trainer would. This matters: a router that follows its
+model drives replicas into states the warm-up never showed (far longer queues), where trees
+predict flat, so the model calls a swamped replica fast and the router herds onto it.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import pandas as pd
 import simpy
 
 from slocast.artifacts import ModelBundle
-from slocast.decisions.router import SHED, LeastLoaded, ReplicaState
+from slocast.decisions.router import SHED, LeastLoaded, Predictor, ReplicaState
 from slocast.errors import ConfigError
 from slocast.features import record_group_keys
 from slocast.schema import Prediction
@@ -55,6 +60,7 @@ class RouteScenario:
     ttft_slo_s: float = 2.0
     load: float = 1.0  # arrival-rate multiplier (time compression)
     warmup_fraction: float = 0.3
+    retrain_every: int = 500  # scored requests between refits of a learning router; 0: never
 
 
 @dataclass
@@ -85,6 +91,9 @@ class _Replica:
         self.on_first_token = on_first_token
         self.waiting: deque[_Request] = deque()
         self.running: list[_Request] = []
+        # The prompt being prefilled: vLLM counts it as running and its tokens as in flight, so
+        # a replica busy with a long prefill does not look idle to the router.
+        self.prefilling: _Request | None = None
         self.cache: OrderedDict[int, None] = OrderedDict()
         self.wake: simpy.Event | None = None
         env.process(self.engine())
@@ -101,12 +110,17 @@ class _Replica:
         hit = self.cached_blocks(request.blocks)
         total = max(len(request.blocks), 1)
         in_use = sum(r.input_tokens + r.output_tokens - r.remaining for r in self.running)
+        prefill = sum(r.input_tokens for r in self.waiting)
+        running = len(self.running)
+        if self.prefilling is not None:
+            prefill += self.prefilling.input_tokens
+            running += 1
         return ReplicaState(
             waiting=len(self.waiting),
-            running=len(self.running),
+            running=running,
             kv_cache_pct=100.0 * in_use / self.scenario.kv_capacity_tokens,
             prefix_score=hit / total if request.blocks else 0.0,
-            prefill_tokens_in_flight=float(sum(r.input_tokens for r in self.waiting)),
+            prefill_tokens_in_flight=float(prefill),
             decode_tokens_in_flight=float(sum(r.remaining for r in self.running)),
         )
 
@@ -129,7 +143,9 @@ class _Replica:
                 request = self.waiting.popleft()
                 hit = self.cached_blocks(request.blocks) * BLOCK_TOKENS
                 request.uncached = max(request.input_tokens - hit, 1.0)
+                self.prefilling = request
                 yield self.env.timeout(request.uncached * s.prefill_s_per_token)
+                self.prefilling = None
                 self._remember(request.blocks)
                 self.on_first_token(request, self.env.now)
                 request.remaining = request.output_tokens - 1.0
@@ -154,12 +170,19 @@ def simulate_route(
     router: Any,
     scenario: RouteScenario,
     telemetry: Telemetry | None = None,
+    learner: Callable[[pd.DataFrame], Predictor] | None = None,
 ) -> PolicyResult:
     """Replay ``requests`` routed by ``router``; the warm-up share always goes least-loaded.
 
     The result scores TTFT of post-warm-up requests only; shed requests count as dropped.
-    ``telemetry`` (when given) collects a row per request for training predictors.
+    ``telemetry`` (when given) collects a row per request for training predictors. With a
+    ``learner`` (telemetry rows -> predictor), the router's predictor is replaced by one fitted
+    on the outcomes known so far every ``scenario.retrain_every`` scored requests.
     """
+    if learner is not None and scenario.retrain_every <= 0:
+        learner = None
+    if learner is not None and telemetry is None:
+        telemetry = Telemetry()
     env = simpy.Environment()
     result = PolicyResult(getattr(router, "name", type(router).__name__), scenario.ttft_slo_s)
     warmup = int(len(requests) * scenario.warmup_fraction)
@@ -192,6 +215,10 @@ def simulate_route(
             )
             states = [r.state(request) for r in replicas]
             chooser = warm_router if i < warmup else router
+            scored = i - warmup
+            if learner is not None and scored > 0 and scored % scenario.retrain_every == 0:
+                assert telemetry is not None
+                router.predictor = learner(telemetry.frame())  # rows are added once known
             chosen = chooser.route(states, request.input_tokens)
             if i >= warmup:
                 result.arrived += 1
@@ -208,9 +235,7 @@ def simulate_route(
     return result
 
 
-def train_ttft_predictor(
-    telemetry: pd.DataFrame, coverage: float, seed: int = 0
-) -> Callable[[Sequence[Mapping[str, object]]], Sequence[Prediction]]:
+def train_ttft_predictor(telemetry: pd.DataFrame, coverage: float, seed: int = 0) -> Predictor:
     """A calibrated slocast TTFT model (``llm-ttft`` domain) fitted on simulator telemetry;
     returns a predictor in seconds for the router."""
     from slocast.calibration.forecaster import CalibrationParams, fit_on_history
@@ -237,9 +262,7 @@ def train_ttft_predictor(
     return predict
 
 
-def bundle_ttft_predictor(
-    bundle: ModelBundle, coverage: float
-) -> Callable[[Sequence[Mapping[str, object]]], Sequence[Prediction]]:
+def bundle_ttft_predictor(bundle: ModelBundle, coverage: float) -> Predictor:
     """A predictor (seconds) from a trained ``llm-ttft`` bundle, e.g. one learned on real llm-d
     traces; the bundle's scale is its training hardware's, not necessarily the simulator's."""
     if bundle.spec.name != "llm-ttft":
