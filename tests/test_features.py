@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -85,3 +87,54 @@ def test_schema_hash_round_trip_and_sensitivity() -> None:
     assert other.schema_hash() != pipe.schema_hash()
     y = np.array([0.0, 1.0, 1e6])
     np.testing.assert_allclose(pipe.decode_target(pipe.encode_target(y)), y)
+
+
+LOAD_SPEC = DomainSpec(
+    "queue", target="wait_ms", numeric=("queued", "noise"), scale_with=("queued", "noise")
+)
+
+
+def queue_frame(n: int, max_queued: int, seed: int = 0) -> pd.DataFrame:
+    """A server admitting one request per 100 ms: the wait grows with the queue ahead."""
+    rng = np.random.default_rng(seed)
+    queued = rng.integers(0, max_queued + 1, n).astype(float)
+    noise = rng.uniform(0, 10, n)
+    wait = (20.0 + 100.0 * queued) * rng.lognormal(0.0, 0.1, n)
+    return pd.DataFrame({"queued": queued, "noise": noise, "wait_ms": wait})
+
+
+def test_scale_weights_follow_the_load_and_ignore_what_it_does_not_follow() -> None:
+    pipe = FeaturePipeline.fit(queue_frame(2000, 30), LOAD_SPEC)
+    assert pipe.target_transform == "log1p"
+    queued_weight, noise_weight = pipe.scale_weights
+    assert queued_weight == pytest.approx(100.0 / 20.0, rel=0.3)  # β/α of 20 + 100·queued
+    assert noise_weight < 0.05 * queued_weight
+    restored = FeaturePipeline.from_dict(pipe.to_dict())
+    assert restored.scale_weights == pipe.scale_weights
+    assert restored.schema_hash() == pipe.schema_hash()
+    assert DomainSpec.from_dict(LOAD_SPEC.to_dict()) == LOAD_SPEC
+    assert LOAD_SPEC.without_features({"noise"}).scale_with == ("queued",)
+
+
+def test_bounds_follow_a_load_heavier_than_any_in_training() -> None:
+    from slocast.models import GBMConfig, QuantileForecaster
+
+    train, longer = queue_frame(3000, 20), queue_frame(500, 200, seed=1)
+    longer = longer[longer["queued"] > 100]
+    bounds = {}
+    for spec in (LOAD_SPEC, replace(LOAD_SPEC, scale_with=())):
+        model = QuantileForecaster(spec, 0.9, "lightgbm", GBMConfig(n_estimators=50))
+        model.fit(train)
+        bounds[bool(spec.scale_with)] = model.predict(longer).upper
+    covered = {k: float(np.mean(longer["wait_ms"] <= b)) for k, b in bounds.items()}
+    # Trees alone repeat the bound of the longest queue in training (20): about 2 s for waits
+    # of 10-20 s. Learned per unit of load, the bound keeps its coverage.
+    assert covered[False] < 0.05
+    assert covered[True] > 0.75
+
+
+def test_scale_with_must_name_numeric_features_on_the_log_scale() -> None:
+    with pytest.raises(InputError, match="scale_with column 'g'"):
+        FeaturePipeline(("x",), {"g": ()}, "log1p", scale_with=("g",), scale_weights=(1.0,))
+    with pytest.raises(InputError, match="log1p"):
+        FeaturePipeline(("x",), {}, "identity", scale_with=("x",), scale_weights=(1.0,))

@@ -12,6 +12,13 @@ the target relative to the anchor (:meth:`FeaturePipeline.offset`), which carrie
 scales never seen in training -- trees cannot extrapolate an absolute target, but a ratio to the
 group's own history they can.
 
+The same holds for load: a domain's ``scale_with`` features (e.g. the requests queued ahead)
+make the target modelled relative to ``1 + Σ wᵢ·loadᵢ`` on the log scale, where
+``y ≈ α + Σ βᵢ·loadᵢ`` fitted by non-negative least squares on the training rows gives
+``wᵢ = βᵢ/α``. A queue twice as long as any in training then gets a bound grown as the fitted
+line grows, where trees alone would repeat the largest one; a load the target does not follow
+gets ``wᵢ = 0`` and changes nothing.
+
 >>> import pandas as pd
 >>> from slocast.schema import DomainSpec
 >>> spec = DomainSpec("demo", target="y", numeric=("x",), categorical=("g",))
@@ -50,16 +57,23 @@ class FeaturePipeline:
     target_transform: TargetTransform
     anchor: tuple[str, ...] = ()
     anchor_fallback: float = 0.0  # offset (model scale) for a job with no anchor value
+    scale_with: tuple[str, ...] = ()
+    scale_weights: tuple[float, ...] = ()  # wᵢ per scale_with column, fitted
     _codes: dict[str, dict[str, float]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         codes = {c: {v: float(i) for i, v in enumerate(k)} for c, k in self.categories.items()}
         object.__setattr__(self, "_codes", codes)
-        unknown = [c for c in self.anchor if c not in self.numeric]
-        if unknown:
-            raise InputError(
-                f"anchor column {unknown[0]!r} is not a numeric feature", field="anchor"
-            )
+        for name, columns in (("anchor", self.anchor), ("scale_with", self.scale_with)):
+            unknown = [c for c in columns if c not in self.numeric]
+            if unknown:
+                raise InputError(
+                    f"{name} column {unknown[0]!r} is not a numeric feature", field=name
+                )
+        if self.scale_with and self.target_transform != "log1p":
+            raise InputError("scale_with needs the log1p target transform", field="scale_with")
+        if len(self.scale_weights) != len(self.scale_with):
+            raise InputError("one scale weight per scale_with column", field="scale_weights")
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -86,11 +100,15 @@ class FeaturePipeline:
             frequent = counts[counts >= min_category_count]
             categories[column] = tuple(sorted(frequent.index))
         y = frame[spec.target].to_numpy(float)
-        pipeline = cls(spec.numeric, categories, _choose_transform(y), tuple(anchor))
-        if not anchor:
-            return pipeline
-        fallback = float(np.nanmedian(pipeline.encode_target(y)))
-        return cls(spec.numeric, categories, pipeline.target_transform, tuple(anchor), fallback)
+        # A target per unit of load is a ratio: only the log scale turns it into an offset.
+        transform = "log1p" if spec.scale_with else _choose_transform(y)
+        fallback = (
+            float(np.nanmedian(np.log1p(y) if transform == "log1p" else y)) if anchor else 0.0
+        )
+        weights = _load_weights(frame, spec.scale_with, y) if spec.scale_with else ()
+        return cls(
+            spec.numeric, categories, transform, tuple(anchor), fallback, spec.scale_with, weights
+        )
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
         """Feature matrix (float64, columns in :attr:`columns` order) for a frame of jobs."""
@@ -136,7 +154,15 @@ class FeaturePipeline:
 
     def offset(self, X: np.ndarray) -> np.ndarray:
         """Per-job reference on the model's target scale: the first positive anchor column, else
-        the training median; zeros when the pipeline has no anchor."""
+        the training median (zero without an anchor), plus ``log(1 + load)`` for the
+        ``scale_with`` columns (a missing load counts as none)."""
+        scale = np.zeros(len(X))
+        for column, weight in zip(self.scale_with, self.scale_weights, strict=True):
+            load = X[:, self.numeric.index(column)]
+            scale += weight * np.where(np.isfinite(load), np.maximum(load, 0.0), 0.0)
+        return np.asarray(np.log1p(scale) + self._anchor_offset(X), dtype=np.float64)
+
+    def _anchor_offset(self, X: np.ndarray) -> np.ndarray:
         if not self.anchor:
             return np.zeros(len(X))
         value = np.full(len(X), np.nan)
@@ -163,6 +189,9 @@ class FeaturePipeline:
         if self.anchor:
             data["anchor"] = list(self.anchor)
             data["anchor_fallback"] = self.anchor_fallback
+        if self.scale_with:
+            data["scale_with"] = list(self.scale_with)
+            data["scale_weights"] = list(self.scale_weights)
         return data
 
     @classmethod
@@ -178,12 +207,18 @@ class FeaturePipeline:
         fallback = data.get("anchor_fallback", 0.0)
         if not isinstance(anchor, list) or not isinstance(fallback, int | float):
             raise InputError("malformed anchor in feature schema", field="anchor")
+        scale_with = data.get("scale_with", [])
+        weights = data.get("scale_weights", [])
+        if not isinstance(scale_with, list) or not isinstance(weights, list):
+            raise InputError("malformed scale_with in feature schema", field="scale_with")
         return cls(
             tuple(str(c) for c in numeric),
             {str(k): tuple(str(x) for x in v) for k, v in categories.items()},
             transform,
             tuple(str(c) for c in anchor),
             float(fallback),
+            tuple(str(c) for c in scale_with),
+            tuple(float(w) for w in weights),
         )
 
     def schema_hash(self) -> str:
@@ -217,6 +252,30 @@ def _number(value: object) -> float:
 
 def _missing(value: object) -> bool:
     return value is None or value is pd.NA or (isinstance(value, float) and value != value)
+
+
+def _load_weights(frame: pd.DataFrame, columns: Sequence[str], y: np.ndarray) -> tuple[float, ...]:
+    """``βᵢ/α`` of ``y ≈ α + Σ βᵢ·loadᵢ`` (least squares, β ≥ 0): how much one unit of each load
+    adds to the target, relative to the target with no load. Columns whose slope comes out
+    negative are dropped and the rest refitted (non-negative least squares on few columns)."""
+    loads = np.column_stack(
+        [pd.to_numeric(frame[c], errors="coerce").to_numpy(np.float64) for c in columns]
+    )
+    usable = np.isfinite(y) & np.isfinite(loads).all(axis=1)
+    loads, y = np.maximum(loads[usable], 0.0), y[usable]
+    active = list(range(len(columns)))
+    beta = np.zeros(len(columns))
+    alpha = float(y.mean()) if len(y) else 1.0
+    while active and len(y) > len(active):
+        design = np.column_stack([np.ones(len(y)), loads[:, active]])
+        coef = np.linalg.lstsq(design, y, rcond=None)[0]
+        if (coef[1:] >= 0).all():
+            alpha, beta[active] = float(coef[0]), coef[1:]
+            break
+        active = [c for c, b in zip(active, coef[1:], strict=True) if b >= 0]
+    # A line through (or below) the origin: the target is all load. Keep the ratio finite.
+    alpha = max(alpha, 1e-3 * max(float(np.abs(y).mean()) if len(y) else 1.0, 1e-12))
+    return tuple(float(b / alpha) for b in beta)
 
 
 def _choose_transform(y: np.ndarray) -> TargetTransform:

@@ -21,6 +21,10 @@ class DomainSpec:
     online methods must respect. ``user_request`` names the column holding what the user asked
     for (the baseline an allocator replaces). ``optional`` features may be left out by a caller
     (they are then missing to the model), e.g. history the caller does not keep.
+    ``scale_with`` names load features the target grows with (time to first token with the
+    queue ahead): models learn the target relative to a line fitted on that load, so bounds
+    follow a load heavier than any seen in training instead of flattening at the largest one
+    (see :class:`~slocast.features.FeaturePipeline`).
     """
 
     name: str
@@ -35,6 +39,7 @@ class DomainSpec:
     unit: str = ""
     time_unit: str = "s"
     description: str = ""
+    scale_with: tuple[str, ...] = ()
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -47,6 +52,7 @@ class DomainSpec:
             numeric=tuple(c for c in self.numeric if c not in dropped),
             categorical=tuple(c for c in self.categorical if c not in dropped),
             optional=tuple(c for c in self.optional if c not in dropped),
+            scale_with=tuple(c for c in self.scale_with if c not in dropped),
         )
 
     def to_dict(self) -> dict[str, object]:
@@ -63,6 +69,7 @@ class DomainSpec:
             "unit": self.unit,
             "time_unit": self.time_unit,
             "description": self.description,
+            "scale_with": list(self.scale_with),
         }
 
     @classmethod
@@ -88,6 +95,7 @@ class DomainSpec:
             unit=str(data.get("unit", "")),
             time_unit=str(data.get("time_unit", "s")),
             description=str(data.get("description", "")),
+            scale_with=names("scale_with"),
         )
 
 
@@ -112,6 +120,8 @@ DOMAINS: dict[str, DomainSpec] = {
             unit="ms",
             time_unit="row",
             description="LLM time to first token",
+            # A saturated server admits requests at a steady pace: the wait grows with the queue.
+            scale_with=("num_request_waiting",),
         ),
         DomainSpec(
             name="llm-tpot",
@@ -120,6 +130,8 @@ DOMAINS: dict[str, DomainSpec] = {
             unit="ms",
             time_unit="row",
             description="LLM time per output token",
+            # Each decode step serves every running sequence: the step grows with the batch.
+            scale_with=("num_request_running",),
         ),
         DomainSpec(
             name="hpc-runtime",

@@ -98,14 +98,14 @@ def test_router_loop_learns_and_serves_calibrated_bounds(tmp_path: Path) -> None
         tpot_coverage = float(np.mean(data[tpot_rows, 2] <= data[tpot_rows, 3]))
         gating = client.get(f"{trainer_url}/v1/bundles/gating").json()["decisions"]
     assert sum(d["accepted"] for d in gating) >= 2
-    # Known gap (issue 5 note): this trace ramps its load stage by stage and the served bounds
-    # lag the ramp by the retrain + sync delay. Measured over runs here (ingest no longer
-    # waits for fits, so this loop runs at its full pace): TTFT 0.60-0.65, TPOT 0.79-0.87
-    # (timing-dependent). The issue asks for "within a few points of 0.9": not met yet, so
-    # these bounds guard the learning path, not the promise.
+    # This trace ramps its load stage by stage (TTFT from ~2 s to ~200 s as the queue grows
+    # from 1 to 180), so each stage is heavier than anything the served model was trained on.
+    # The llm domains learn TTFT/TPOT per unit of load (DomainSpec.scale_with), which is what
+    # keeps the bound up with the ramp. Measured over runs here: TTFT 0.85-0.94, TPOT 0.84-0.92
+    # (timing-dependent: how far the retrain + sync lags the ramp).
     print(f"served coverage: TTFT {ttft_coverage:.3f}, TPOT {tpot_coverage:.3f}")
-    assert ttft_coverage > 0.5, ttft_coverage
-    assert tpot_coverage > 0.7, tpot_coverage
+    assert 0.8 <= ttft_coverage <= 0.99, ttft_coverage
+    assert 0.8 <= tpot_coverage <= 0.99, tpot_coverage
 
 
 def test_accepted_rows_survive_kill_9(tmp_path: Path) -> None:
