@@ -130,8 +130,6 @@ DOMAINS: dict[str, DomainSpec] = {
             unit="ms",
             time_unit="row",
             description="LLM time per output token",
-            # Each decode step serves every running sequence: the step grows with the batch.
-            scale_with=("num_request_running",),
         ),
         DomainSpec(
             name="hpc-runtime",

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from slocast.artifacts import load_bundle
 from slocast.artifacts.compiled import can_compile
 from slocast.serving import DataPlane
 from slocast.store import SampleStore, sqlite_url
@@ -74,8 +75,12 @@ def test_no_retrain_without_new_rows_and_gating_is_recorded(trainer: Trainer) ->
     assert second.reason  # accepted or rejected, always with its reason
     current = trainer.current_bundle("llm-ttft")
     assert current is not None
-    if not second.accepted:
-        assert current.version == trainer.decisions[0].version
+    first = load_bundle(trainer.registry.path("llm-ttft", trainer.decisions[0].version))
+    trees = {n: h for n, h in current.manifest["files"].items() if n.startswith("model_")}
+    first_trees = {n: h for n, h in first.manifest["files"].items() if n.startswith("model_")}
+    # Rejected: the first model's trees keep serving (their calibration may be republished
+    # with the new outcomes, under a new version). Accepted: new trees.
+    assert (trees == first_trees) is not second.accepted
 
 
 def test_too_few_rows_keep_the_cold_start(trainer: Trainer) -> None:
