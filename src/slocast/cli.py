@@ -649,7 +649,7 @@ def simulate(
     slo_ms: Annotated[
         float | None, typer.Option(help="Latency SLO (autoscale: response; route: TTFT).")
     ] = None,
-    percentile: Annotated[float, typer.Option(help="SLO percentile.")] = 0.99,
+    percentile: Annotated[float, typer.Option(help="Autoscale: SLO percentile.")] = 0.99,
     start_s: Annotated[int, typer.Option(help="Rate traces: first second to replay.")] = 0,
     duration_s: Annotated[
         int | None, typer.Option(help="Rate traces: seconds to replay (default: 6 h).")
@@ -672,6 +672,13 @@ def simulate(
             "the outcomes known so far (0: never)."
         ),
     ] = 500,
+    router_coverage: Annotated[
+        float,
+        typer.Option(
+            help="Route: coverage of the TTFT bounds the SLO-aware router compares (a 0.99 "
+            "bound of one request is estimated from the thin tail and ranks replicas by noise)."
+        ),
+    ] = 0.9,
     seed: Annotated[int, typer.Option(help="Seed for every random draw.")] = 0,
     predictor_bundle: Annotated[
         Path | None,
@@ -703,8 +710,8 @@ def simulate(
                 )  # fmt: skip
             elif scenario == "route":
                 results = _run_route(
-                    kind, path, names, slo_ms, percentile, requests, replicas, load, seed, step,
-                    predictor_bundle, retrain_every,
+                    kind, path, names, slo_ms, requests, replicas, load, seed, step,
+                    predictor_bundle, retrain_every, router_coverage,
                 )  # fmt: skip
             elif scenario == "place":
                 results = _run_place(kind, path, names, slo_ms, replicas, load, seed, step)
@@ -844,7 +851,6 @@ def _run_route(
     path: Path,
     names: list[str],
     slo_ms: float | None,
-    percentile: float,
     requests: int | None,
     replicas: int,
     load: float,
@@ -852,6 +858,7 @@ def _run_route(
     step: Callable[[str], None],
     predictor_bundle: Path | None = None,
     retrain_every: int = 500,
+    router_coverage: float = 0.9,
 ) -> dict[str, Any]:
     from slocast.decisions.router import LeastLoaded, PrefixAware, RoundRobin, SLOAwareRouter
     from slocast.sim.route import (
@@ -863,6 +870,8 @@ def _run_route(
     )
     from slocast.sim.traces import load_llm_requests
 
+    if not 0.0 < router_coverage < 1.0:
+        raise InputError("router coverage must be in (0, 1)", field="router_coverage")
     trace = load_llm_requests(kind, path, requests)
     scenario = RouteScenario(
         replicas=replicas,
@@ -872,10 +881,10 @@ def _run_route(
     )
 
     def learner(rows: Any) -> Any:
-        return train_ttft_predictor(rows, percentile, seed)
+        return train_ttft_predictor(rows, router_coverage, seed)
 
     if predictor_bundle is not None:
-        predictor = bundle_ttft_predictor(load_bundle(predictor_bundle), percentile)
+        predictor = bundle_ttft_predictor(load_bundle(predictor_bundle), router_coverage)
     else:
         step("warm-up: collecting routing telemetry")
         telemetry = Telemetry()
@@ -884,7 +893,7 @@ def _run_route(
         # Train only on outcomes known before the scored part of the trace begins.
         warm_end = float(trace.arrival_s[int(len(trace) * scenario.warmup_fraction)]) / load
         step(f"training the TTFT model on {int((rows['known_at'] <= warm_end).sum())} rows")
-        predictor = train_ttft_predictor(rows[rows["known_at"] <= warm_end], percentile, seed)
+        predictor = train_ttft_predictor(rows[rows["known_at"] <= warm_end], router_coverage, seed)
     every = {
         "round-robin": RoundRobin,
         "least-loaded": LeastLoaded,

@@ -220,6 +220,7 @@ def test_cli_json_and_plot(tmp_path: Path) -> None:
     [
         (["--scenario", "teleport"], "unknown scenario 'teleport'"),
         (["--scenario", "autoscale", "--policy", "magic"], "unknown policy 'magic'"),
+        (["--scenario", "route", "--router-coverage", "1.5"], "router coverage must be in (0, 1)"),
     ],
 )
 def test_cli_bad_options_exit_2(args: list[str], message: str) -> None:
