@@ -8,7 +8,7 @@ DEMO_STAMP := $(VENV)/.installed-demo
 LLMD   := data/llm_serving/llmd_h200_traces
 DEMO_BUNDLE := .slocast/bundles/llm-ttft-demo
 
-.PHONY: install demo test test-fast lint typecheck bench bench-evaluate bench-serve bench-trainer bench-tune bench-sim docs proto proto-check clean
+.PHONY: install demo test test-fast image test-image lint typecheck bench bench-evaluate bench-serve bench-trainer bench-tune bench-sim docs proto proto-check clean
 
 install: $(STAMP)
 
@@ -39,6 +39,16 @@ demo: $(DEMO_STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest -n 2 -q
+
+# The container image (deploy/Dockerfile) and its smoke tests. ENGINE: docker or podman;
+# ENGINE_BUILD_ARGS / SLOCAST_ENGINE_RUN_ARGS: flags a host's runtime needs (see README).
+ENGINE ?= docker
+IMAGE ?= slocast:dev
+image:
+	$(ENGINE) build $(ENGINE_BUILD_ARGS) -f deploy/Dockerfile -t $(IMAGE) .
+
+test-image: $(STAMP)
+	SLOCAST_IMAGE=$(IMAGE) SLOCAST_ENGINE="$${SLOCAST_ENGINE:-$(ENGINE)}" $(BIN)/pytest -q -p no:xdist tests/deploy/test_image.py
 
 test-fast: $(STAMP)
 	$(BIN)/pytest -n 2 -q -m "not slow"

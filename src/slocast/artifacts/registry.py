@@ -82,5 +82,8 @@ def extract_bundle(data: bytes, out: Path) -> Path:
         for member in tar.getmembers():
             if not member.isfile() or "/" in member.name or member.name.startswith("."):
                 raise BundleError(f"unexpected entry {member.name!r} in bundle archive")
-        tar.extractall(out, filter="data")
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(out, filter="data")
+        else:  # Python before 3.11.4 has no extraction filters; the checks above still hold
+            tar.extractall(out)
     return out

@@ -1,0 +1,47 @@
+"""Bundle archives as prediction servers download them: round trip, and hostile archives."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from slocast.artifacts.registry import extract_bundle, pack_bundle
+from slocast.errors import BundleError
+
+
+def _bundle(tmp_path: Path) -> Path:
+    source = tmp_path / "bundle"
+    source.mkdir()
+    (source / "manifest.json").write_text('{"version": "v1"}')
+    (source / "model_upper.txt").write_text("tree")
+    return source
+
+
+@pytest.mark.parametrize("filters", [True, False])
+def test_pack_and_extract_round_trip(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, filters: bool
+) -> None:
+    if not filters:  # Python before 3.11.4 (e.g. Debian bookworm's 3.11.2) has no data_filter
+        monkeypatch.delattr(tarfile, "data_filter", raising=False)
+    out = extract_bundle(pack_bundle(_bundle(tmp_path)), tmp_path / "out")
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "model_upper.txt"]
+    assert (out / "model_upper.txt").read_text() == "tree"
+
+
+@pytest.mark.parametrize("name", ["../escape.txt", "sub/file.txt", ".hidden", "link"])
+def test_archives_with_paths_links_or_hidden_files_are_refused(tmp_path: Path, name: str) -> None:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        member = tarfile.TarInfo(name)
+        if name == "link":
+            member.type, member.linkname = tarfile.SYMTYPE, "/etc/passwd"
+            tar.addfile(member)
+        else:
+            member.size = 1
+            tar.addfile(member, io.BytesIO(b"x"))
+    with pytest.raises(BundleError, match="unexpected entry"):
+        extract_bundle(buffer.getvalue(), tmp_path / "out")
+    assert not (tmp_path / "escape.txt").exists()
