@@ -138,3 +138,14 @@ def test_scale_with_must_name_numeric_features_on_the_log_scale() -> None:
         FeaturePipeline(("x",), {"g": ()}, "log1p", scale_with=("g",), scale_weights=(1.0,))
     with pytest.raises(InputError, match="log1p"):
         FeaturePipeline(("x",), {}, "identity", scale_with=("x",), scale_weights=(1.0,))
+
+
+def test_one_row_offset_matches_the_batch_offset() -> None:
+    pipe = FeaturePipeline.fit(queue_frame(500, 30), LOAD_SPEC)
+    X = np.array([[3.0, 2.0], [np.nan, 5.0], [-4.0, np.nan], [0.0, 0.0], [250.0, 1.0]])
+    batch = pipe.offset(X)
+    one_by_one = np.concatenate([pipe.offset(X[i : i + 1]) for i in range(len(X))])
+    np.testing.assert_allclose(one_by_one, batch)
+    # Missing and negative loads count as none.
+    loads = np.nan_to_num(np.maximum(X, 0.0), nan=0.0)
+    np.testing.assert_allclose(batch, np.log1p(loads @ np.array(pipe.scale_weights)))

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -60,6 +61,8 @@ class FeaturePipeline:
     scale_with: tuple[str, ...] = ()
     scale_weights: tuple[float, ...] = ()  # wᵢ per scale_with column, fitted
     _codes: dict[str, dict[str, float]] = field(init=False, repr=False, compare=False)
+    _scale_index: list[int] = field(init=False, repr=False, compare=False)
+    _scale_weights: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         codes = {c: {v: float(i) for i, v in enumerate(k)} for c, k in self.categories.items()}
@@ -74,6 +77,8 @@ class FeaturePipeline:
             raise InputError("scale_with needs the log1p target transform", field="scale_with")
         if len(self.scale_weights) != len(self.scale_with):
             raise InputError("one scale weight per scale_with column", field="scale_weights")
+        object.__setattr__(self, "_scale_index", [self.numeric.index(c) for c in self.scale_with])
+        object.__setattr__(self, "_scale_weights", np.array(self.scale_weights, np.float64))
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -154,13 +159,18 @@ class FeaturePipeline:
 
     def offset(self, X: np.ndarray) -> np.ndarray:
         """Per-job reference on the model's target scale: the first positive anchor column, else
-        the training median (zero without an anchor), plus ``log(1 + load)`` for the
+        the training median (zero without an anchor), plus ``log(1 + Σ wᵢ·loadᵢ)`` for the
         ``scale_with`` columns (a missing load counts as none)."""
-        scale = np.zeros(len(X))
-        for column, weight in zip(self.scale_with, self.scale_weights, strict=True):
-            load = X[:, self.numeric.index(column)]
-            scale += weight * np.where(np.isfinite(load), np.maximum(load, 0.0), 0.0)
-        return np.asarray(np.log1p(scale) + self._anchor_offset(X), dtype=np.float64)
+        if not self.scale_with:  # the serving hot path of most domains: nothing to add
+            return self._anchor_offset(X)
+        if len(X) == 1 and not self.anchor:  # one row (serving): floats beat numpy's call costs
+            row = X[0]
+            load = sum(w * max(float(row[i]), 0.0) for i, w in zip(self._scale_index,
+                       self.scale_weights, strict=True) if row[i] == row[i])  # fmt: skip
+            return np.array([math.log1p(load)])
+        # fmax drops NaN (a missing load) in favour of 0.
+        scale = np.log1p(np.fmax(X[:, self._scale_index], 0.0) @ self._scale_weights)
+        return scale + self._anchor_offset(X) if self.anchor else np.asarray(scale, np.float64)
 
     def _anchor_offset(self, X: np.ndarray) -> np.ndarray:
         if not self.anchor:

@@ -74,12 +74,18 @@ class AdaptiveConformal:
             (np.log(experts * horizon) + 2.0) / ((1.0 - target) ** 2 * target**3)
         )
         self._mix = 1.0 / (2.0 * horizon)
+        self._remix()
         self.observed = 0
         self.misses = 0
 
     @property
     def _alpha(self) -> float:
-        return float(self._weights @ self._alphas)
+        return self._mixed
+
+    def _remix(self) -> None:
+        """The served miscoverage, kept as a float: every bound reads it twice (level and
+        overflow), and a dot product per read is a fifth of a one-row prediction."""
+        self._mixed = float(self._weights @ self._alphas)
 
     @property
     def level(self) -> float:
@@ -136,6 +142,7 @@ class AdaptiveConformal:
         self._alphas += self.steps * weight * (target - errors)
         # No wind-up on the loose side: runs of hits cannot store up future misses.
         self._alphas = np.minimum(self._alphas, 1.0 - self.min_level)
+        self._remix()
 
     @property
     def observed_coverage(self) -> float | None:
@@ -159,6 +166,7 @@ class AdaptiveConformal:
         else:  # a bundle written before experts (or with another count): start them level
             self._alphas = np.full(self.experts, float(state["alpha"]))
             self._weights = np.full(self.experts, 1.0 / self.experts)
+        self._remix()
         self.scale = float(state["scale"])
         self.observed = int(state["observed"])
         self.misses = int(state["misses"])
