@@ -893,7 +893,7 @@ def _run_route(
         # Train only on outcomes known before the scored part of the trace begins.
         warm_end = float(trace.arrival_s[int(len(trace) * scenario.warmup_fraction)]) / load
         step(f"training the TTFT model on {int((rows['known_at'] <= warm_end).sum())} rows")
-        predictor = train_ttft_predictor(rows[rows["known_at"] <= warm_end], router_coverage, seed)
+        predictor = learner(rows[rows["known_at"] <= warm_end])
     every = {
         "round-robin": RoundRobin,
         "least-loaded": LeastLoaded,

@@ -34,7 +34,7 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from operator import itemgetter
 from typing import Literal
 
@@ -107,13 +107,13 @@ class FeaturePipeline:
         y = frame[spec.target].to_numpy(float)
         # A target per unit of load is a ratio: only the log scale turns it into an offset.
         transform = "log1p" if spec.scale_with else _choose_transform(y)
-        fallback = (
-            float(np.nanmedian(np.log1p(y) if transform == "log1p" else y)) if anchor else 0.0
-        )
         weights = _load_weights(frame, spec.scale_with, y) if spec.scale_with else ()
-        return cls(
-            spec.numeric, categories, transform, tuple(anchor), fallback, spec.scale_with, weights
+        pipeline = cls(
+            spec.numeric, categories, transform, tuple(anchor), 0.0, spec.scale_with, weights
         )
+        if not anchor:
+            return pipeline
+        return replace(pipeline, anchor_fallback=float(np.nanmedian(pipeline.encode_target(y))))
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
         """Feature matrix (float64, columns in :attr:`columns` order) for a frame of jobs."""

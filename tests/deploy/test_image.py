@@ -35,6 +35,7 @@ from tests.conftest import LLMD, free_port
 
 pytestmark = pytest.mark.slow
 IMAGE = os.environ.get("SLOCAST_IMAGE", "")
+RUN_ARGS = shlex.split(os.environ.get("SLOCAST_ENGINE_RUN_ARGS", ""))
 if not IMAGE:
     pytest.skip("SLOCAST_IMAGE not set (make image test-image)", allow_module_level=True)
 
@@ -64,8 +65,7 @@ def container(*args: str, volumes: dict[Path, str] | None = None) -> Iterator[st
     """Run the image detached with ``args``; yields its name, removes it afterwards."""
     name = f"slocast-test-{uuid.uuid4().hex[:8]}"
     mounts = [f"--volume={src}:{dst}:ro" for src, dst in (volumes or {}).items()]
-    extra = shlex.split(os.environ.get("SLOCAST_ENGINE_RUN_ARGS", ""))
-    command = [*ENGINE, "run", "--detach", "--network=host", f"--name={name}", *extra, *mounts,
+    command = [*ENGINE, "run", "--detach", "--network=host", f"--name={name}", *RUN_ARGS, *mounts,
                IMAGE, *args]  # fmt: skip
     subprocess.run(command, check=True, capture_output=True)
     try:
@@ -116,9 +116,8 @@ def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[Path, str]:
 
 
 def test_runs_as_the_unprivileged_user() -> None:
-    run = subprocess.run([*ENGINE, "run", "--rm", *shlex.split(os.environ.get(
-        "SLOCAST_ENGINE_RUN_ARGS", "")), "--entrypoint=id", IMAGE, "-u"],
-        capture_output=True, text=True, check=True)  # fmt: skip
+    run = subprocess.run([*ENGINE, "run", "--rm", *RUN_ARGS, "--entrypoint=id", IMAGE, "-u"],
+                         capture_output=True, text=True, check=True)  # fmt: skip
     assert run.stdout.strip() == "10001"
 
 
