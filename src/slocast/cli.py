@@ -296,7 +296,10 @@ def train(
     target_coverage: CoverageOpt = None,
     family: Annotated[str | None, typer.Option(help="lightgbm | xgboost | catboost")] = None,
     compile_models: Annotated[
-        bool, typer.Option("--compile/--no-compile", help="Also compile the trees (TL2cgen).")
+        bool,
+        typer.Option(
+            "--compile/--no-compile", help="Also compile the trees (lleaves, or TL2cgen)."
+        ),
     ] = True,
 ) -> None:
     """Train on all rows of a trace and write a model bundle."""
@@ -459,7 +462,8 @@ def tune(
         Path | None, typer.Option(help="Write each family's best model as a bundle here.")
     ] = None,
     compile_models: Annotated[
-        bool, typer.Option("--compile/--no-compile", help="Compile bundled trees (TL2cgen).")
+        bool,
+        typer.Option("--compile/--no-compile", help="Compile bundled trees (lleaves, or TL2cgen)."),
     ] = True,
     report: Annotated[
         Path | None, typer.Option(help="Write the comparison report (PNG/HTML/MD/JSON) here.")
@@ -979,7 +983,11 @@ def _build_dataplane(bundle_dirs: list[Path], settings: Settings, threads: int =
     if duplicated:
         raise InputError(f"two bundles for domain {sorted(duplicated)[0]}", field="--bundle")
     return DataPlane(
-        bundles, cache, max_batch=settings.max_batch, llm_coverage=settings.target_coverage
+        bundles,
+        cache,
+        max_batch=settings.max_batch,
+        llm_coverage=settings.target_coverage,
+        cache_max_batch=settings.cache_max_batch,
     )
 
 

@@ -35,6 +35,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from itertools import chain
 from operator import itemgetter
 from typing import Literal
 
@@ -143,7 +144,8 @@ class FeaturePipeline:
         try:
             # One conversion for the whole block (None becomes NaN, numeric strings parse).
             row = itemgetter(*numeric, *numeric[:1])  # two or more keys: always a tuple
-            block = np.array(list(map(row, records)), dtype=np.float64)
+            values = chain.from_iterable(map(row, records))
+            block = np.fromiter(values, np.float64, len(records) * (len(numeric) + 1))
             out[:, : len(numeric)] = block.reshape(len(records), -1)[:, : len(numeric)]
         except (KeyError, ValueError, TypeError):
             # An absent key (an optional feature), blank strings and the like: value by value.

@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     )
     max_batch: int = Field(10_000, ge=1, description="Most items one prediction request may carry.")
     cache_entries: int = Field(100_000, ge=0, description="In-process LRU cache size (0 disables).")
+    cache_max_batch: int = Field(
+        64, ge=0, description="Largest batch served through the cache; larger ones are computed."
+    )
     log_format: Literal["json", "text"] = Field(
         "json", description="Server logs: one JSON object per line, or plain text."
     )
@@ -154,8 +157,9 @@ class Settings(BaseSettings):
     trainer_port: int = Field(8000, ge=1, le=65535, description="Trainer HTTP port.")
     trainer_compile: bool = Field(
         False,
-        description="Trainer publishes compiled trees (TL2cgen) so synced prediction servers take "
-        "the fast path; each retrain then compiles (about 2 s per model, outside the lock).",
+        description="Trainer publishes compiled trees (lleaves or TL2cgen) so synced prediction "
+        "servers take the fast path; each retrain then compiles (about 2 s per model, outside "
+        "the lock).",
     )
     store_url: str | None = Field(None, description="Sample store URL; default SQLite under home.")
     cache_url: str | None = Field(

@@ -1,22 +1,37 @@
-"""Compiled (TL2cgen) and native models agree on the real traces; bundles fall back cleanly."""
+"""Compiled (lleaves, TL2cgen) and native models agree on the real traces; bundles fall back
+cleanly when compiled code cannot run here."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from slocast.artifacts import load_bundle, save_bundle
-from slocast.artifacts.compiled import can_compile
+import slocast.artifacts.bundle as bundle_module
+from slocast.artifacts import load_bundle, save_bundle, sha256_file
+from slocast.artifacts.compiled import LleavesRegressor, can_compile, compile_engine
 from slocast.calibration.forecaster import CalibrationParams, fit_on_history
 from slocast.datasets import Dataset, load_dataset
 from slocast.models import GBMConfig, QuantileForecaster
 from tests.conftest import LLMD, SIZEY, SWF, shared_file
 
 pytestmark = pytest.mark.skipif(
-    not can_compile("lightgbm"), reason="needs gcc and the compile extra (treelite, tl2cgen)"
+    not can_compile("lightgbm"), reason="needs the compile extra (lleaves, or gcc + tl2cgen)"
 )
+
+
+@pytest.fixture(params=["lleaves", "tl2cgen"])
+def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Bundles saved in the test compile LightGBM with this engine (skipped when absent)."""
+    from slocast.artifacts import compiled
+
+    name: str = request.param
+    if not compiled._available(name):
+        pytest.skip(f"{name} is not installed here")
+    monkeypatch.setattr(bundle_module, "compile_engine", lambda family: name)
+    return name
 
 
 def _bundle(arg: str, out: Path, family: str = "lightgbm") -> tuple[Path, Dataset]:
@@ -28,36 +43,36 @@ def _bundle(arg: str, out: Path, family: str = "lightgbm") -> tuple[Path, Datase
 
 
 @pytest.mark.parametrize(
-    ("arg", "family"),
+    "arg",
     [
-        (f"llmd-ttft:{LLMD / 'chatbot-synthetic-h200.jsonl.gz'}", "lightgbm"),
-        (f"llmd-tpot:{LLMD / 'bimodal-h200.jsonl.gz'}", "lightgbm"),
-        ("swf", "lightgbm"),
-        ("nextflow", "lightgbm"),
+        f"llmd-ttft:{LLMD / 'chatbot-synthetic-h200.jsonl.gz'}",
+        f"llmd-tpot:{LLMD / 'bimodal-h200.jsonl.gz'}",
+        "swf",
+        "nextflow",
     ],
 )
-def test_compiled_and_native_predictions_agree(arg: str, family: str, tmp_path: Path) -> None:
+def test_compiled_and_native_predictions_agree(arg: str, engine: str, tmp_path: Path) -> None:
     if arg == "swf":
-        arg = f"swf:{shared_file(SWF)}"
+        arg = f"swf:{shared_file(SWF)}"  # categorical features: users, groups, queues
     elif arg == "nextflow":
         arg = f"nextflow:{shared_file(SIZEY.format('chipseq'))}"
-    path, data = _bundle(arg, tmp_path / "bundle", family)
+    path, data = _bundle(arg, tmp_path / "bundle")
     compiled, native = load_bundle(path), load_bundle(path, prefer_compiled=False)
-    assert compiled.engine == "tl2cgen" and native.engine == "native"
+    assert compiled.engine == engine and native.engine == "native"
     frame = data.frame
     np.testing.assert_allclose(
         compiled.predict_frame(frame).upper, native.predict_frame(frame).upper, rtol=1e-6
     )
 
 
-def test_single_rows_and_missing_values_match_the_native_model(tmp_path: Path) -> None:
-    """One row takes the direct call into the generated code: it must agree with the batch
-    path and the native model, missing values (NaN) included."""
+def test_single_rows_and_missing_values_match_the_native_model(engine: str, tmp_path: Path) -> None:
+    """One row takes the direct call into the compiled code, a large batch is split over
+    threads: both must agree with the native model, missing values (NaN) included."""
     path, data = _bundle(f"nextflow:{shared_file(SIZEY.format('chipseq'))}", tmp_path / "b")
     compiled, native = load_bundle(path), load_bundle(path, prefer_compiled=False)
     pipeline = compiled.forecaster.base.pipeline
     assert pipeline is not None
-    X = pipeline.transform(data.frame.iloc[:300])
+    X = pipeline.transform(data.frame.iloc[:600])
     rng = np.random.default_rng(0)
     X[rng.random(X.shape) < 0.2] = np.nan  # every feature goes missing on some rows
     fast, slow = compiled.forecaster.base.upper_model, native.forecaster.base.upper_model
@@ -66,20 +81,47 @@ def test_single_rows_and_missing_values_match_the_native_model(tmp_path: Path) -
     rows = np.array([fast.predict(X[i : i + 1])[0] for i in range(len(X))])
     np.testing.assert_allclose(rows, expected, rtol=1e-9)
     np.testing.assert_allclose(fast.predict(X), expected, rtol=1e-9)
-    assert np.isnan(X).any(axis=1).sum() > 100
+    np.testing.assert_allclose(fast.predict(np.asfortranarray(X[::-1])), expected[::-1])
+    assert np.isnan(X).any(axis=1).sum() > 200
 
 
-def test_unloadable_library_falls_back_to_native(tmp_path: Path) -> None:
-    path, data = _bundle(f"llmd-ttft:{LLMD / 'bimodal-h200.jsonl.gz'}", tmp_path / "bundle")
-    # A library built for another machine fails to load; simulate it, keeping the hash valid.
-    import json
+def test_rows_of_the_wrong_width_are_refused(tmp_path: Path) -> None:
+    if compile_engine("lightgbm") != "lleaves":
+        pytest.skip("lleaves is not installed here")
+    path, _ = _bundle(f"llmd-ttft:{LLMD / 'bimodal-h200.jsonl.gz'}", tmp_path / "b")
+    model = load_bundle(path).forecaster.base.upper_model
+    assert isinstance(model, LleavesRegressor)
+    with pytest.raises(ValueError, match=f"rows of {model.features} features"):
+        model.predict(np.zeros((3, model.features - 1)))
 
-    from slocast.artifacts import sha256_file
 
-    (path / "model_upper.so").write_bytes(b"not a shared library")
+def _rewrite(path: Path, name: str, content: bytes | None, **manifest_fields: object) -> None:
+    """Change a bundle file and/or manifest fields, keeping every hash valid (what a bundle
+    built elsewhere looks like: intact, but not for this machine)."""
     manifest = json.loads((path / "manifest.json").read_text())
-    manifest["files"]["model_upper.so"] = sha256_file(path / "model_upper.so")
+    if content is not None:
+        (path / name).write_bytes(content)
+        manifest["files"][name] = sha256_file(path / name)
+    manifest.update(manifest_fields)
     (path / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_unloadable_library_falls_back_to_native(engine: str, tmp_path: Path) -> None:
+    path, data = _bundle(f"llmd-ttft:{LLMD / 'bimodal-h200.jsonl.gz'}", tmp_path / "bundle")
+    library = json.loads((path / "manifest.json").read_text())["compiled"]["model_upper"]
+    _rewrite(path, library, b"not a compiled model")
+    bundle = load_bundle(path)
+    assert bundle.engine == "native"
+    assert (bundle.predict_frame(data.frame).upper > 0).all()
+
+
+def test_code_built_for_another_machine_is_not_loaded(engine: str, tmp_path: Path) -> None:
+    """LLVM aborts the whole process on an object file it cannot read: the recorded target is
+    checked before the file is handed to it."""
+    path, data = _bundle(f"llmd-ttft:{LLMD / 'bimodal-h200.jsonl.gz'}", tmp_path / "bundle")
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["compiled_engine"] == engine and manifest["compiled_target"]
+    _rewrite(path, "", None, compiled_target="aarch64-unknown-linux-gnu/generic")
     bundle = load_bundle(path)
     assert bundle.engine == "native"
     assert (bundle.predict_frame(data.frame).upper > 0).all()
@@ -90,33 +132,33 @@ def test_models_that_cannot_compile_serve_natively(tmp_path: Path) -> None:
     path, data = _bundle(f"llmd-tpot:{LLMD / 'bimodal-h200.jsonl.gz'}", tmp_path / "b", "xgboost")
     bundle = load_bundle(path)
     assert bundle.engine == "native" and bundle.manifest["compiled"] == {}
+    assert bundle.manifest["compiled_engine"] is None
     assert not list(path.glob("*.so"))
     assert (bundle.predict_frame(data.frame).upper > 0).all()
 
 
 def test_a_bundle_with_the_same_trees_reuses_the_compiled_libraries(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    engine: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Republishing calibration (the trainer between retrains) copies the libraries instead of
     compiling the same trees again; new trees are compiled."""
-    import slocast.artifacts.bundle as bundle_module
-
     path, data = _bundle(f"llmd-ttft:{LLMD / 'bimodal-h200.jsonl.gz'}", tmp_path / "first")
     first = load_bundle(path)
     live = load_bundle(path, prefer_compiled=False).forecaster  # as the trainer keeps it
     compiled: list[str] = []
     real_compile = bundle_module.compile_model
 
-    def counting(model: Path, family: str, out: Path) -> bool:
+    def counting(model: Path, family: str, out: Path, engine: str) -> bool:
         compiled.append(model.name)
-        return real_compile(model, family, out)
+        return real_compile(model, family, out, engine)
 
     monkeypatch.setattr(bundle_module, "compile_model", counting)
     save_bundle(live, tmp_path / "again", {}, {}, compile_models=True, previous=first)
     assert compiled == []
     again = load_bundle(tmp_path / "again")
-    assert again.engine == "tl2cgen"
-    assert again.manifest["files"]["model_upper.so"] == first.manifest["files"]["model_upper.so"]
+    assert again.engine == engine
+    library = first.manifest["compiled"]["model_upper"]
+    assert again.manifest["files"][library] == first.manifest["files"][library]
     np.testing.assert_allclose(
         again.predict_frame(data.frame).upper, first.predict_frame(data.frame).upper
     )
@@ -125,3 +167,23 @@ def test_a_bundle_with_the_same_trees_reuses_the_compiled_libraries(
     compiled.clear()
     save_bundle(retrained, tmp_path / "third", {}, {}, compile_models=True, previous=first)
     assert compiled == ["model_point.txt", "model_upper.txt"]  # new trees: compiled
+
+
+def test_libraries_of_another_engine_are_compiled_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from slocast.artifacts import compiled
+
+    if not (compiled._available("lleaves") and compiled._available("tl2cgen")):
+        pytest.skip("needs both lleaves and TL2cgen")
+    monkeypatch.setattr(bundle_module, "compile_engine", lambda family: "tl2cgen")
+    path, data = _bundle(f"llmd-ttft:{LLMD / 'bimodal-h200.jsonl.gz'}", tmp_path / "first")
+    live = load_bundle(path, prefer_compiled=False).forecaster
+    monkeypatch.setattr(bundle_module, "compile_engine", lambda family: "lleaves")
+    save_bundle(live, tmp_path / "again", {}, {}, compile_models=True, previous=load_bundle(path))
+    again = load_bundle(tmp_path / "again")
+    assert again.engine == "lleaves"
+    assert sorted(again.manifest["compiled"].values()) == ["model_point.o", "model_upper.o"]
+    np.testing.assert_allclose(
+        again.predict_frame(data.frame).upper, load_bundle(path).predict_frame(data.frame).upper
+    )

@@ -31,6 +31,7 @@ from typing import Any
 import httpx
 import pytest
 
+from slocast.artifacts import load_bundle
 from tests.conftest import LLMD, free_port
 
 pytestmark = pytest.mark.slow
@@ -102,7 +103,7 @@ def features(row: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[Path, str]:
-    """TTFT and TPOT bundles trained on the host (compiled where gcc is), readable by uid 10001."""
+    """TTFT and TPOT bundles trained (and compiled) on the host, readable by uid 10001."""
     out = tmp_path_factory.mktemp("bundles")
     mounts = {}
     for target in ("ttft", "tpot"):
@@ -134,6 +135,10 @@ def test_prediction_server_serves_mounted_bundles(bundles: dict[Path, str]) -> N
         bad = httpx.post(f"{url}/predict", json={"input_token_length": "many"})
         assert bad.status_code == 422
         assert "slocast_requests_total" in httpx.get(f"{url}/metrics").text
+        # Trees compiled on the host run in the image as they do here (same engine).
+        served = {m["domain"]: m["engine"] for m in httpx.get(f"{url}/v1/models").json()["models"]}
+        here = {load_bundle(path).spec.name: load_bundle(path).engine for path in bundles}
+        assert served == here
 
 
 def test_trainer_learns_and_a_server_syncs_from_it() -> None:

@@ -203,3 +203,20 @@ async def test_fast_path_and_fastapi_routes_answer_alike(llmd_bundles: list[Mode
             assert [e["loc"] for e in fast["detail"]] == [e["loc"] for e in slow["detail"]]
         else:
             assert fast == slow
+
+
+async def test_batches_above_the_cache_limit_are_computed(llmd_bundles: list[ModelBundle]) -> None:
+    cache = LRUCache(1000)
+    dataplane = DataPlane(llmd_bundles, cache, cache_max_batch=8)
+    rows = trace_rows(10)
+    async with client_for(dataplane) as client:
+        big = (await client.post("/predict/bulk/strict", json={"requests": rows})).json()
+        small = (await client.post("/predict/bulk/strict", json={"requests": rows[:8]})).json()
+        again = (await client.post("/predict/bulk/strict", json={"requests": rows[:8]})).json()
+        text = (await client.get("/metrics")).text
+    assert len(cache) == 16  # only the 8-row batch went in, for ttft and tpot
+    for route in ("ttft_ms", "tpot_ms"):
+        bounds = [[p[route] for p in r["predictions"]] for r in (big, small, again)]
+        assert bounds[0][:8] == bounds[1] == bounds[2]
+    assert 'slocast_cache_hits_total{domain="llm-ttft"} 8.0' in text
+    assert 'slocast_cache_misses_total{domain="llm-ttft"} 18.0' in text

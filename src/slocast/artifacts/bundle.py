@@ -34,12 +34,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from slocast.artifacts.compiled import CompiledRegressor, can_compile, compile_model
+from slocast.artifacts.compiled import (
+    LIBRARY_SUFFIX,
+    compile_engine,
+    compile_model,
+    engine_target,
+    load_compiled,
+)
 from slocast.calibration import AdaptiveConformal, ConformalUpper
 from slocast.calibration.forecaster import CalibratedForecaster
 from slocast.errors import BundleError, InputError
 from slocast.features import FeaturePipeline, group_keys, record_group_keys
-from slocast.models.base import Bounds
+from slocast.models.base import Bounds, Regressor
 from slocast.models.families import FAMILIES, load_regressor
 from slocast.models.quantile import QuantileForecaster
 from slocast.schema import DomainSpec, Prediction
@@ -58,7 +64,7 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 _LIBRARIES = (
     "slocast", "numpy", "pandas", "lightgbm", "xgboost-cpu", "xgboost", "catboost",
-    "treelite", "tl2cgen",
+    "treelite", "tl2cgen", "lleaves", "llvmlite",
 )  # fmt: skip
 
 
@@ -113,11 +119,12 @@ def save_bundle(
     base.point_model.save(staging / f"model_point{suffix}")
     base.upper_model.save(staging / f"model_upper{suffix}")
     compiled: dict[str, str] = {}
-    if compile_models and can_compile(base.family):
-        libraries = {name: f"{name}.so" for name in ("model_point", "model_upper")}
+    engine = compile_engine(base.family) if compile_models else None
+    if engine is not None:
+        libraries = {n: f"{n}{LIBRARY_SUFFIX[engine]}" for n in ("model_point", "model_upper")}
         built = [
-            _reuse_library(previous, staging / f"{n}{suffix}", staging / f)
-            or compile_model(staging / f"{n}{suffix}", base.family, staging / f)
+            _reuse_library(previous, engine, staging / f"{n}{suffix}", staging / f)
+            or compile_model(staging / f"{n}{suffix}", base.family, staging / f, engine)
             for n, f in libraries.items()
         ]
         if all(built):
@@ -164,6 +171,8 @@ def save_bundle(
             "gbm_config": base.config.__dict__,
             "feature_schema_hash": base.pipeline.schema_hash(),
             "compiled": compiled,
+            "compiled_engine": engine if compiled else None,
+            "compiled_target": engine_target(engine) if engine and compiled else None,
             "libraries": _library_versions(),
             "provenance": dict(provenance),
             "files": files,
@@ -175,9 +184,10 @@ def save_bundle(
     return version
 
 
-def _reuse_library(previous: ModelBundle | None, model: Path, library: Path) -> bool:
-    """Copy ``previous``'s compiled library for ``model`` when it was built from the same file."""
-    if previous is None:
+def _reuse_library(previous: ModelBundle | None, engine: str, model: Path, library: Path) -> bool:
+    """Copy ``previous``'s compiled library for ``model`` when ``engine`` built it from the same
+    file."""
+    if previous is None or _engine(previous.manifest) != engine:
         return False
     compiled = previous.manifest.get("compiled") or {}
     source = compiled.get(model.stem)
@@ -195,7 +205,7 @@ class ModelBundle:
     path: Path
     manifest: dict[str, Any]
     forecaster: CalibratedForecaster
-    engine: str = "native"  # "tl2cgen" when compiled models serve
+    engine: str = "native"  # "lleaves" or "tl2cgen" when compiled models serve
 
     @property
     def version(self) -> str:
@@ -282,6 +292,25 @@ def validate_records(records: Sequence[Mapping[str, object]], spec: DomainSpec) 
                 )
 
 
+def _engine(manifest: Mapping[str, Any]) -> str:
+    # Bundles from before lleaves name no engine: TL2cgen built them.
+    return str(manifest.get("compiled_engine") or "tl2cgen")
+
+
+def _load_compiled(
+    path: Path, manifest: Mapping[str, Any], suffix: str, threads: int
+) -> tuple[Regressor, Regressor]:
+    """The bundle's compiled point and upper models; OSError when they cannot run here."""
+    engine, target = _engine(manifest), manifest.get("compiled_target")
+    if target is not None and target != engine_target(engine):
+        raise OSError(f"{engine} code built for {target}, this machine is {engine_target(engine)}")
+    point, upper = (
+        load_compiled(path / manifest["compiled"][name], engine, path / f"{name}{suffix}", threads)
+        for name in ("model_point", "model_upper")
+    )
+    return point, upper
+
+
 def load_bundle(path: Path, prefer_compiled: bool = True, threads: int = 0) -> ModelBundle:
     """Load and verify a bundle (hashes, feature schema); a bad bundle raises BundleError.
 
@@ -324,15 +353,14 @@ def load_bundle(path: Path, prefer_compiled: bool = True, threads: int = 0) -> M
     compiled = manifest.get("compiled") or {}
     if prefer_compiled and compiled:
         try:
-            point = CompiledRegressor(path / compiled["model_point"], threads)
-            upper = CompiledRegressor(path / compiled["model_upper"], threads)
+            models = _load_compiled(path, manifest, suffix, threads)
         except (OSError, ImportError) as exc:
             # Built on another machine or toolchain: the native models serve, same predictions.
             log.warning(
                 "compiled models in %s unusable here (%s); serving native models", path, exc
             )
         else:
-            base.point_model, base.upper_model, engine = point, upper, "tl2cgen"
+            (base.point_model, base.upper_model), engine = models, _engine(manifest)
     cal = json.loads((path / "calibration.json").read_text())
     aci = None
     if cal["aci"] is not None:

@@ -1,15 +1,21 @@
-"""Compiled tree inference: a bundle's GBMs turned into a C shared library by TL2cgen.
+"""Compiled tree inference: a bundle's GBMs turned into machine code.
 
-TL2cgen (from the Treelite project) translates LightGBM / XGBoost tree ensembles into C and
-builds a shared library, so prediction walks the trees without the library's own Python
-wrapping. Compilation needs a C compiler (gcc) and the ``compile`` extra; when either is missing,
-or the library cannot be loaded on this machine (another architecture), the bundle serves its
-native model instead -- the native files are always in the bundle.
+Two compilers, chosen per model family, each with the native library as the fallback:
 
-Models are compiled with quantized thresholds (TL2cgen's ``quantize``: integer compares in the
-tree walk, about 20% faster, same outputs). Batches go through TL2cgen's predictor; a single
-row calls the generated ``predict`` function directly, because the predictor's per-call setup
-(a DMatrix, ctypes marshalling) costs five times the tree walk itself.
+- **lleaves** (LLVM, LightGBM only) compiles the trees in blocks of 34 and walks a block over
+  every row before the next, so a batch stays in the instruction cache: a 1,000-row batch of
+  300 trees takes half TL2cgen's time here. The object file is built for generic x86-64 (no
+  host-only instructions), so a bundle compiled on a trainer runs on any server of that
+  architecture.
+- **TL2cgen** (from the Treelite project) generates C and builds a shared library with gcc; it
+  compiles XGBoost as well. Thresholds are quantized (integer compares in the tree walk, about
+  20% faster, same outputs).
+
+When neither can run (no compiler, no ``compile`` extra, a model the frontend cannot read) or a
+compiled file cannot be used on this machine (another architecture), the bundle serves its
+native model -- the native files are always in the bundle. A single row calls the compiled
+entry point directly, because a library's own prediction wrapper (a DMatrix, ctypes
+marshalling, a thread pool per call) costs more than the tree walk itself.
 """
 
 from __future__ import annotations
@@ -18,36 +24,81 @@ import contextlib
 import ctypes
 import importlib.util
 import io
+import itertools
 import logging
+import os
+import platform
 import shutil
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["COMPILABLE_FAMILIES", "CompiledRegressor", "can_compile", "compile_model"]
+__all__ = [
+    "COMPILABLE_FAMILIES",
+    "LIBRARY_SUFFIX",
+    "CompiledRegressor",
+    "LleavesRegressor",
+    "can_compile",
+    "compile_engine",
+    "compile_model",
+    "engine_target",
+    "load_compiled",
+]
 
 log = logging.getLogger(__name__)
 COMPILABLE_FAMILIES = ("lightgbm", "xgboost")
+# Per family, the compilers to try, fastest first.
+_ENGINES = {"lightgbm": ("lleaves", "tl2cgen"), "xgboost": ("tl2cgen",)}
+LIBRARY_SUFFIX = {"lleaves": ".o", "tl2cgen": ".so"}
+# A generic CPU for lleaves' code: the object file must run on whichever server loads the bundle.
+_LLEAVES_CPU = "x86-64"
 
 
-def can_compile(family: str) -> bool:
-    """True when this machine can compile ``family`` models (library, toolchain, extra)."""
+def _available(engine: str) -> bool:
+    if engine == "lleaves":
+        return (
+            importlib.util.find_spec("lleaves") is not None
+            and importlib.util.find_spec("llvmlite") is not None
+        )
     return (
-        family in COMPILABLE_FAMILIES
-        and shutil.which("gcc") is not None
+        shutil.which("gcc") is not None
         and importlib.util.find_spec("tl2cgen") is not None
         and importlib.util.find_spec("treelite") is not None
     )
 
 
-def compile_model(model_path: Path, family: str, out: Path) -> bool:
-    """Compile a native model file (LightGBM text / XGBoost JSON) to the shared library ``out``.
+def compile_engine(family: str) -> str | None:
+    """The compiler this machine would use for ``family`` models; None when it has none."""
+    return next((e for e in _ENGINES.get(family, ()) if _available(e)), None)
+
+
+def can_compile(family: str) -> bool:
+    """True when this machine can compile ``family`` models (library, toolchain, extra)."""
+    return compile_engine(family) is not None
+
+
+def engine_target(engine: str) -> str:
+    """What a compiled file of ``engine`` runs on: checked at load, because LLVM aborts the
+    process (rather than raising) on an object file it cannot read."""
+    if engine == "lleaves":
+        import llvmlite.binding as llvm
+
+        return f"{llvm.get_process_triple()}/{_LLEAVES_CPU}"
+    return f"{platform.machine()}-{sys.platform}"
+
+
+def compile_model(model_path: Path, family: str, out: Path, engine: str) -> bool:
+    """Compile a native model file (LightGBM text / XGBoost JSON) with ``engine`` to ``out``.
 
     Returns False (and logs why) when this model cannot be compiled, e.g. an XGBoost JSON
     newer than the Treelite frontend reads: the caller then keeps serving the native model.
     """
+    if engine == "lleaves":
+        return _compile_lleaves(model_path, out)
     import tl2cgen
     import treelite
 
@@ -70,10 +121,39 @@ def compile_model(model_path: Path, family: str, out: Path) -> bool:
             )
         log.debug("tl2cgen: %s", chatter.getvalue().strip())
     except (treelite.core.TreeliteError, tl2cgen.exception.TL2cgenError, OSError) as exc:
-        log.warning("cannot compile %s (%s): the native model will serve", model_path.name, exc)
-        out.unlink(missing_ok=True)
-        return False
+        return _not_compiled(model_path, out, exc)
     return True
+
+
+def _compile_lleaves(model_path: Path, out: Path) -> bool:
+    import lleaves
+
+    try:
+        model = lleaves.Model(model_file=str(model_path))
+        if model.num_model_per_iteration() != 1:
+            return _not_compiled(model_path, out, ValueError("more than one output per row"))
+        # With a cache path that does not exist yet, lleaves writes the object file there.
+        model.compile(cache=str(out), target_cpu=_LLEAVES_CPU, target_cpu_features="")
+    except (ValueError, KeyError, RuntimeError, OSError) as exc:
+        return _not_compiled(model_path, out, exc)
+    return out.is_file()
+
+
+def _not_compiled(model_path: Path, out: Path, why: Exception) -> bool:
+    log.warning("cannot compile %s (%s): the native model will serve", model_path.name, why)
+    out.unlink(missing_ok=True)
+    return False
+
+
+def load_compiled(
+    library: Path, engine: str, native_model: Path, threads: int = 0
+) -> CompiledRegressor | LleavesRegressor:
+    """A compiled model from a bundle; OSError when it cannot run here."""
+    if engine == "lleaves":
+        return LleavesRegressor(library, native_model, threads)
+    if engine == "tl2cgen":
+        return CompiledRegressor(library, threads)
+    raise OSError(f"unknown compiled engine {engine!r}")
 
 
 # TL2cgen's generated code reads a row as an array of ``union Entry {int missing; double
@@ -121,10 +201,20 @@ def _row_call(library: Path) -> _RowCall | None:
     return _RowCall(_ROW_CALL(("predict", lib)), int(lib.get_num_feature()))
 
 
-class CompiledRegressor:
-    """Predicts with a TL2cgen shared library; same outputs as the native model."""
+class _Compiled:
+    """What every compiled model refuses: it is built from a trained native model."""
 
     family = "compiled"
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> None:
+        raise TypeError("compiled models are built from a trained native model, not fitted")
+
+    def save(self, path: Path) -> None:
+        raise TypeError("compiled models are saved by compile_model")
+
+
+class CompiledRegressor(_Compiled):
+    """Predicts with a TL2cgen shared library; same outputs as the native model."""
 
     def __init__(self, library: Path, threads: int = 0) -> None:
         """``threads``: for batches (0: every core); a single row runs on the caller's."""
@@ -144,8 +234,73 @@ class CompiledRegressor:
         matrix = self._tl2cgen.DMatrix(np.ascontiguousarray(X, dtype=np.float64), dtype="float64")
         return np.asarray(self._predictor.predict(matrix), dtype=np.float64).reshape(len(X))
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> None:
-        raise TypeError("compiled models are built from a trained native model, not fitted")
 
-    def save(self, path: Path) -> None:
-        raise TypeError("compiled models are saved by compile_model")
+# lleaves' entry point: forest_root(const double* rows, double* out, int start, int end).
+_FOREST = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32)
+# Rows per thread below which another thread costs more than it saves.
+_MIN_ROWS_PER_THREAD = 128
+
+
+class LleavesRegressor(_Compiled):
+    """Predicts with an lleaves object file; same outputs as the native LightGBM model.
+
+    Batches are split over ``threads`` (0: every core) on a pool kept for the model's life:
+    ctypes lets go of the GIL during the call, so the slices run in parallel.
+    """
+
+    def __init__(self, library: Path, native_model: Path, threads: int = 0) -> None:
+        try:
+            import lleaves
+        except ImportError as exc:
+            raise OSError(f"cannot load compiled model {library.name}: {exc}") from exc
+        if not library.read_bytes()[:4] == b"\x7fELF":
+            raise OSError(f"cannot load compiled model {library.name}: not an object file")
+        model = lleaves.Model(model_file=str(native_model))
+        model.compile(cache=str(library), target_cpu=_LLEAVES_CPU, target_cpu_features="")
+        self._model = model  # owns the execution engine, and so the code the entry point runs
+        address = ctypes.cast(model._c_entry_func, ctypes.c_void_p).value
+        if not address:
+            raise OSError(f"cannot load compiled model {library.name}: no entry point")
+        self._forest = _FOREST(address)
+        self.features = int(model.num_feature())
+        self.threads = threads or os.cpu_count() or 1
+        self._pool: ThreadPoolExecutor | None = None
+        self._local = threading.local()
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        if X.ndim != 2 or X.shape[1] != self.features:
+            # The code reads `features` doubles per row, whatever it is given: never let it.
+            raise ValueError(f"expected rows of {self.features} features, got shape {X.shape}")
+        n = len(X)
+        if n == 1:
+            return self._one(X)
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        out = np.empty(n)
+        rows, results = X.ctypes.data, out.ctypes.data
+        parts = min(self.threads, n // _MIN_ROWS_PER_THREAD)
+        if parts <= 1:
+            self._forest(rows, results, 0, n)
+            return out
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.threads - 1, thread_name_prefix="lleaves")
+        edges = np.linspace(0, n, parts + 1).astype(int).tolist()
+        pending = [
+            self._pool.submit(self._forest, rows, results, start, end)
+            for start, end in itertools.pairwise(edges[1:])
+        ]
+        self._forest(rows, results, 0, edges[1])
+        for job in pending:
+            job.result()
+        return out
+
+    def _one(self, X: np.ndarray) -> np.ndarray:
+        """One row through buffers kept per thread: reading a numpy array's address costs a
+        microsecond, a sixth of the whole tree walk."""
+        buffers = getattr(self._local, "buffers", None)
+        if buffers is None:
+            row, result = np.empty(self.features), np.empty(1)
+            buffers = self._local.buffers = (row, result, row.ctypes.data, result.ctypes.data)
+        row, result, row_address, result_address = buffers
+        row[:] = X[0]
+        self._forest(row_address, result_address, 0, 1)
+        return result.copy()

@@ -148,13 +148,13 @@ class CalibratedForecaster:
         shift = self.calibrator.offsets(groups, self.level_for(coverage))
         if self.aci is not None:
             shift += self.aci.overflow
-        upper = self.base.decode(upper_z + shift)
+        upper = self.base.decode(upper_z + shift)  # decoded bounds are never negative
         if self.use_request and request is not None:
             unseen = np.array([self.known_per_group[g] == 0 for g in groups], dtype=bool)
             upper = np.where(unseen & np.isfinite(request), request, upper)
             if self.request_is_cap:
                 upper = np.where(np.isfinite(request), np.minimum(upper, request), upper)
-        upper = np.maximum(upper, 0.0)
+            upper = np.maximum(upper, 0.0)
         point = point_z if upper_only else np.minimum(self.base.decode(point_z), upper)
         return Bounds(point, upper), upper_z
 

@@ -104,10 +104,15 @@ class DataPlane:
         metrics: ServingMetrics | None = None,
         max_batch: int = 10_000,
         llm_coverage: float = 0.9,
+        cache_max_batch: int = 64,
     ) -> None:
+        """``cache_max_batch``: batches up to this size go through the cache; larger ones are
+        computed outright, because compiled trees predict a row in less time than its cache key
+        takes to hash, so a large batch loses more on keys than it saves on hits."""
         self.cache = cache if cache is not None else LRUCache()
         self.metrics = metrics or ServingMetrics()
         self.max_batch = max_batch
+        self.cache_max_batch = cache_max_batch
         self._lock = threading.Lock()
         models = {d: _cold_start(d, llm_coverage) for d in LLM_DOMAINS}
         for bundle in bundles:
@@ -181,7 +186,7 @@ class DataPlane:
         counters = self.metrics.domain(model.domain)
         counters.batch_size.observe(len(items))
         counters.predictions.inc(len(items))
-        if not self.cache.enabled:
+        if not self.cache.enabled or len(items) > self.cache_max_batch:
             counters.cache_misses.inc(len(items))
             bounds = model.predictor.predict_matrix(items, coverage, upper_only)
             return bounds.point.tolist(), bounds.upper.tolist()

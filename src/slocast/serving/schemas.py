@@ -60,8 +60,10 @@ def _as_typed_dict(model: type[BaseModel]) -> Any:
             annotation = _as_typed_dict(annotation)
         elif get_origin(annotation) is list and issubclass(get_args(annotation)[0], BaseModel):
             annotation = list[_as_typed_dict(get_args(annotation)[0])]  # type: ignore[misc]
-        if info.metadata:
-            annotation = Annotated[(annotation, *info.metadata)]
+        # pydantic fills a TypedDict field's default when the key is absent, as the model does.
+        default = () if info.is_required() else (Field(default=info.default),)
+        if info.metadata or default:
+            annotation = Annotated[(annotation, *info.metadata, *default)]
         fields[name] = annotation if info.is_required() else NotRequired[annotation]
     return TypedDict(f"{model.__name__}Dict", fields)  # type: ignore[operator]
 
@@ -69,26 +71,22 @@ def _as_typed_dict(model: type[BaseModel]) -> Any:
 class LatencyRows:
     """llm-d request rows validated as plain dicts, defaults filled in.
 
-    The same fields, types, bounds and error locations as :class:`LatencyFeatures` and
-    :class:`BulkRequest` (derived from them), without building a model object per row: a
+    The same fields, types, bounds, defaults and error locations as :class:`LatencyFeatures`
+    and :class:`BulkRequest` (derived from them), without building a model object per row: a
     1,000-row bulk body validates in well under half the time. The prediction routes' hot path.
     """
 
     def __init__(self) -> None:
         self._one = TypeAdapter(_as_typed_dict(LatencyFeatures))
         self._bulk = TypeAdapter(_as_typed_dict(BulkRequest))
-        self._defaults = {
-            name: info.default
-            for name, info in LatencyFeatures.model_fields.items()
-            if not info.is_required()
-        }
 
     def one(self, raw: bytes) -> dict[str, Any]:
-        return {**self._defaults, **self._one.validate_json(raw)}
+        row: dict[str, Any] = self._one.validate_json(raw)
+        return row
 
     def bulk(self, raw: bytes) -> list[dict[str, Any]]:
-        defaults = self._defaults
-        return [{**defaults, **row} for row in self._bulk.validate_json(raw)["requests"]]
+        rows: list[dict[str, Any]] = self._bulk.validate_json(raw)["requests"]
+        return rows
 
 
 def domain_item_model(spec: DomainSpec) -> type[BaseModel]:
