@@ -65,6 +65,7 @@ def _params(settings: Settings) -> CalibrationParams:
         settings.aci_step,
         settings.aci_overflow_gain,
         settings.aci_experts,
+        settings.request_until,
     )
 
 

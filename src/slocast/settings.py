@@ -64,6 +64,12 @@ class Settings(BaseSettings):
     min_group_size: int = Field(
         30, ge=1, description="Known outcomes a group needs before it gets its own calibration."
     )
+    request_until: int = Field(
+        30,
+        ge=1,
+        description="Known outcomes a group needs before its jobs get the model's bound instead "
+        "of their request, where the request is a hard limit; unseen groups always get it.",
+    )
     calibration_window: int = Field(
         500, ge=50, description="Most recent conformity scores kept per group (tracks drift)."
     )

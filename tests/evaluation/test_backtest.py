@@ -30,6 +30,8 @@ class Spy:
         self.seen_until: list[float] = []
         self.violations = 0
         self.known: set[int] = set()
+        self.served: dict[object, float] = {}
+        self.matched: list[bool] = []
 
     def fit(self, train: pd.DataFrame) -> None:
         pass
@@ -37,10 +39,15 @@ class Spy:
     def predict(self, frame: pd.DataFrame) -> Bounds:
         now = float(frame["time"].iloc[0])
         self.violations += sum(1 for t in self.seen_until if t >= now)
-        return Bounds(np.ones(len(frame)), np.ones(len(frame)))
+        upper = frame["time"].to_numpy(np.float64)  # a bound the job can be recognised by
+        self.served.update(zip(frame.index, upper.tolist(), strict=True))
+        return Bounds(np.ones(len(frame)), upper)
 
     def observe(self, done: pd.DataFrame, served: Bounds) -> None:
         self.seen_until.extend(done["known_at"].tolist())
+        for index, upper in zip(done.index, served.upper.tolist(), strict=True):
+            if upper == upper:  # served during the replay (NaN: pending from calibration)
+                self.matched.append(self.served.get(index) == upper)
 
 
 def test_time_split_learns_only_finished_jobs() -> None:
@@ -56,11 +63,15 @@ def test_time_split_learns_only_finished_jobs() -> None:
 def test_replay_never_observes_an_outcome_before_it_is_known() -> None:
     frame = synthetic_frame(600)
     frame["known_at"] = frame["time"] + np.random.default_rng(0).integers(1, 50, 600)
+    frame.index = frame.index + 1000  # a slice of a longer log, as time_split hands them over
     spy = Spy()
     bounds = replay(spy, frame.iloc[:100], frame.iloc[100:], SYNTH_SPEC, min_release=3)
     assert spy.violations == 0
     assert len(bounds.upper) == 500
     assert len(spy.seen_until) > 400  # most outcomes did arrive during the replay
+    # Outcomes come back under the index the job was served with, beside the bound it got:
+    # forecasters match what they served to what happened by it.
+    assert len(spy.matched) > 400 and all(spy.matched)
 
 
 def test_too_few_rows() -> None:

@@ -106,7 +106,7 @@ def test_search_space_offers_the_domains_anchors(iwd_dev) -> None:
                 "n_estimators": 100, "learning_rate": 0.05, "num_leaves": 16, "max_depth": 5,
                 "min_child_samples": 10, "subsample": 0.9, "colsample": 0.9, "reg_lambda": 1.0,
                 "anchor": "history", "min_group_size": 30, "window": 500, "aci_step": 0.01,
-                "coverage": 0.95, "n_bins": 7, "bin_strategy": "kmeans",
+                "coverage": 0.95, "n_bins": 7, "bin_strategy": "kmeans", "request_until": 1,
             }
         ),
         "bins-forest",
@@ -115,6 +115,7 @@ def test_search_space_offers_the_domains_anchors(iwd_dev) -> None:
     assert candidate.config.n_bins == 7 and candidate.config.bin_strategy == "kmeans"
     assert candidate.coverage == 0.95 and candidate.anchor == anchors["history"]
     assert np.isclose(candidate.calibration.aci_step, 0.01)
+    assert candidate.calibration.request_until == 1
 
 
 def test_folds_whose_calibration_is_still_running_are_left_out() -> None:

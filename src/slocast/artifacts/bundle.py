@@ -150,6 +150,7 @@ def save_bundle(
                 "experts": forecaster.aci.experts,
             },
             "use_request": forecaster.use_request,
+            "request_until": forecaster.request_until,
             "request_is_cap": forecaster.request_is_cap,
             "known_per_group": dict(forecaster.known_per_group),
         },
@@ -371,6 +372,8 @@ def load_bundle(path: Path, prefer_compiled: bool = True, threads: int = 0) -> M
         ConformalUpper.from_state(cal["scores"], int(cal["min_group_size"]), int(cal["window"])),
         aci,
         use_request=bool(cal["use_request"]),
+        # Bundles from before thin groups fell back: only unseen groups did.
+        request_until=int(cal.get("request_until", 1)),
     )
     forecaster.request_is_cap = bool(cal["request_is_cap"])
     forecaster.known_per_group = Counter(

@@ -34,13 +34,15 @@ __all__ = ["CalibratedForecaster", "CalibrationParams", "build_slocast", "fit_on
 
 @dataclass(frozen=True)
 class CalibrationParams:
-    """How slocast calibrates: Mondrian group size, score window, ACI step and overflow gain."""
+    """How slocast calibrates: Mondrian group size, score window, ACI step and overflow gain,
+    and how many outcomes a group needs before the model's bound replaces the user's request."""
 
     min_group_size: int = 30
     window: int = 500
     aci_step: float = 0.02
     overflow_gain: float = 20.0
     aci_experts: int = 1
+    request_until: int = 30
 
 
 class CalibratedForecaster:
@@ -53,7 +55,11 @@ class CalibratedForecaster:
         online: bool = True,
         fit_base: bool = True,
         name: str = "slocast",
+        request_until: int = 1,
     ) -> None:
+        """``request_until``: where the request is a hard limit (no training job exceeded it), a
+        group's jobs get it until that many of their outcomes are known; unseen groups always
+        get it (where the domain has a request)."""
         self.name = name
         self.base = base
         self.spec = base.spec
@@ -65,8 +71,11 @@ class CalibratedForecaster:
         # False when several forecasters share one base model that the caller fits once.
         self.fit_base = fit_base
         self.request_is_cap = False
+        self.request_until = request_until
         self.known_per_group: Counter[str] = Counter()
         self._served_upper_z: dict[object, float] = {}
+        # Jobs whose served bound was the request: ACI must not count them as the model's hits.
+        self._served_request: set[object] = set()
         self._ready = False
 
     def _groups(self, frame: pd.DataFrame) -> np.ndarray:
@@ -123,10 +132,22 @@ class CalibratedForecaster:
         request = (
             frame[self.spec.user_request].to_numpy(np.float64) if self.spec.user_request else None
         )
-        bounds, upper_z = self.bounds(X, self._groups(frame), request, coverage)
+        groups = self._groups(frame)
+        bounds, upper_z = self.bounds(X, groups, request, coverage)
         if self.online:
             self._served_upper_z.update(zip(frame.index, upper_z.tolist(), strict=True))
+            if request is not None:
+                self._served_request.update(frame.index[self._falls_back(groups, request)])
         return bounds
+
+    def _falls_back(self, groups: np.ndarray, request: np.ndarray) -> np.ndarray:
+        """Jobs served their own request: a request given, and a group never seen -- or, where
+        the request is a hard limit (so it always covers), one still too thin to trust."""
+        if not self.use_request:
+            return np.zeros(len(groups), dtype=bool)
+        until = self.request_until if self.request_is_cap else 1
+        thin = np.array([self.known_per_group[g] < until for g in groups], bool)
+        return np.asarray(thin & np.isfinite(request), dtype=bool)
 
     def bounds(
         self,
@@ -150,8 +171,7 @@ class CalibratedForecaster:
             shift += self.aci.overflow
         upper = self.base.decode(upper_z + shift)  # decoded bounds are never negative
         if self.use_request and request is not None:
-            unseen = np.array([self.known_per_group[g] == 0 for g in groups], dtype=bool)
-            upper = np.where(unseen & np.isfinite(request), request, upper)
+            upper = np.where(self._falls_back(groups, request), request, upper)
             if self.request_is_cap:
                 upper = np.where(np.isfinite(request), np.minimum(upper, request), upper)
             upper = np.maximum(upper, 0.0)
@@ -177,7 +197,9 @@ class CalibratedForecaster:
         self.calibrator.update(scores, groups)
         self.known_per_group.update(groups.tolist())
         if self.aci is not None:
-            was_served = np.isfinite(served.upper)
+            by_request = [i in self._served_request for i in done.index]
+            self._served_request.difference_update(done.index)
+            was_served = np.isfinite(served.upper) & ~np.array(by_request, dtype=bool)
             missed = (
                 done[self.spec.target].to_numpy(np.float64)[was_served] > served.upper[was_served]
             )
@@ -201,7 +223,11 @@ def build_slocast(
         else None
     )
     return CalibratedForecaster(
-        base, ConformalUpper(params.min_group_size, params.window), aci, fit_base=fit_base
+        base,
+        ConformalUpper(params.min_group_size, params.window),
+        aci,
+        fit_base=fit_base,
+        request_until=params.request_until,
     )
 
 

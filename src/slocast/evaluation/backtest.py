@@ -76,7 +76,10 @@ def replay(
     if not getattr(forecaster, "online", True):
         return forecaster.predict(test)
     test_times = test[spec.time].to_numpy(np.float64)
-    events = pd.concat([pending, test], ignore_index=True)
+    # The jobs keep their own index: the forecaster matches outcomes to what it served by it.
+    events = pd.concat([pending, test])
+    if not events.index.is_unique:
+        raise ValueError("replay needs jobs with a unique index (pending and test overlap)")
     served_upper = np.full(len(events), np.nan)
     served_point = np.full(len(events), np.nan)
     # A job is never known before it was submitted (clock skew in traces).

@@ -129,6 +129,7 @@ def suggest(
         min_group_size=trial.suggest_categorical("min_group_size", [15, 30, 60]),
         window=trial.suggest_categorical("window", [200, 500, 2000]),
         aci_step=trial.suggest_categorical("aci_step", [0.0, 0.005, 0.01, 0.02, 0.05]),
+        request_until=trial.suggest_categorical("request_until", [1, 30]),
     )
     return Candidate(
         family,
