@@ -187,3 +187,30 @@ def test_libraries_of_another_engine_are_compiled_again(
     np.testing.assert_allclose(
         again.predict_frame(data.frame).upper, load_bundle(path).predict_frame(data.frame).upper
     )
+
+
+def test_threads_predicting_at_once_get_their_own_answers(engine: str, tmp_path: Path) -> None:
+    """A gRPC server predicts from many threads: one-row buffers and batch slices must not
+    mix between them."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    path, data = _bundle(f"nextflow:{shared_file(SIZEY.format('chipseq'))}", tmp_path / "b")
+    compiled, native = load_bundle(path), load_bundle(path, prefer_compiled=False)
+    pipeline = compiled.forecaster.base.pipeline
+    fast, slow = compiled.forecaster.base.upper_model, native.forecaster.base.upper_model
+    assert pipeline is not None and fast is not None and slow is not None
+    X = pipeline.transform(data.frame.iloc[:800])
+    expected = slow.predict(X)
+
+    def work(seed: int) -> bool:
+        rng = np.random.default_rng(seed)
+        for _ in range(40):
+            start = int(rng.integers(0, 500))
+            size = int(rng.choice([1, 1, 300]))
+            got = fast.predict(X[start : start + size])
+            if not np.allclose(got, expected[start : start + size], rtol=1e-9):
+                return False
+        return True
+
+    with ThreadPoolExecutor(4) as pool:
+        assert all(pool.map(work, range(8)))

@@ -253,7 +253,9 @@ class LleavesRegressor(_Compiled):
             import lleaves
         except ImportError as exc:
             raise OSError(f"cannot load compiled model {library.name}: {exc}") from exc
-        if not library.read_bytes()[:4] == b"\x7fELF":
+        with library.open("rb") as file:
+            magic = file.read(4)
+        if magic != b"\x7fELF":
             raise OSError(f"cannot load compiled model {library.name}: not an object file")
         model = lleaves.Model(model_file=str(native_model))
         model.compile(cache=str(library), target_cpu=_LLEAVES_CPU, target_cpu_features="")
@@ -264,7 +266,12 @@ class LleavesRegressor(_Compiled):
         self._forest = _FOREST(address)
         self.features = int(model.num_feature())
         self.threads = threads or os.cpu_count() or 1
-        self._pool: ThreadPoolExecutor | None = None
+        # Threads start on first use; made here so concurrent first batches share one pool.
+        self._pool = (
+            ThreadPoolExecutor(self.threads - 1, thread_name_prefix="lleaves")
+            if self.threads > 1
+            else None
+        )
         self._local = threading.local()
 
     def predict(self, X: np.ndarray) -> np.ndarray:
@@ -278,11 +285,9 @@ class LleavesRegressor(_Compiled):
         out = np.empty(n)
         rows, results = X.ctypes.data, out.ctypes.data
         parts = min(self.threads, n // _MIN_ROWS_PER_THREAD)
-        if parts <= 1:
+        if parts <= 1 or self._pool is None:
             self._forest(rows, results, 0, n)
             return out
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.threads - 1, thread_name_prefix="lleaves")
         edges = np.linspace(0, n, parts + 1).astype(int).tolist()
         pending = [
             self._pool.submit(self._forest, rows, results, start, end)
