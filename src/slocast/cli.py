@@ -66,6 +66,7 @@ def _params(settings: Settings) -> CalibrationParams:
         settings.aci_overflow_gain,
         settings.aci_experts,
         settings.request_until,
+        settings.calibration_decay,
     )
 
 

@@ -73,6 +73,13 @@ class Settings(BaseSettings):
     calibration_window: int = Field(
         500, ge=50, description="Most recent conformity scores kept per group (tracks drift)."
     )
+    calibration_decay: float = Field(
+        0.99,
+        gt=0.0,
+        le=1.0,
+        description="Age weight of a conformity score per newer one (1 = all scores in the "
+        "window weigh the same).",
+    )
     aci_step: float = Field(
         0.02, ge=0.0, lt=0.5, description="Adaptive conformal step size gamma (0 disables ACI)."
     )

@@ -106,3 +106,51 @@ def test_exceedance_is_the_share_of_scores_at_or_above() -> None:
     cal = ConformalUpper(min_group_size=5).conformalize(np.arange(1.0, 11.0))
     got = cal.exceedance(np.array([10.0, 0.0, 10.5, 5.5]), [POOLED] * 4)
     np.testing.assert_allclose(got, [2 / 11, 11 / 11, 1 / 11, 6 / 11])
+
+
+def test_decayed_scores_let_an_offset_come_down_after_a_change() -> None:
+    """Errors shrink (a calmer regime): unweighted, the 90 % offset stays at the old level
+    while a tenth of the window still holds old scores; with age weights it follows."""
+    rng = np.random.default_rng(3)
+    offsets = {}
+    for decay in (1.0, 0.99):
+        cal = ConformalUpper(window=500, decay=decay).conformalize(3.0 + rng.normal(size=500))
+        cal.update(rng.normal(size=300))
+        offsets[decay] = cal.offset(0.9)
+    new_regime = 1.28  # the 90 % quantile of the new scores
+    assert abs(offsets[0.99] - new_regime) < 0.4
+    assert offsets[1.0] - new_regime > 1.0
+
+
+def test_decayed_quantile_keeps_its_properties() -> None:
+    rng = np.random.default_rng(4)
+    scores = rng.normal(size=300)
+    levels = [conformal_quantile(scores, c, 0.99) for c in (0.5, 0.8, 0.9, 0.95)]
+    assert levels == sorted(levels)  # monotone in the coverage asked
+    # On steady data the weights change little: the same coverage on fresh scores.
+    fresh = rng.normal(size=20_000)
+    assert np.mean(fresh <= conformal_quantile(scores, 0.9, 0.99)) == pytest.approx(0.9, abs=0.05)
+    with pytest.raises(ValueError, match="decay"):
+        conformal_quantile(scores, 0.9, 0.0)
+
+
+def test_weighted_exceedance_matches_the_quantile() -> None:
+    """A score's exceedance is the largest miscoverage whose offset still covers it, with age
+    weights as without."""
+    rng = np.random.default_rng(5)
+    cal = ConformalUpper(decay=0.98).conformalize(rng.normal(size=200))
+    for score in rng.normal(size=20):
+        alpha = float(cal.exceedance(np.array([score]), [POOLED])[0])
+        assert cal.offset(1.0 - alpha + 1e-6) >= score  # a little less miscoverage: covered
+        if alpha < 1.0:
+            assert cal.offset(1.0 - alpha - 1e-6) < score  # a little more: not
+
+
+def test_decay_round_trips() -> None:
+    cal = ConformalUpper(decay=0.95).conformalize(np.arange(100.0))
+    restored = ConformalUpper.from_state(cal.state(), 30, 2000, 0.95)
+    assert (
+        restored.offset(0.9)
+        == cal.offset(0.9)
+        != ConformalUpper.from_state(cal.state()).offset(0.9)
+    )

@@ -24,18 +24,11 @@ def _tolerance(result: EvaluationResult) -> float:
     return 0.015 if len(result.split.test) >= 5000 else 0.03
 
 
-OVER_COVERS = pytest.mark.xfail(
-    strict=True,
-    reason="known gap (issue 3 note): chatbot TTFT over-covers (0.944) since TTFT is learned "
-    "relative to the queue; ACI lowers the level too slowly over 306 rows",
-)
-
-
 @pytest.mark.parametrize(
     ("kind", "trace"),
     [
         ("llmd-ttft", "bimodal-h200"),
-        pytest.param("llmd-ttft", "chatbot-synthetic-h200", marks=OVER_COVERS),
+        ("llmd-ttft", "chatbot-synthetic-h200"),
         ("llmd-tpot", "bimodal-h200"),
         ("llmd-tpot", "chatbot-synthetic-h200"),
     ],

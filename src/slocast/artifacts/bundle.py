@@ -138,6 +138,7 @@ def save_bundle(
             "scores": forecaster.calibrator.state(),
             "min_group_size": forecaster.calibrator.min_group_size,
             "window": forecaster.calibrator.window,
+            "decay": forecaster.calibrator.decay,
             "aci": None if forecaster.aci is None else forecaster.aci.state(),
             "aci_params": None
             if forecaster.aci is None
@@ -369,7 +370,12 @@ def load_bundle(path: Path, prefer_compiled: bool = True, threads: int = 0) -> M
         aci.restore(cal["aci"])
     forecaster = CalibratedForecaster(
         base,
-        ConformalUpper.from_state(cal["scores"], int(cal["min_group_size"]), int(cal["window"])),
+        ConformalUpper.from_state(
+            cal["scores"],
+            int(cal["min_group_size"]),
+            int(cal["window"]),
+            float(cal.get("decay", 1.0)),  # bundles from before decay: unweighted windows
+        ),
         aci,
         use_request=bool(cal["use_request"]),
         # Bundles from before thin groups fell back: only unseen groups did.

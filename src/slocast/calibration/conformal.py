@@ -8,7 +8,10 @@ data -- one-sided, so the bound is not widened for a lower tail nobody asked abo
 With groups (Mondrian conformal prediction) each group with at least ``min_group_size`` scores
 gets its own quantile, so the promise holds per group; thinner groups use the pooled scores.
 Each group keeps only its latest ``window`` scores, so :meth:`ConformalUpper.update` with newly
-known outcomes lets the offsets follow drift.
+known outcomes lets the offsets follow drift. With ``decay`` < 1 the scores in a window are
+also weighted by age (the i-th newest by ``decay ** i``, as in nonexchangeable conformal
+prediction, Barber et al. 2023): a window still full of scores from before a change weighs
+less than the outcomes since, in both directions -- too wide as well as too narrow.
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
@@ -33,9 +36,17 @@ from slocast.schema import POOLED
 __all__ = ["POOLED", "ConformalUpper", "conformal_quantile"]
 
 
-def conformal_quantile(scores: np.ndarray, coverage: float) -> float:
+def _age_weights(n: int, decay: float) -> np.ndarray:
+    """Weights of ``n`` scores, oldest first: ``decay ** age``, the newest aged 1 (the new job
+    itself weighs 1)."""
+    return np.asarray(decay ** np.arange(n, 0, -1, dtype=np.float64), dtype=np.float64)
+
+
+def conformal_quantile(scores: np.ndarray, coverage: float, decay: float = 1.0) -> float:
     """The ``ceil((n + 1) * coverage)``-th smallest score (finite-sample valid split quantile).
 
+    With ``decay`` < 1 (``scores`` oldest first), the smallest score whose age-weighted share
+    reaches ``coverage``, the new job counting with weight 1; ``decay = 1`` is the plain rank.
     When ``n`` is too small for the requested coverage the largest score is returned, so bounds
     stay finite; callers that need the guarantee must keep ``n >= 1 / (1 - coverage) - 1``.
 
@@ -43,14 +54,24 @@ def conformal_quantile(scores: np.ndarray, coverage: float) -> float:
     9.0
     >>> conformal_quantile(np.arange(1.0, 20.0), 0.9)
     18.0
+    >>> conformal_quantile(np.array([9.0] * 50 + [1.0] * 50), 0.8, decay=0.9)  # the recent 1s
+    1.0
     """
     if not 0.0 < coverage < 1.0:
         raise ValueError(f"coverage must be in (0, 1), got {coverage}")
+    if not 0.0 < decay <= 1.0:
+        raise ValueError(f"decay must be in (0, 1], got {decay}")
     n = len(scores)
     if n == 0:
         raise LifecycleError("no conformity scores to take a quantile of")
-    k = min(math.ceil((n + 1) * coverage), n)
-    return float(np.partition(scores, k - 1)[k - 1])
+    if decay == 1.0:
+        k = min(math.ceil((n + 1) * coverage), n)
+        return float(np.partition(scores, k - 1)[k - 1])
+    weights = _age_weights(n, decay)
+    order = np.argsort(scores, kind="stable")
+    share = np.cumsum(weights[order]) / (weights.sum() + 1.0)
+    k = int(np.searchsorted(share, coverage, side="left"))
+    return float(scores[order[min(k, n - 1)]])
 
 
 class ConformalUpper:
@@ -60,11 +81,14 @@ class ConformalUpper:
     ``offsets`` before ``conformalize`` raises :class:`LifecycleError`.
     """
 
-    def __init__(self, min_group_size: int = 30, window: int = 2000) -> None:
+    def __init__(self, min_group_size: int = 30, window: int = 2000, decay: float = 1.0) -> None:
         if min_group_size < 1 or window < 1:
             raise ValueError("min_group_size and window must be >= 1")
+        if not 0.0 < decay <= 1.0:
+            raise ValueError(f"decay must be in (0, 1], got {decay}")
         self.min_group_size = min_group_size
         self.window = window
+        self.decay = decay
         self._scores: dict[str, deque[float]] = {}
         # Offsets per (group, coverage) until the next update: serving asks the same ones.
         self._memo: dict[tuple[str, float], float] = {}
@@ -114,9 +138,13 @@ class ConformalUpper:
         for i, group in enumerate(groups):
             rows_of.setdefault(str(group), []).append(i)
         for key, rows in rows_of.items():
-            window = np.sort(np.fromiter(self._window(key), dtype=np.float64))
-            below = np.searchsorted(window, scores[rows], side="left")
-            out[rows] = (1 + len(window) - below) / (len(window) + 1)
+            held = np.fromiter(self._window(key), dtype=np.float64)
+            order = np.argsort(held, kind="stable")
+            weights = _age_weights(len(held), self.decay)[order]
+            # Weight at or above each position of the sorted window, the new job's own 1 added.
+            above = np.append(np.cumsum(weights[::-1])[::-1], 0.0)
+            below = np.searchsorted(held[order], scores[rows], side="left")
+            out[rows] = (1.0 + above[below]) / (weights.sum() + 1.0)
         return out
 
     def count(self, group: object) -> int:
@@ -131,7 +159,7 @@ class ConformalUpper:
         cached = self._memo.get(key)
         if cached is None:
             scores = self._window(key[0])
-            cached = conformal_quantile(np.fromiter(scores, dtype=np.float64), coverage)
+            cached = conformal_quantile(np.fromiter(scores, dtype=np.float64), coverage, self.decay)
             self._memo[key] = cached
         return cached
 
@@ -154,9 +182,13 @@ class ConformalUpper:
 
     @classmethod
     def from_state(
-        cls, state: dict[str, list[float]], min_group_size: int = 30, window: int = 2000
+        cls,
+        state: dict[str, list[float]],
+        min_group_size: int = 30,
+        window: int = 2000,
+        decay: float = 1.0,
     ) -> ConformalUpper:
-        cal = cls(min_group_size, window)
+        cal = cls(min_group_size, window, decay)
         cal._scores = {k: deque(v, maxlen=window) for k, v in state.items()}
         cal._memo = {}
         cal._scores.setdefault(POOLED, deque(maxlen=window))

@@ -43,6 +43,8 @@ class CalibrationParams:
     overflow_gain: float = 20.0
     aci_experts: int = 1
     request_until: int = 30
+    # Age weight of a score per newer one (0.99: NexCP's choice, a half-life of 69 outcomes).
+    decay: float = 0.99
 
 
 class CalibratedForecaster:
@@ -224,7 +226,7 @@ def build_slocast(
     )
     return CalibratedForecaster(
         base,
-        ConformalUpper(params.min_group_size, params.window),
+        ConformalUpper(params.min_group_size, params.window, params.decay),
         aci,
         fit_base=fit_base,
         request_until=params.request_until,
