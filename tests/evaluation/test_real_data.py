@@ -66,7 +66,7 @@ def test_sizey_coverage(workflow: str) -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="known gap (issue 3 note): chipseq covers 0.959 and rnaseq 0.989: processes with "
+    reason="known gap (issue 3 note): chipseq covers 0.961 and rnaseq 0.989: processes with "
     "fewer than 30 known outcomes get their request, which covers nearly every job",
 )
 @pytest.mark.parametrize("workflow", ["chipseq", "rnaseq"])

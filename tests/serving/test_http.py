@@ -178,8 +178,14 @@ async def test_fast_path_and_fastapi_routes_answer_alike(llmd_bundles: list[Mode
     names in errors, and metrics series."""
     rows = trace_rows(5)
     bad = [*rows[:2], rows[2] | {"num_request_waiting": -1}]
+    # The in-flight token counts are optional (default 0): left out, they must read as 0.
+    optional = ("prefill_tokens_in_flight", "decode_tokens_in_flight")
+    zeroed = rows[1] | dict.fromkeys(optional, 0)
+    bare = {k: v for k, v in zeroed.items() if k not in optional}
     calls: list[tuple[str, Any]] = [
         ("/predict", rows[0]),
+        ("/predict", zeroed),
+        ("/predict/bulk/strict", {"requests": [bare]}),
         ("/predict", rows[0] | {"kv_cache_percentage": "lots"}),
         ("/predict", {"input_token_length": 5}),
         ("/predict/bulk/strict", {"requests": rows}),
@@ -197,7 +203,13 @@ async def test_fast_path_and_fastapi_routes_answer_alike(llmd_bundles: list[Mode
             text = (await client.get("/metrics")).text
         assert 'slocast_requests_total{route="/predict",status="422"} 2.0' in text
         assert 'slocast_requests_total{route="/v1/{domain}/predict",status="404"} 1.0' in text
-    assert [status for status, _ in answers[True]] == [200, 422, 422, 200, 422, 422, 200, 422, 404]
+    statuses = [200, 200, 200, 422, 422, 200, 422, 422, 200, 422, 404]
+    assert [status for status, _ in answers[True]] == statuses
+    with_zeros, left_out = answers[True][1][1], answers[True][2][1]["predictions"][0]
+    assert (with_zeros["ttft_ms"], with_zeros["tpot_ms"]) == (
+        left_out["ttft_ms"],
+        left_out["tpot_ms"],
+    )
     for (status, fast), (_, slow) in zip(answers[True], answers[False], strict=True):
         if status == 422:
             assert [e["loc"] for e in fast["detail"]] == [e["loc"] for e in slow["detail"]]
