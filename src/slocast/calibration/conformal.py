@@ -36,6 +36,12 @@ from slocast.schema import POOLED
 __all__ = ["POOLED", "ConformalUpper", "conformal_quantile"]
 
 
+def _check_decay(decay: float) -> float:
+    if not 0.0 < decay <= 1.0:
+        raise ValueError(f"decay must be in (0, 1], got {decay}")
+    return decay
+
+
 def _age_weights(n: int, decay: float) -> np.ndarray:
     """Weights of ``n`` scores, oldest first: ``decay ** age``, the newest aged 1 (the new job
     itself weighs 1)."""
@@ -59,8 +65,7 @@ def conformal_quantile(scores: np.ndarray, coverage: float, decay: float = 1.0) 
     """
     if not 0.0 < coverage < 1.0:
         raise ValueError(f"coverage must be in (0, 1), got {coverage}")
-    if not 0.0 < decay <= 1.0:
-        raise ValueError(f"decay must be in (0, 1], got {decay}")
+    _check_decay(decay)
     n = len(scores)
     if n == 0:
         raise LifecycleError("no conformity scores to take a quantile of")
@@ -84,11 +89,9 @@ class ConformalUpper:
     def __init__(self, min_group_size: int = 30, window: int = 2000, decay: float = 1.0) -> None:
         if min_group_size < 1 or window < 1:
             raise ValueError("min_group_size and window must be >= 1")
-        if not 0.0 < decay <= 1.0:
-            raise ValueError(f"decay must be in (0, 1], got {decay}")
         self.min_group_size = min_group_size
         self.window = window
-        self.decay = decay
+        self.decay = _check_decay(decay)
         self._scores: dict[str, deque[float]] = {}
         # Offsets per (group, coverage) until the next update: serving asks the same ones.
         self._memo: dict[tuple[str, float], float] = {}
