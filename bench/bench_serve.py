@@ -3,6 +3,7 @@
 Run: `make bench-serve`. Trains TTFT/TPOT bundles on the bundled llm-d H200 trace, then prints
 p50/p99 per call and throughput for:
   - native XGBoost / LightGBM one-row and 1,000-row predict (the baseline: a bare model call),
+  - the TTFT bound's trees alone, compiled by each engine this machine has (lleaves, TL2cgen),
   - slocast's data plane (features + model + conformal offsets + cache), cache miss and hit,
   - a real `slocast serve http` process: /predict and /predict/bulk/strict (1, 100, 1,000 rows),
     through a lean keep-alive client (prebuilt request bytes on one socket: what is timed is the
@@ -36,6 +37,12 @@ from rich.console import Console
 from rich.table import Table
 
 from slocast.artifacts import ModelBundle, load_bundle, save_bundle
+from slocast.artifacts.compiled import (
+    LIBRARY_SUFFIX,
+    compile_model,
+    engine_available,
+    load_compiled,
+)
 from slocast.calibration.forecaster import CalibrationParams, fit_on_history
 from slocast.datasets import load_dataset
 from slocast.models import QuantileForecaster
@@ -214,8 +221,17 @@ def main() -> None:
     def record(name: str, n: int, call: Callable[[], object], repeat: int = 300) -> None:
         results.append((name, n, timings(call, repeat)))
 
+    engines = {}  # the TTFT upper model's trees alone, compiled by each engine this machine has
+    for engine in ("lleaves", "tl2cgen"):
+        out = work / f"ttft_upper.{engine}{LIBRARY_SUFFIX[engine]}"
+        if engine_available(engine) and compile_model(
+            dirs[0] / "model_upper.txt", "lightgbm", out, engine
+        ):
+            engines[engine] = load_compiled(out, engine, dirs[0] / "model_upper.txt")
     for n in (1, 1000):
         x, items = X[:n], rows(n)
+        for engine, model in engines.items():
+            record(f"trees only, {engine}", n, lambda m=model, x=x: m.predict(x))
         miss = DataPlane(bundles, LRUCache(0))
         # Every row looked up, whatever the batch (servers skip the cache above 64 rows).
         hit = DataPlane(bundles, LRUCache(100_000), cache_max_batch=n)

@@ -28,7 +28,7 @@ def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> s
     from slocast.artifacts import compiled
 
     name: str = request.param
-    if not compiled._available(name):
+    if not compiled.engine_available(name):
         pytest.skip(f"{name} is not installed here")
     monkeypatch.setattr(bundle_module, "compile_engine", lambda family: name)
     return name
@@ -174,7 +174,7 @@ def test_libraries_of_another_engine_are_compiled_again(
 ) -> None:
     from slocast.artifacts import compiled
 
-    if not (compiled._available("lleaves") and compiled._available("tl2cgen")):
+    if not (compiled.engine_available("lleaves") and compiled.engine_available("tl2cgen")):
         pytest.skip("needs both lleaves and TL2cgen")
     monkeypatch.setattr(bundle_module, "compile_engine", lambda family: "tl2cgen")
     path, data = _bundle(f"llmd-ttft:{LLMD / 'bimodal-h200.jsonl.gz'}", tmp_path / "first")

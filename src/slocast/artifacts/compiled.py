@@ -45,6 +45,7 @@ __all__ = [
     "can_compile",
     "compile_engine",
     "compile_model",
+    "engine_available",
     "engine_target",
     "load_compiled",
 ]
@@ -58,7 +59,8 @@ LIBRARY_SUFFIX = {"lleaves": ".o", "tl2cgen": ".so"}
 _LLEAVES_CPU = "x86-64"
 
 
-def _available(engine: str) -> bool:
+def engine_available(engine: str) -> bool:
+    """True when this machine can compile with ``engine`` ("lleaves" or "tl2cgen")."""
     if engine == "lleaves":
         return (
             importlib.util.find_spec("lleaves") is not None
@@ -73,7 +75,7 @@ def _available(engine: str) -> bool:
 
 def compile_engine(family: str) -> str | None:
     """The compiler this machine would use for ``family`` models; None when it has none."""
-    return next((e for e in _ENGINES.get(family, ()) if _available(e)), None)
+    return next((e for e in _ENGINES.get(family, ()) if engine_available(e)), None)
 
 
 def can_compile(family: str) -> bool:
