@@ -134,12 +134,11 @@ class CalibratedForecaster:
         request = (
             frame[self.spec.user_request].to_numpy(np.float64) if self.spec.user_request else None
         )
-        groups = self._groups(frame)
-        bounds, upper_z = self.bounds(X, groups, request, coverage)
+        bounds, upper_z, by_request = self._bounds(X, self._groups(frame), request, coverage)
         if self.online:
             self._served_upper_z.update(zip(frame.index, upper_z.tolist(), strict=True))
-            if request is not None:
-                self._served_request.update(frame.index[self._falls_back(groups, request)])
+            if by_request is not None:
+                self._served_request.update(frame.index[by_request])
         return bounds
 
     def _falls_back(self, groups: np.ndarray, request: np.ndarray) -> np.ndarray:
@@ -165,6 +164,18 @@ class CalibratedForecaster:
         group, ACI overflow, request fallback and cap. ``upper_only``: the point is not
         computed (NaN).
         """
+        bounds, upper_z, _ = self._bounds(X, groups, request, coverage, upper_only)
+        return bounds, upper_z
+
+    def _bounds(
+        self,
+        X: np.ndarray,
+        groups: np.ndarray,
+        request: np.ndarray | None,
+        coverage: float | None = None,
+        upper_only: bool = False,
+    ) -> tuple[Bounds, np.ndarray, np.ndarray | None]:
+        """:meth:`bounds`, and which jobs were served their request (None: no request given)."""
         if not self._ready:
             raise LifecycleError("CalibratedForecaster.predict called before conformalize")
         point_z, upper_z = self.base.predict_matrix(X, upper_only)
@@ -172,13 +183,16 @@ class CalibratedForecaster:
         if self.aci is not None:
             shift += self.aci.overflow
         upper = self.base.decode(upper_z + shift)  # decoded bounds are never negative
-        if self.use_request and request is not None:
-            upper = np.where(self._falls_back(groups, request), request, upper)
-            if self.request_is_cap:
-                upper = np.where(np.isfinite(request), np.minimum(upper, request), upper)
-            upper = np.maximum(upper, 0.0)
+        by_request = None
+        if request is not None:
+            by_request = self._falls_back(groups, request)  # all False without use_request
+            if self.use_request:
+                upper = np.where(by_request, request, upper)
+                if self.request_is_cap:
+                    upper = np.where(np.isfinite(request), np.minimum(upper, request), upper)
+                upper = np.maximum(upper, 0.0)
         point = point_z if upper_only else np.minimum(self.base.decode(point_z), upper)
-        return Bounds(point, upper), upper_z
+        return Bounds(point, upper), upper_z, by_request
 
     def observe(self, done: pd.DataFrame, served: Bounds) -> None:
         """Learn from finished jobs (``served.upper`` is NaN for jobs never served here)."""
