@@ -127,17 +127,23 @@ def compile_model(model_path: Path, family: str, out: Path, engine: str) -> bool
     return True
 
 
-def _compile_lleaves(model_path: Path, out: Path) -> bool:
+def _lleaves_model(native_model: Path, object_file: Path) -> Any:
+    """An lleaves model of ``native_model`` whose code is ``object_file``: compiled into it
+    when the file does not exist yet, loaded from it when it does."""
     import lleaves
 
+    model = lleaves.Model(model_file=str(native_model))
+    model.compile(cache=str(object_file), target_cpu=_LLEAVES_CPU, target_cpu_features="")
+    return model
+
+
+def _compile_lleaves(model_path: Path, out: Path) -> bool:
     try:
-        model = lleaves.Model(model_file=str(model_path))
-        if model.num_model_per_iteration() != 1:
-            return _not_compiled(model_path, out, ValueError("more than one output per row"))
-        # With a cache path that does not exist yet, lleaves writes the object file there.
-        model.compile(cache=str(out), target_cpu=_LLEAVES_CPU, target_cpu_features="")
+        model = _lleaves_model(model_path, out)
     except (ValueError, KeyError, RuntimeError, OSError) as exc:
         return _not_compiled(model_path, out, exc)
+    if model.num_model_per_iteration() != 1:
+        return _not_compiled(model_path, out, ValueError("more than one output per row"))
     return out.is_file()
 
 
@@ -251,16 +257,14 @@ class LleavesRegressor(_Compiled):
     """
 
     def __init__(self, library: Path, native_model: Path, threads: int = 0) -> None:
-        try:
-            import lleaves
-        except ImportError as exc:
-            raise OSError(f"cannot load compiled model {library.name}: {exc}") from exc
         with library.open("rb") as file:
             magic = file.read(4)
         if magic != b"\x7fELF":
             raise OSError(f"cannot load compiled model {library.name}: not an object file")
-        model = lleaves.Model(model_file=str(native_model))
-        model.compile(cache=str(library), target_cpu=_LLEAVES_CPU, target_cpu_features="")
+        try:
+            model = _lleaves_model(native_model, library)
+        except ImportError as exc:
+            raise OSError(f"cannot load compiled model {library.name}: {exc}") from exc
         self._model = model  # owns the execution engine, and so the code the entry point runs
         address = ctypes.cast(model._c_entry_func, ctypes.c_void_p).value
         if not address:
