@@ -134,7 +134,7 @@ class CalibratedForecaster:
         request = (
             frame[self.spec.user_request].to_numpy(np.float64) if self.spec.user_request else None
         )
-        bounds, upper_z, by_request = self._bounds(X, self._groups(frame), request, coverage)
+        bounds, upper_z, by_request = self.bounds(X, self._groups(frame), request, coverage)
         if self.online:
             self._served_upper_z.update(zip(frame.index, upper_z.tolist(), strict=True))
             if by_request is not None:
@@ -157,25 +157,14 @@ class CalibratedForecaster:
         request: np.ndarray | None,
         coverage: float | None = None,
         upper_only: bool = False,
-    ) -> tuple[Bounds, np.ndarray]:
-        """Calibrated bounds for a feature matrix, and the raw upper quantile on the model scale.
+    ) -> tuple[Bounds, np.ndarray, np.ndarray | None]:
+        """Calibrated bounds for a feature matrix, the raw upper quantile on the model scale,
+        and which jobs were served their request (None: no request given).
 
         The one vectorised step shared by backtests and serving: model, conformal offset per
         group, ACI overflow, request fallback and cap. ``upper_only``: the point is not
         computed (NaN).
         """
-        bounds, upper_z, _ = self._bounds(X, groups, request, coverage, upper_only)
-        return bounds, upper_z
-
-    def _bounds(
-        self,
-        X: np.ndarray,
-        groups: np.ndarray,
-        request: np.ndarray | None,
-        coverage: float | None = None,
-        upper_only: bool = False,
-    ) -> tuple[Bounds, np.ndarray, np.ndarray | None]:
-        """:meth:`bounds`, and which jobs were served their request (None: no request given)."""
         if not self._ready:
             raise LifecycleError("CalibratedForecaster.predict called before conformalize")
         point_z, upper_z = self.base.predict_matrix(X, upper_only)
