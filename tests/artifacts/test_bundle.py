@@ -96,3 +96,23 @@ def test_optional_features_may_be_left_out() -> None:
     validate_records([{"x1": 1.0, "g": "a", "request": 2.0}], spec)
     with pytest.raises(InputError, match="missing 'x1'"):
         validate_records([{"x2": 1.0, "g": "a", "request": 2.0}], spec)
+
+
+def test_calibration_settings_survive_the_bundle(tmp_path: Path) -> None:
+    """Score decay and how long thin groups keep their request travel with the bundle: a
+    server gives the bounds the trainer's forecaster gives."""
+    from slocast.features import group_keys
+
+    frame = synthetic_frame(800)
+    base = QuantileForecaster(SYNTH_SPEC, 0.9, "lightgbm", GBMConfig(n_estimators=50))
+    params = CalibrationParams(request_until=400, decay=0.95)
+    forecaster, _, _ = fit_on_history(frame, base, params, 0.25)
+    save_bundle(forecaster, tmp_path / "b", provenance={}, metrics={})
+    loaded = load_bundle(tmp_path / "b").forecaster
+    assert loaded.request_until == 400 and loaded.calibrator.decay == 0.95
+    assert base.pipeline is not None
+    X, groups = base.pipeline.transform(frame), group_keys(frame, SYNTH_SPEC)
+    request = frame["request"].to_numpy(np.float64)
+    mine, theirs = forecaster.bounds(X, groups, request), loaded.bounds(X, groups, request)
+    np.testing.assert_allclose(theirs[0].upper, mine[0].upper)
+    assert mine[2] is not None and mine[2].any()  # some groups are still under 400 outcomes
