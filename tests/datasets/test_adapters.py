@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,21 @@ def test_llmd_rows_split_by_target(kind: str, file: str, rows: int, other: int) 
     assert data.frame["time"].is_monotonic_increasing
     # The outcome is known only after the request: never at its own time.
     assert (data.frame["known_at"] > data.frame["time"]).all()
+
+
+def test_llmd_older_traces_without_cache_or_in_flight_fields(tmp_path: Path) -> None:
+    # Traces recorded before llm-d added prefix-cache and in-flight fields: those read as 0.
+    fields = ("prefix_cache_score", "prefill_tokens_in_flight", "decode_tokens_in_flight")
+    with gzip.open(LLMD / "chatbot-synthetic-h200.jsonl.gz", "rt") as source:
+        rows = [json.loads(line) for line in source]
+    trace = tmp_path / "old.jsonl"
+    trace.write_text("".join(json.dumps({k: v for k, v in r.items() if k not in fields}) + "\n"
+                             for r in rows))  # fmt: skip
+    data = load_dataset(f"llmd-tpot:{trace}")
+    assert data.rows == 1530
+    # Zero throughout: not features of this file.
+    assert not set(fields) & set(data.spec.features)
+    assert {"num_request_running", "kv_cache_percentage"} <= set(data.spec.features)
 
 
 def test_swf_sdsc_counts_and_dropped_fields() -> None:
@@ -90,6 +106,22 @@ def test_nextflow_human_readable_units(tmp_path: Path) -> None:
     first = data.frame.iloc[0]
     assert first["memory"] == 8 * 2**30 and first["peak_rss"] == 3.5 * 2**30
     assert first["known_at"] - first["time"] == 1800
+
+
+def test_nextflow_keeps_only_finished_tasks(tmp_path: Path) -> None:
+    # A task killed at its memory limit (exit 137) peaks at about that limit: its retry, with
+    # more memory, shows what it needed. CACHED records are finished results of an earlier run.
+    trace = tmp_path / "trace.txt"
+    trace.write_text(
+        "task_id\tprocess\tstatus\texit\tattempt\tcpus\tmemory\tpeak_rss\tsubmit\tcomplete\n"
+        "1\tALIGN\tFAILED\t137\t1\t4\t8 GB\t8 GB\t1000\t2000\n"
+        "2\tALIGN\tCOMPLETED\t0\t2\t4\t16 GB\t11 GB\t2000\t3000\n"
+        "3\tSORT\tCACHED\t0\t1\t2\t4 GB\t1 GB\t500\t900\n"
+        "4\tSORT\tABORTED\t-\t1\t2\t4 GB\t-\t3000\t-\n"
+    )
+    data = load_dataset(f"nextflow:{trace}")
+    assert data.dropped == {"not_completed": 2}
+    assert sorted(data.frame["peak_rss"] / 2**30) == [1, 11]
 
 
 def test_units() -> None:

@@ -23,7 +23,12 @@ from slocast.schema import get_domain
 __all__ = ["load_llmd"]
 
 # Optional in the trace format: zero-filled when absent (as llm-d's trace reader does).
-_OPTIONAL = ("num_tokens_generated", "prefill_tokens_in_flight", "decode_tokens_in_flight")
+_OPTIONAL = (
+    "num_tokens_generated",
+    "prefix_cache_score",
+    "prefill_tokens_in_flight",
+    "decode_tokens_in_flight",
+)
 
 
 def load_llmd(path: Path, target: str) -> Dataset:

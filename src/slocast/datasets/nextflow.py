@@ -2,6 +2,9 @@
 
 Target: ``peak_rss`` in bytes. The requested ``memory`` is the user's request (and a feature:
 it is known at submit time). ``process`` is the group. The outcome is known at ``complete``.
+Only tasks that ran to completion are outcomes (``status`` COMPLETED, or CACHED: a result reused
+from an earlier run, with that run's record): a FAILED task's peak is cut short by whatever ended
+it -- for a task killed at its memory limit, the peak says less than the task needed.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from slocast.datasets.units import parse_duration_s, parse_size, parse_timestamp
 from slocast.schema import get_domain
 
 __all__ = ["load_nextflow"]
+
+FINISHED = frozenset({"COMPLETED", "CACHED"})
 
 
 def load_nextflow(path: Path) -> Dataset:
@@ -51,10 +56,17 @@ def load_nextflow(path: Path) -> Dataset:
     has_target = frame["peak_rss"] > 0
     has_request = frame["memory"] > 0
     has_time = frame[spec.time].notna()
+    finished = (
+        raw["status"].str.strip().str.upper().isin(FINISHED)
+        if "status" in raw
+        else pd.Series(True, index=raw.index)
+    )
     dropped = {
-        "missing_peak_rss": int((~has_target).sum()),
-        "missing_request": int((has_target & ~has_request).sum()),
-        "missing_submit": int((has_target & has_request & ~has_time).sum()),
+        "not_completed": int((~finished).sum()),
+        "missing_peak_rss": int((finished & ~has_target).sum()),
+        "missing_request": int((finished & has_target & ~has_request).sum()),
+        "missing_submit": int((finished & has_target & has_request & ~has_time).sum()),
     }
-    frame, spec = add_group_history(frame[has_target & has_request & has_time], spec, "process")
+    kept = finished & has_target & has_request & has_time
+    frame, spec = add_group_history(frame[kept], spec, "process")
     return finish(frame, spec, path, len(raw), dropped)
