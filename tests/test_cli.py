@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import LLMD
+from tests.conftest import LLMD, SWF, shared_file
 
 TTFT = f"llmd-ttft:{LLMD / 'chatbot-synthetic-h200.jsonl.gz'}"
 METRICS = {
@@ -44,6 +44,20 @@ def test_evaluate_json_has_every_field(tmp_path: Path) -> None:
         assert set(metrics) == METRICS
     assert (tmp_path / "report" / "report.html").stat().st_size > 10_000
     assert (tmp_path / "report" / "rolling_coverage.png").is_file()
+
+
+def test_evaluate_a_swf_log_that_records_no_requested_time(tmp_path: Path) -> None:
+    # Some archive logs leave the requested time at -1 throughout: run times are still
+    # predicted, with no request to compare against.
+    with gzip.open(shared_file(SWF), "rt") as source:
+        jobs = [line.split() for line in source if not line.startswith(";")][:3000]
+    log = tmp_path / "no-request.swf"
+    log.write_text("".join(" ".join([*f[:8], "-1", *f[9:]]) + "\n" for f in jobs))
+    run = slocast("evaluate", "--dataset", f"swf:{log}", "--json")
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout)
+    assert "user_request" not in out["methods"] and "missing_request" not in out["dropped"]
+    assert 0.8 <= out["methods"]["slocast"]["coverage"] <= 1.0
 
 
 def test_evaluate_table_and_user_request_column(tmp_path: Path) -> None:

@@ -3,11 +3,14 @@
 Eighteen whitespace-separated fields per job, ``;`` comment lines in the header, ``-1`` for
 "unknown". Target: run time. The user's requested time is the baseline an allocator replaces.
 Only fields known at submit time become features; the outcome is known at submit + wait + run.
+A log that records no requested time at all (some archive logs) keeps its jobs: run times are
+still predicted, there is just no request to fall back on or compare against.
 """
 
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -67,11 +70,16 @@ def load_swf(path: Path) -> Dataset:
     except (pd.errors.ParserError, ValueError) as exc:
         raise DataFormatError(f"not a valid SWF file: {exc}", source=str(path)) from exc
     raw = raw.replace(-1.0, np.nan)
+    ran = raw["run_time"] > 0
+    requested = raw["requested_time"] > 0
+    if not requested.any():
+        spec = replace(spec, user_request=None)
+        requested[:] = True
     dropped = {
-        "run_time_not_positive": int((~(raw["run_time"] > 0)).sum()),
-        "missing_request": int(((raw["run_time"] > 0) & ~(raw["requested_time"] > 0)).sum()),
+        "run_time_not_positive": int((~ran).sum()),
+        "missing_request": int((ran & ~requested).sum()),
     }
-    frame = raw[(raw["run_time"] > 0) & (raw["requested_time"] > 0)].copy()
+    frame = raw[ran & requested].copy()
     for column in spec.categorical:
         # Ids are categories, not magnitudes; NaN stays missing.
         frame[column] = frame[column].map(lambda v: f"{int(v)}" if pd.notna(v) else np.nan)
