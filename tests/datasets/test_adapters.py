@@ -124,6 +124,18 @@ def test_nextflow_keeps_only_finished_tasks(tmp_path: Path) -> None:
     assert sorted(data.frame["peak_rss"] / 2**30) == [1, 11]
 
 
+def test_nextflow_without_any_memory_request(tmp_path: Path) -> None:
+    trace = tmp_path / "trace.txt"
+    trace.write_text(
+        "task_id\tprocess\tcpus\tmemory\tpeak_rss\tsubmit\tcomplete\n"
+        "1\tALIGN\t4\t-\t3 GB\t1000\t2000\n"
+        "2\tSORT\t2\t-\t1 GB\t1500\t2500\n"
+    )
+    data = load_dataset(f"nextflow:{trace}")
+    assert data.rows == 2 and data.dropped == {}
+    assert data.spec.user_request is None and "memory" not in data.spec.features
+
+
 def test_units() -> None:
     assert parse_size("1.5 KB") == 1536
     assert parse_size("7") == 7

@@ -4,11 +4,13 @@ Target: ``peak_rss`` in bytes. The requested ``memory`` is the user's request (a
 it is known at submit time). ``process`` is the group. The outcome is known at ``complete``.
 Only tasks that ran to completion are outcomes (``status`` COMPLETED, or CACHED: a result reused
 from an earlier run, with that run's record): a FAILED task's peak is cut short by whatever ended
-it -- for a task killed at its memory limit, the peak says less than the task needed.
+it -- for a task killed at its memory limit, the peak says less than the task needed. A trace
+with no memory request at all (no ``memory`` directive) keeps its tasks, without a request.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -55,6 +57,9 @@ def load_nextflow(path: Path) -> Dataset:
     frame[spec.known_at] = complete.fillna(frame[spec.time] + duration).fillna(frame[spec.time])
     has_target = frame["peak_rss"] > 0
     has_request = frame["memory"] > 0
+    if not has_request.any():  # no memory directive anywhere: nothing requested to compare with
+        spec = replace(spec, user_request=None)
+        has_request[:] = True
     has_time = frame[spec.time].notna()
     finished = (
         raw["status"].str.strip().str.upper().isin(FINISHED)
