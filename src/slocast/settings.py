@@ -66,9 +66,10 @@ class Settings(BaseSettings):
     )
     request_until: int = Field(
         30,
-        ge=1,
+        ge=0,
         description="Known outcomes a group needs before its jobs get the model's bound instead "
-        "of their request, where the request is a hard limit; unseen groups always get it.",
+        "of their request, where the request is a hard limit; otherwise unseen groups get it. "
+        "0: never serve the request (the model's bound for every job).",
     )
     calibration_window: int = Field(
         500, ge=50, description="Most recent conformity scores kept per group (tracks drift)."

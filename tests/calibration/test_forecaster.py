@@ -45,6 +45,13 @@ def test_a_request_jobs_have_exceeded_serves_only_unseen_groups() -> None:
     assert (forecaster.predict(jobs.iloc[10:20]).upper < request[10:20]).all()
 
 
+def test_request_until_zero_serves_the_model_bound_to_unseen_groups() -> None:
+    for request_is_a_limit in (True, False):
+        forecaster, jobs = _fitted(request_until=0, request_is_a_limit=request_is_a_limit)
+        upper = forecaster.predict(jobs.iloc[:10]).upper
+        assert (upper < jobs["request"].to_numpy()[:10]).all() and (upper > 0).all()
+
+
 def test_aci_learns_only_from_bounds_the_model_served() -> None:
     forecaster, jobs = _fitted(request_until=1000)
     assert forecaster.aci is not None

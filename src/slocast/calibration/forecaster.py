@@ -60,8 +60,8 @@ class CalibratedForecaster:
         request_until: int = 1,
     ) -> None:
         """``request_until``: where the request is a hard limit (no training job exceeded it), a
-        group's jobs get it until that many of their outcomes are known; unseen groups always
-        get it (where the domain has a request)."""
+        group's jobs get it until that many of their outcomes are known; otherwise unseen groups
+        get it (where the domain has a request). 0: the model's bound serves every job."""
         self.name = name
         self.base = base
         self.spec = base.spec
@@ -146,7 +146,7 @@ class CalibratedForecaster:
         the request is a hard limit (so it always covers), one still too thin to trust."""
         if not self.use_request:
             return np.zeros(len(groups), dtype=bool)
-        until = self.request_until if self.request_is_cap else 1
+        until = self.request_until if self.request_is_cap else min(self.request_until, 1)
         thin = np.array([self.known_per_group[g] < until for g in groups], bool)
         return np.asarray(thin & np.isfinite(request), dtype=bool)
 
