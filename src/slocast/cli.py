@@ -784,13 +784,14 @@ def _run_place(
 
 
 def _pipeline(kind: str, path: Path, trace: str, seed: int, as_json: bool) -> None:
-    """Stage-latency forecasting for smoothing: no smoothing vs untrained vs learned blend."""
+    """Stage-latency forecasting for smoothing: no smoothing vs untrained vs learned blend vs
+    online expert weights."""
     from slocast.sim.pipeline import compare_smoothers, load_stage_series
 
     if kind != "alibaba-stages":
         raise InputError("the pipeline scenario reads alibaba-stages:DIR", field="trace")
     errors = compare_smoothers(load_stage_series(path), seed=seed)
-    variants = ("no-smoothing", "untrained", "learned")
+    variants = ("no-smoothing", "untrained", "learned", "online")
     policies = {
         v: {
             "mae_log_latency": float(np.mean([e[v] for e in errors.values()])),

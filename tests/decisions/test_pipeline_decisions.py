@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from slocast.decisions.compensator import compensate_cpu
+from slocast.decisions.hedge import HedgeForecaster
 from slocast.decisions.placement import KeysManager, kl_dispersed_choice, place_stage
 from slocast.decisions.smoother import beta, propagate_cv, smooth_replicas
 from slocast.errors import ConfigError
@@ -60,6 +61,37 @@ def test_smoothing_pulls_smooth_stages_to_neighbours_and_leaves_bursty_ones() ->
     bursty = smooth_replicas(graph, corrected, {"a": 0.1, "b": 8.0, "c": 0.1})
     assert calm["b"] < bursty["b"] <= 20
     assert calm["a"] > 4  # pulled up towards b
+
+
+def _weights_after(values: np.ndarray) -> dict[str, float]:
+    forecaster = HedgeForecaster()
+    assert np.isnan(forecaster.predict())
+    for value in values:
+        forecaster.update(float(value))
+    weights = forecaster.weights()
+    assert sum(weights.values()) == pytest.approx(1.0)
+    return weights
+
+
+def test_online_experts_follow_the_smoother_that_fits_the_series() -> None:
+    rng = np.random.default_rng(0)
+    # A random walk: the last value is the best forecast of the next one.
+    walk = _weights_after(np.cumsum(rng.normal(0.0, 1.0, 2000)))
+    assert max(walk, key=walk.__getitem__) == "last"
+    # Noise around a level: a long average is, and the last value is the worst.
+    level = _weights_after(5.0 + rng.normal(0.0, 1.0, 2000))
+    assert max(level, key=level.__getitem__) == "ewma5"
+    assert level["last"] < 0.01
+
+
+def test_online_forecast_of_a_constant_is_the_constant_and_bad_settings_fail() -> None:
+    forecaster = HedgeForecaster()
+    for _ in range(10):
+        forecaster.update(3.0)
+    assert forecaster.predict() == pytest.approx(3.0)
+    for bad in ({"eta": 0.0}, {"discount": 1.5}, {"spans": (0,)}):
+        with pytest.raises(ValueError):
+            HedgeForecaster(**bad)  # type: ignore[arg-type]
 
 
 def test_keys_manager_never_exceeds_its_cap() -> None:

@@ -244,10 +244,12 @@ def test_learned_stage_blend_beats_the_untrained_one() -> None:
     for stage, e in errors.items():
         assert e["learned"] < e["untrained"], stage
         assert e["test_minutes"] > 300
-    # No smoothing is a strong baseline at a one-minute horizon: learning stays close to it.
-    learned = np.mean([e["learned"] for e in errors.values()])
-    persistence = np.mean([e["no-smoothing"] for e in errors.values()])
-    assert learned < 1.1 * persistence
+    # No smoothing is a strong baseline at a one-minute horizon: a blend fitted on the older
+    # minutes stays close to it; expert weights learned online beat it (0.446 vs 0.469 here).
+    mean = {v: np.mean([e[v] for e in errors.values()]) for v in ("learned", "no-smoothing")}
+    assert mean["learned"] < 1.1 * mean["no-smoothing"]
+    online = np.mean([e["online"] for e in errors.values()])
+    assert online < 0.98 * mean["no-smoothing"] and online < mean["learned"]
 
 
 def test_cache_aware_placement_cuts_cold_loads_and_conserves_requests() -> None:

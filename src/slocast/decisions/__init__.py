@@ -16,6 +16,7 @@ from slocast.decisions.autoscaler import (
     ScalingLimits,
 )
 from slocast.decisions.compensator import Compensation, compensate_cpu
+from slocast.decisions.hedge import HedgeForecaster
 from slocast.decisions.placement import KeysManager, kl_dispersed_choice, place_stage
 from slocast.decisions.queueing import erlang_c, mean_response, mean_wait, replicas_for_slo
 from slocast.decisions.router import (
@@ -33,6 +34,7 @@ __all__ = [
     "PID",
     "SHED",
     "Compensation",
+    "HedgeForecaster",
     "KedaRps",
     "KeysManager",
     "LeastLoaded",
