@@ -73,6 +73,7 @@ EXPECTED = {
         "PID",
         "SHED",
         "Compensation",
+        "HedgeForecaster",
         "KedaRps",
         "KeysManager",
         "LeastLoaded",
