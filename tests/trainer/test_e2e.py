@@ -68,7 +68,7 @@ def test_router_loop_learns_and_serves_calibrated_bounds(tmp_path: Path) -> None
         rows = trace()
         served: list[tuple[float, float, float, float]] = []
         learned = False
-        for start in range(0, len(rows), 60):  # the router posts every second; here 2x faster
+        for start in range(0, len(rows), 60):  # the router posts every second
             batch = rows[start : start + 60]
             features = [{k: v for k, v in r.items() if not k.startswith("actual_")} for r in batch]
             predicted = client.post(
@@ -90,7 +90,7 @@ def test_router_loop_learns_and_serves_calibrated_bounds(tmp_path: Path) -> None
                     status["models_exist"]["ttft_model"] and status["models_exist"]["tpot_model"]
                 )
                 assert reload["is_ready"]
-            time.sleep(0.5)
+            time.sleep(1.0)
         assert learned, (tmp_path / "trainer.log").read_text()[-2000:]
         data = np.array(served)
         ttft_rows, tpot_rows = data[:, 0] > 0, data[:, 2] > 0
@@ -101,12 +101,15 @@ def test_router_loop_learns_and_serves_calibrated_bounds(tmp_path: Path) -> None
     # This trace ramps its load stage by stage (TTFT from ~2 s to ~200 s as the queue grows
     # from 1 to 180), so each stage is heavier than anything the served model was trained on.
     # TTFT is learned relative to the queue (DomainSpec.scale_with), which keeps its bound up
-    # with the ramp: TTFT 0.85-0.94 over runs here (0.60-0.65 before). TPOT has no such load
-    # line (relative to the running batch it over-covers the backtests): 0.75-0.87 here, the
-    # known gap (timing-dependent: how far the retrain + sync lags the ramp).
+    # with the ramp. TPOT has no such load line (relative to the running batch it over-covers
+    # the backtests). At the router's one-second cadence, three runs gave TTFT 0.86-0.90 and
+    # TPOT 0.86-0.88; posting twice as fast, TPOT fell to 0.75-0.87: the served calibration is
+    # a sync behind, and that costs more batches when they come faster. TPOT misses cluster in
+    # whole batches: its bound sits only 3-5 % above the median, and a batch's rows share one
+    # server state, so a 1-2 ms shift between batches flips most of a batch.
     print(f"served coverage: TTFT {ttft_coverage:.3f}, TPOT {tpot_coverage:.3f}")
     assert 0.8 <= ttft_coverage <= 0.99, ttft_coverage
-    assert 0.7 <= tpot_coverage <= 0.99, tpot_coverage
+    assert 0.8 <= tpot_coverage <= 0.99, tpot_coverage
 
 
 def test_accepted_rows_survive_kill_9(tmp_path: Path) -> None:
