@@ -79,6 +79,22 @@ def test_too_few_rows() -> None:
         time_split(synthetic_frame(12), SYNTH_SPEC, 0.2, 0.2)
 
 
+def test_a_trace_whose_jobs_all_overlap_is_refused_with_a_reason() -> None:
+    # A short burst: every job runs until after the test period starts, so no outcome is known
+    # in time to calibrate (before this check: an internal error from the calibrator).
+    frame = synthetic_frame(300)
+    frame["known_at"] = frame["time"].max() + 1.0
+    data = Dataset(frame, SYNTH_SPEC, "burst", len(frame))
+    with pytest.raises(EmptyDataError, match="finished before the calibration period"):
+        run_backtest(data, standard_methods(SYNTH_SPEC, 0.9), 0.9, 0.2, 0.2)
+    # Training outcomes known, calibration ones not.
+    split = time_split(frame, SYNTH_SPEC, 0.2, 0.2)
+    late = frame.assign(known_at=frame["time"] + 1.0)
+    late.loc[split.pending.index.union(split.calibration.index), "known_at"] = 1e12
+    with pytest.raises(EmptyDataError, match="none of the 48 calibration jobs"):
+        time_split(late, SYNTH_SPEC, 0.2, 0.2).require_outcomes()
+
+
 def test_slocast_recovers_coverage_after_drift_where_static_cqr_does_not() -> None:
     frame = synthetic_frame(4000, shift_after=3200)
     data = Dataset(frame, SYNTH_SPEC, "synthetic", len(frame))

@@ -36,6 +36,24 @@ class TimeSplit:
     pending: pd.DataFrame
     test: pd.DataFrame
 
+    def require_outcomes(self, min_train: int = 10) -> TimeSplit:
+        """This split, or a clear error when too few outcomes are known in time to train on or
+        to calibrate with (a short trace whose jobs all overlap)."""
+        if len(self.train) < min_train:
+            raise EmptyDataError(
+                f"only {len(self.train)} jobs finished before the calibration period starts "
+                f"(a model needs {min_train}): the trace is too short, or its jobs overlap too "
+                "much, for a time-ordered split; use a longer trace",
+                field="dataset",
+            )
+        if self.calibration.empty:
+            raise EmptyDataError(
+                f"none of the {len(self.pending)} calibration jobs finished before the test "
+                "period starts, so nothing can be calibrated honestly; use a longer trace",
+                field="dataset",
+            )
+        return self
+
 
 def time_split(
     frame: pd.DataFrame, spec: DomainSpec, test_fraction: float, calibration_fraction: float
@@ -161,6 +179,7 @@ def run_backtest(
     """
     spec = dataset.spec
     split = time_split(dataset.frame, spec, test_fraction, calibration_fraction)
+    split.require_outcomes()
     result = EvaluationResult(dataset.source, spec, dataset.rows, split, coverage)
     y = split.test[spec.target].to_numpy(np.float64)
     groups = group_keys(split.test, spec)

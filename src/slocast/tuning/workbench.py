@@ -213,7 +213,7 @@ def tune(
     """Search (or evaluate the defaults of) ``families`` and compare them on the test slice."""
     step = progress or (lambda _message: None)
     spec = data.spec
-    split = time_split(data.frame, spec, test_fraction, calibration_fraction)
+    split = time_split(data.frame, spec, test_fraction, calibration_fraction).require_outcomes()
     dev_rows = len(data.frame) - len(split.test)
     points: list[Point] = []
     candidates: dict[str, Candidate] = {}
