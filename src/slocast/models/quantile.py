@@ -52,7 +52,11 @@ class QuantileForecaster:
         """Fit the feature pipeline; return the feature matrix and the raw target."""
         train = train[train[self.spec.target].notna()]
         if len(train) < 10:
-            raise EmptyDataError(f"need at least 10 training rows, got {len(train)}")
+            raise EmptyDataError(
+                f"need at least 10 training jobs with a known outcome, got {len(train)} (in a "
+                "trace, only jobs that finished before the calibration period count)",
+                field="dataset",
+            )
         pipeline = FeaturePipeline.fit(train, self.spec, self.min_category_count, self.anchor)
         return pipeline.transform(train), train[self.spec.target].to_numpy(np.float64), pipeline
 
