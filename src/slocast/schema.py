@@ -109,6 +109,8 @@ _LLM_FEATURES = (
     "prefill_tokens_in_flight",
     "decode_tokens_in_flight",
 )
+# Prefill/decode disaggregation: "" is a monolithic pod. Constant in a trace, it is dropped.
+_LLM_CATEGORIES = ("pod_type",)
 
 DOMAINS: dict[str, DomainSpec] = {
     spec.name: spec
@@ -117,6 +119,8 @@ DOMAINS: dict[str, DomainSpec] = {
             name="llm-ttft",
             target="actual_ttft_ms",
             numeric=_LLM_FEATURES,
+            categorical=_LLM_CATEGORIES,
+            optional=_LLM_CATEGORIES,
             unit="ms",
             time_unit="row",
             description="LLM time to first token",
@@ -127,6 +131,8 @@ DOMAINS: dict[str, DomainSpec] = {
             name="llm-tpot",
             target="actual_tpot_ms",
             numeric=_LLM_FEATURES,
+            categorical=_LLM_CATEGORIES,
+            optional=_LLM_CATEGORIES,
             unit="ms",
             time_unit="row",
             description="LLM time per output token",

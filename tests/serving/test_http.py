@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import gzip
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 
-from slocast.artifacts import ModelBundle
+from slocast.artifacts import ModelBundle, load_bundle, save_bundle
+from slocast.calibration.forecaster import CalibrationParams, fit_on_history
+from slocast.datasets import load_dataset
+from slocast.models import GBMConfig, QuantileForecaster
 from slocast.serving import DataPlane, HTTPConfig, LRUCache, create_app
 from tests.conftest import LLMD
 
@@ -232,3 +237,34 @@ async def test_batches_above_the_cache_limit_are_computed(llmd_bundles: list[Mod
         assert bounds[0][:8] == bounds[1] == bounds[2]
     assert 'slocast_cache_hits_total{domain="llm-ttft"} 8.0' in text
     assert 'slocast_cache_misses_total{domain="llm-ttft"} 18.0' in text
+
+
+async def test_pod_type_of_a_disaggregated_trace_reaches_the_model(
+    tmp_path: Path, llmd_bundles: list[ModelBundle]
+) -> None:
+    # A prefill/decode deployment's trace: the same request state costs three times the TTFT
+    # on a decode pod. pod_type is a feature only where it varies (dropped from other traces).
+    with gzip.open(LLMD / "chatbot-synthetic-h200.jsonl.gz", "rt") as handle:
+        rows = [json.loads(line) for line in handle]
+    for i, row in enumerate(rows):
+        row["pod_type"] = "decode" if i % 2 else "prefill"
+        row["actual_ttft_ms"] *= 3.0 if i % 2 else 1.0
+    trace = tmp_path / "pd.jsonl"
+    trace.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = load_dataset(f"llmd-ttft:{trace}")
+    assert "pod_type" in data.spec.categorical
+    base = QuantileForecaster(data.spec, 0.9, "lightgbm", GBMConfig(n_estimators=60))
+    forecaster, _, _ = fit_on_history(data.frame, base, CalibrationParams(), 0.2)
+    save_bundle(forecaster, tmp_path / "ttft", provenance={}, metrics={})
+    tpot = [b for b in llmd_bundles if b.spec.name == "llm-tpot"]
+    dataplane = DataPlane([load_bundle(tmp_path / "ttft"), *tpot])
+    state = trace_rows(200)[100:]
+    async with client_for(dataplane) as client:
+        bounds = {}
+        for pod in ("prefill", "decode"):
+            body = {"requests": [r | {"pod_type": pod} for r in state]}
+            answer = (await client.post("/predict/bulk/strict", json=body)).json()
+            bounds[pod] = np.array([p["ttft_ms"] for p in answer["predictions"]])
+        one = (await client.post("/predict", json=state[0] | {"pod_type": "decode"})).json()
+    assert np.median(bounds["decode"] / bounds["prefill"]) > 2.0
+    assert one["ttft_ms"] == pytest.approx(bounds["decode"][0])

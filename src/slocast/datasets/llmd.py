@@ -38,8 +38,10 @@ def load_llmd(path: Path, target: str) -> Dataset:
     for column in _OPTIONAL:
         if column not in raw.columns:
             raw[column] = 0
+    if "pod_type" not in raw.columns:
+        raw["pod_type"] = ""  # llm-d's default: a monolithic pod
     require_columns(raw, [*spec.numeric, spec.target], path)
-    frame = raw[list(spec.numeric)].copy()
+    frame = raw[[*spec.numeric, *spec.categorical]].copy()
     for column in [*spec.numeric, spec.target]:
         frame[column] = numeric_column(raw, column, path)
     require_values(frame[spec.target], spec.target, path)
