@@ -722,7 +722,7 @@ def simulate(
             elif scenario == "place":
                 results = _run_place(kind, path, names, slo_ms, replicas, load, seed, step)
             elif scenario == "pipeline":
-                _pipeline(kind, path, trace, seed, as_json)
+                _pipeline(kind, path, trace, seed, as_json, plot)
                 return
             else:
                 raise InputError(
@@ -783,14 +783,22 @@ def _run_place(
     return results
 
 
-def _pipeline(kind: str, path: Path, trace: str, seed: int, as_json: bool) -> None:
+def _pipeline(
+    kind: str, path: Path, trace: str, seed: int, as_json: bool, plot: Path | None
+) -> None:
     """Stage-latency forecasting for smoothing: no smoothing vs untrained vs learned blend vs
     online expert weights."""
-    from slocast.sim.pipeline import compare_smoothers, load_stage_series
+    from slocast.sim.pipeline import compare_smoothers, load_stage_series, online_weights
+    from slocast.sim.plots import plot_pipeline
 
     if kind != "alibaba-stages":
         raise InputError("the pipeline scenario reads alibaba-stages:DIR", field="trace")
-    errors = compare_smoothers(load_stage_series(path), seed=seed)
+    series = load_stage_series(path)
+    errors = compare_smoothers(series, seed=seed)
+    if plot:
+        title = f"slocast simulate pipeline: {path.name}"
+        plot_pipeline(errors, online_weights(series), plot, title)
+        err.print(f"plot: {plot}")
     variants = ("no-smoothing", "untrained", "learned", "online")
     policies = {
         v: {

@@ -252,6 +252,17 @@ def test_learned_stage_blend_beats_the_untrained_one() -> None:
     assert online < 0.98 * mean["no-smoothing"] and online < mean["learned"]
 
 
+def test_cli_pipeline_json_and_plot(tmp_path: Path) -> None:
+    directory = shared_file("model_serving/alibaba_genai_gentd26/qps.csv.gz").parent
+    plot = tmp_path / "pipeline.png"
+    run = _simulate("--scenario", "pipeline", "--trace", f"alibaba-stages:{directory}",
+                    "--json", "--plot", str(plot))  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    policies = json.loads(run.stdout)["policies"]
+    assert set(policies) == {"no-smoothing", "untrained", "learned", "online"}
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_cache_aware_placement_cuts_cold_loads_and_conserves_requests() -> None:
     from slocast.datasets import load_dataset
     from slocast.sim.place import PlacementRequests, PlaceScenario, simulate_place

@@ -31,7 +31,7 @@ import pandas as pd
 from slocast.decisions.hedge import HedgeForecaster
 from slocast.errors import DataFormatError, EmptyDataError
 
-__all__ = ["PIPELINE", "StageSeries", "compare_smoothers", "load_stage_series"]
+__all__ = ["PIPELINE", "StageSeries", "compare_smoothers", "load_stage_series", "online_weights"]
 
 PIPELINE: dict[str, str] = {
     "queue": "queue_rt_raw_anon.csv.gz",
@@ -99,14 +99,28 @@ def _design(
     return X[keep], y[keep], base[keep], np.flatnonzero(keep)
 
 
-def _online(values: np.ndarray) -> np.ndarray:
-    """The online expert forecast of each value, made before it arrived (NaN for the first)."""
+def _online(values: np.ndarray) -> tuple[np.ndarray, pd.DataFrame]:
+    """The online expert forecast of each value, made before it arrived (NaN for the first),
+    and the expert weights it was made with."""
     forecaster = HedgeForecaster()
     out = np.empty(len(values))
+    weights = []
     for i, value in enumerate(values):
         out[i] = forecaster.predict()
+        weights.append(forecaster.weights())
         forecaster.update(float(value))
-    return out
+    return out, pd.DataFrame(weights)
+
+
+def online_weights(series: StageSeries) -> dict[str, pd.DataFrame]:
+    """Per stage, the online forecaster's expert weights minute by minute (which smoother it
+    trusted when)."""
+    return {
+        str(stage): _online(series.latency[stage].to_numpy(np.float64))[1].set_axis(
+            series.latency.index
+        )
+        for stage in series.latency.columns
+    }
 
 
 def compare_smoothers(
@@ -130,7 +144,7 @@ def compare_smoothers(
             "no-smoothing": anchor[split:],
             "untrained": anchor[split:] + test_X @ weights,
             "learned": anchor[split:] + model.predict(test_X),
-            "online": _online(series.latency[stage].to_numpy(np.float64))[minutes][split:],
+            "online": _online(series.latency[stage].to_numpy(np.float64))[0][minutes][split:],
         }
         out[str(stage)] = {
             name: float(np.mean(np.abs(test_y - value))) for name, value in predictions.items()

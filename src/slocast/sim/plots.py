@@ -1,4 +1,4 @@
-"""Simulator plots: latency CDF per policy and replicas over time."""
+"""Simulator plots: latency CDF per policy and replicas over time; stage-forecast errors."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import matplotlib
+import pandas as pd
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -13,7 +14,7 @@ import numpy as np
 
 from slocast.sim.results import PolicyResult
 
-__all__ = ["plot_results"]
+__all__ = ["plot_pipeline", "plot_results"]
 
 
 def plot_results(results: Mapping[str, PolicyResult], path: Path, title: str) -> Path:
@@ -35,6 +36,40 @@ def plot_results(results: Mapping[str, PolicyResult], path: Path, title: str) ->
         )
         replicas.set(xlabel="hours", ylabel="replicas", title="replicas over time")
         for axis in (cdf, replicas):
+            axis.legend(fontsize=8)
+        fig.suptitle(title)
+        fig.tight_layout()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110)
+    finally:
+        plt.close(fig)
+    return path
+
+
+def plot_pipeline(
+    errors: Mapping[str, Mapping[str, float]],
+    weights: Mapping[str, pd.DataFrame],
+    path: Path,
+    title: str,
+) -> Path:
+    """Two panels: each variant's error per stage relative to no smoothing, and the weight the
+    online forecaster gave the last value minute by minute (low: a smoother was trusted)."""
+    fig, (bars, trust) = plt.subplots(1, 2, figsize=(13, 4.5))
+    try:
+        stages = list(errors)
+        variants = [v for v in next(iter(errors.values())) if v != "test_minutes"]
+        width = 0.8 / len(variants)
+        for i, variant in enumerate(variants):
+            ratios = [errors[s][variant] / errors[s]["no-smoothing"] for s in stages]
+            bars.bar(np.arange(len(stages)) + i * width, ratios, width, label=variant)
+        bars.axhline(1.0, color="black", lw=0.8)
+        bars.set_xticks(np.arange(len(stages)) + width * (len(variants) - 1) / 2, stages)
+        bars.set(ylabel="MAE / no smoothing", title="next-minute error, newer 30 %")
+        for stage, frame in weights.items():
+            minutes = (frame.index - frame.index[0]) / 60.0
+            trust.plot(minutes, frame["last"], lw=0.8, label=stage)
+        trust.set(xlabel="hours", ylabel="weight on the last value", title="online weights")
+        for axis in (bars, trust):
             axis.legend(fontsize=8)
         fig.suptitle(title)
         fig.tight_layout()
