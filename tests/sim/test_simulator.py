@@ -22,7 +22,7 @@ from slocast.decisions.router import (
 )
 from slocast.schema import Prediction
 from slocast.sim import AutoscaleScenario, simulate_autoscale
-from slocast.sim.route import RouteScenario, Telemetry, simulate_route
+from slocast.sim.route import RouteScenario, Telemetry, simulate_route, train_ttft_predictor
 from slocast.sim.traces import LLMRequests, load_llm_requests, load_rates
 from tests.conftest import shared_file
 
@@ -132,6 +132,20 @@ def test_route_conserves_requests_and_collects_telemetry(mooncake) -> None:
     frame = telemetry.frame()
     assert len(frame) == len(mooncake)
     assert (frame["actual_ttft_ms"] > 0).all() and (frame["known_at"] >= frame["time"]).all()
+
+
+def test_the_routers_ttft_model_learns_from_simulator_telemetry(mooncake) -> None:
+    telemetry = Telemetry()
+    simulate_route(mooncake, LeastLoaded(), RouteScenario(), telemetry)
+    predictor = train_ttft_predictor(telemetry.frame(), 0.9)
+    idle = {"kv_cache_percentage": 0.0, "input_token_length": 2000, "num_request_waiting": 0,
+            "num_request_running": 0, "num_tokens_generated": 0, "prefix_cache_score": 0.0,
+            "prefill_tokens_in_flight": 0, "decode_tokens_in_flight": 0}  # fmt: skip
+    busy = idle | {"num_request_waiting": 20, "num_request_running": 8,
+                   "prefill_tokens_in_flight": 200_000}  # fmt: skip
+    quiet, loaded = predictor([idle, busy])
+    assert 0 < quiet.point <= quiet.upper and quiet.coverage == 0.9
+    assert loaded.upper > quiet.upper  # a queue ahead of the request costs time
 
 
 def test_shedding_router_drops_what_it_cannot_serve(mooncake) -> None:

@@ -243,7 +243,10 @@ def train_ttft_predictor(telemetry: pd.DataFrame, coverage: float, seed: int = 0
     from slocast.models.quantile import QuantileForecaster
     from slocast.schema import get_domain
 
-    spec = get_domain("llm-ttft")
+    builtin = get_domain("llm-ttft")
+    # The simulator's replicas report the llm-d state fields; what it does not model (pod_type)
+    # is not a feature here.
+    spec = builtin.without_features({c for c in builtin.features if c not in telemetry})
     base = QuantileForecaster(spec, coverage, "lightgbm", GBMConfig(seed=seed, n_estimators=200))
     forecaster, _, _ = fit_on_history(
         telemetry.sort_values("time"), base, CalibrationParams(aci_step=0.0), 0.2
