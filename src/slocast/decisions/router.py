@@ -101,9 +101,7 @@ Predictor = Callable[[Sequence[Mapping[str, object]]], Sequence[Prediction]]
 class SLOAwareRouter:
     """Most headroom under the SLO by predicted TTFT upper bound; shed or best-effort when none.
 
-        >>> import numpy as np
-
-    from slocast.schema import Prediction
+        >>> from slocast.schema import Prediction
         >>> fake = lambda rows: [Prediction(0.0, 0.1 * r["num_request_waiting"], 0.9, "t")
         ...                      for r in rows]
         >>> router = SLOAwareRouter(fake, slo_s=0.25)
