@@ -122,6 +122,11 @@ def test_nextflow_keeps_only_finished_tasks(tmp_path: Path) -> None:
     data = load_dataset(f"nextflow:{trace}")
     assert data.dropped == {"not_completed": 2}
     assert sorted(data.frame["peak_rss"] / 2**30) == [1, 11]
+    # A "status" column of some other export, not Nextflow's task states: not a filter.
+    other = tmp_path / "other.txt"
+    other.write_text(trace.read_text().replace("CACHED", "ok").replace("COMPLETED", "ok")
+                     .replace("FAILED", "ok").replace("ABORTED", "ok"))  # fmt: skip
+    assert load_dataset(f"nextflow:{other}").dropped == {"missing_peak_rss": 1}
 
 
 def test_nextflow_without_any_memory_request(tmp_path: Path) -> None:

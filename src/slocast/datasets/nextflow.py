@@ -30,6 +30,8 @@ from slocast.schema import get_domain
 __all__ = ["load_nextflow"]
 
 FINISHED = frozenset({"COMPLETED", "CACHED"})
+# Every status Nextflow writes; a column holding none of them is not Nextflow's and is ignored.
+STATUSES = FINISHED | {"NEW", "SUBMITTED", "RUNNING", "FAILED", "ABORTED"}
 
 
 def load_nextflow(path: Path) -> Dataset:
@@ -61,9 +63,10 @@ def load_nextflow(path: Path) -> Dataset:
         spec = replace(spec, user_request=None)
         has_request[:] = True
     has_time = frame[spec.time].notna()
+    status = raw["status"].str.strip().str.upper() if "status" in raw else None
     finished = (
-        raw["status"].str.strip().str.upper().isin(FINISHED)
-        if "status" in raw
+        status.isin(FINISHED)
+        if status is not None and status.isin(STATUSES).any()
         else pd.Series(True, index=raw.index)
     )
     dropped = {

@@ -101,16 +101,16 @@ Predictor = Callable[[Sequence[Mapping[str, object]]], Sequence[Prediction]]
 class SLOAwareRouter:
     """Most headroom under the SLO by predicted TTFT upper bound; shed or best-effort when none.
 
-        >>> from slocast.schema import Prediction
-        >>> fake = lambda rows: [Prediction(0.0, 0.1 * r["num_request_waiting"], 0.9, "t")
-        ...                      for r in rows]
-        >>> router = SLOAwareRouter(fake, slo_s=0.25)
-        >>> free = ReplicaState(0, 0, 0.0, 0.0, 0.0, 0.0)
-        >>> busy = ReplicaState(3, 4, 0.5, 0.0, 0.0, 0.0)
-        >>> router.route([busy, free], 100.0)
-        1
-        >>> SLOAwareRouter(fake, slo_s=0.05, shed=True).route([busy, busy], 100.0)
-        -1
+    >>> from slocast.schema import Prediction
+    >>> fake = lambda rows: [Prediction(0.0, 0.1 * r["num_request_waiting"], 0.9, "t")
+    ...                      for r in rows]
+    >>> router = SLOAwareRouter(fake, slo_s=0.25)
+    >>> free = ReplicaState(0, 0, 0.0, 0.0, 0.0, 0.0)
+    >>> busy = ReplicaState(3, 4, 0.5, 0.0, 0.0, 0.0)
+    >>> router.route([busy, free], 100.0)
+    1
+    >>> SLOAwareRouter(fake, slo_s=0.05, shed=True).route([busy, busy], 100.0)
+    -1
     """
 
     name = "slo-aware"
