@@ -5,7 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -122,6 +122,17 @@ def require_values(values: pd.Series, column: str, path: Path) -> None:
         raise EmptyDataError(
             f"column {column!r} has no usable values", field=column, source=str(path)
         )
+
+
+def request_mask(spec: DomainSpec, has_request: pd.Series) -> tuple[DomainSpec, pd.Series]:
+    """Which jobs to keep for their request, and the spec to use.
+
+    Jobs without a request are dropped -- unless the file records no request at all (some logs
+    never do): then every job stays and the spec has no request baseline.
+    """
+    if has_request.any():
+        return spec, has_request
+    return replace(spec, user_request=None), pd.Series(True, index=has_request.index)
 
 
 def finish(

@@ -10,7 +10,6 @@ with no memory request at all (no ``memory`` directive) keeps its tasks, without
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -20,6 +19,7 @@ from slocast.datasets._io import (
     finish,
     numeric_column,
     read_table,
+    request_mask,
     require_columns,
     require_values,
 )
@@ -58,10 +58,7 @@ def load_nextflow(path: Path) -> Dataset:
     duration = numeric_column(raw, "duration", path, parse_duration_s) if "duration" in raw else nan
     frame[spec.known_at] = complete.fillna(frame[spec.time] + duration).fillna(frame[spec.time])
     has_target = frame["peak_rss"] > 0
-    has_request = frame["memory"] > 0
-    if not has_request.any():  # no memory directive anywhere: nothing requested to compare with
-        spec = replace(spec, user_request=None)
-        has_request[:] = True
+    spec, has_request = request_mask(spec, frame["memory"] > 0)  # no `memory` directive: none
     has_time = frame[spec.time].notna()
     status = raw["status"].str.strip().str.upper() if "status" in raw else None
     finished = (

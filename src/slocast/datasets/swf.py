@@ -10,13 +10,12 @@ still predicted, there is just no request to fall back on or compare against.
 from __future__ import annotations
 
 import io
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from slocast.datasets._io import Dataset, finish, read_text
+from slocast.datasets._io import Dataset, finish, read_text, request_mask
 from slocast.datasets.history import add_group_history
 from slocast.errors import DataFormatError, EmptyDataError
 from slocast.schema import get_domain
@@ -71,10 +70,7 @@ def load_swf(path: Path) -> Dataset:
         raise DataFormatError(f"not a valid SWF file: {exc}", source=str(path)) from exc
     raw = raw.replace(-1.0, np.nan)
     ran = raw["run_time"] > 0
-    requested = raw["requested_time"] > 0
-    if not requested.any():
-        spec = replace(spec, user_request=None)
-        requested[:] = True
+    spec, requested = request_mask(spec, raw["requested_time"] > 0)
     dropped = {
         "run_time_not_positive": int((~ran).sum()),
         "missing_request": int((ran & ~requested).sum()),
