@@ -19,6 +19,7 @@ from slocast.errors import ConfigError, EmptyDataError
 from slocast.evaluation.metrics import MethodMetrics, compute_metrics, per_group_coverage
 from slocast.features import group_keys
 from slocast.models.base import Bounds, Forecaster
+from slocast.models.quantile import MIN_TRAIN_ROWS
 from slocast.schema import DomainSpec
 
 __all__ = ["EvaluationResult", "MethodResult", "TimeSplit", "replay", "run_backtest", "time_split"]
@@ -36,7 +37,7 @@ class TimeSplit:
     pending: pd.DataFrame
     test: pd.DataFrame
 
-    def require_outcomes(self, min_train: int = 10) -> TimeSplit:
+    def require_outcomes(self, min_train: int = MIN_TRAIN_ROWS) -> TimeSplit:
         """This split, or a clear error when too few outcomes are known in time to train on or
         to calibrate with (a short trace whose jobs all overlap)."""
         if len(self.train) < min_train:
@@ -64,7 +65,7 @@ def time_split(
     n_test = max(1, round(n * test_fraction))
     n_cal = max(1, round((n - n_test) * calibration_fraction))
     n_train = n - n_test - n_cal
-    if n_train < 10:
+    if n_train < MIN_TRAIN_ROWS:
         raise EmptyDataError(f"{n} rows are too few to split into train, calibration and test")
     train, calibration, test = (
         frame.iloc[:n_train],

@@ -14,7 +14,9 @@ from slocast.models.base import Bounds, GBMConfig, Regressor
 from slocast.models.families import make_regressor
 from slocast.schema import DomainSpec
 
-__all__ = ["MeanForecaster", "QuantileForecaster"]
+__all__ = ["MIN_TRAIN_ROWS", "MeanForecaster", "QuantileForecaster"]
+
+MIN_TRAIN_ROWS = 10  # fewer outcomes than this cannot fit a model worth serving
 
 
 class QuantileForecaster:
@@ -51,10 +53,11 @@ class QuantileForecaster:
     def _design(self, train: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, FeaturePipeline]:
         """Fit the feature pipeline; return the feature matrix and the raw target."""
         train = train[train[self.spec.target].notna()]
-        if len(train) < 10:
+        if len(train) < MIN_TRAIN_ROWS:
             raise EmptyDataError(
-                f"need at least 10 training jobs with a known outcome, got {len(train)} (in a "
-                "trace, only jobs that finished before the calibration period count)",
+                f"need at least {MIN_TRAIN_ROWS} training jobs with a known outcome, got "
+                f"{len(train)} (in a trace, only jobs that finished before the calibration "
+                "period count)",
                 field="dataset",
             )
         pipeline = FeaturePipeline.fit(train, self.spec, self.min_category_count, self.anchor)
