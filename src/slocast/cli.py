@@ -67,6 +67,7 @@ def _params(settings: Settings) -> CalibrationParams:
         settings.aci_experts,
         settings.request_until,
         settings.calibration_decay,
+        settings.level_bins,
     )
 
 

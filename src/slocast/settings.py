@@ -75,11 +75,18 @@ class Settings(BaseSettings):
         500, ge=50, description="Most recent conformity scores kept per group (tracks drift)."
     )
     calibration_decay: float = Field(
-        0.99,
+        0.98,
         gt=0.0,
         le=1.0,
         description="Age weight of a conformity score per newer one (1 = all scores in the "
         "window weigh the same).",
+    )
+    level_bins: int = Field(
+        3,
+        ge=1,
+        le=10,
+        description="Bins of the model's own upper quantile that split each calibration group "
+        "(1 = groups only).",
     )
     aci_step: float = Field(
         0.02, ge=0.0, lt=0.5, description="Adaptive conformal step size gamma (0 disables ACI)."

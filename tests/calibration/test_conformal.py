@@ -154,3 +154,64 @@ def test_decay_round_trips() -> None:
         == cal.offset(0.9)
         != ConformalUpper.from_state(cal.state()).offset(0.9)
     )
+
+
+def _two_sized_group(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(levels, scores) of one group whose jobs come in two sizes: where the model predicts the
+    small size (level 0), 30 % of the jobs run the large size (score +5); where it predicts
+    the large size (level 5), its quantile holds."""
+    levels = rng.choice([0.0, 5.0], n)
+    scores = rng.normal(-0.5, 0.3, n)
+    long_run = (levels == 0.0) & (rng.random(n) < 0.3)
+    scores[long_run] += 5.0
+    return levels, scores
+
+
+def test_level_cells_keep_a_small_size_miss_off_the_jobs_predicted_large() -> None:
+    rng = np.random.default_rng(6)
+    levels, scores = _two_sized_group(rng, 2000)
+    groups = np.array(["user"] * len(scores))
+    one = ConformalUpper(min_group_size=30, level_bins=1).conformalize(scores, groups, levels)
+    cells = ConformalUpper(min_group_size=30, level_bins=3).conformalize(scores, groups, levels)
+    new_levels, new_scores = _two_sized_group(rng, 20_000)
+    new_groups = np.array(["user"] * len(new_scores))
+    for cal in (one, cells):  # both keep the promise over the group as a whole
+        covered = new_scores <= cal.offsets(new_groups, 0.9, new_levels)
+        assert covered.mean() == pytest.approx(0.9, abs=0.03)
+    large = new_levels == 5.0
+    cell_offsets = cells.offsets(new_groups, 0.9, new_levels)
+    # Only the level cells keep the promise where the model predicts each size ...
+    for where in (large, ~large):
+        assert (new_scores[where] <= cell_offsets[where]).mean() == pytest.approx(0.9, abs=0.03)
+    # ... and the jobs predicted large no longer carry the small-size jobs' 5-unit misses.
+    assert cell_offsets[large].max() < 0.5 < one.offsets(new_groups, 0.9, new_levels)[large].min()
+
+
+def test_level_cells_fall_back_group_then_pooled_cell_then_pooled() -> None:
+    rng = np.random.default_rng(7)
+    levels = np.concatenate([np.zeros(300), np.ones(300), np.zeros(40), np.ones(5)])
+    scores = np.concatenate([rng.normal(0, 1, 300), rng.normal(4, 1, 300), rng.normal(-3, 1, 45)])
+    groups = np.array(["big"] * 600 + ["mid"] * 45)
+    cal = ConformalUpper(min_group_size=30, level_bins=2).conformalize(scores, groups, levels)
+    assert cal.level_edges.size == 1
+    probe = np.array(["big", "big", "mid", "mid", "unseen", "unseen"])
+    off = cal.offsets(probe, 0.9, np.array([0.0, 1.0, 0.0, 1.0, 0.0, 1.0]))
+    assert off[1] - off[0] > 3.0  # the big group's two cells
+    # "mid" has 40 scores at level 0 (its own cell) but 5 at level 1: its whole group serves.
+    assert off[2] == pytest.approx(-3.0 + 1.28, abs=0.5)
+    assert off[3] == cal.offset(0.9, "mid")
+    # An unseen group takes the pooled cell of its level, not the pool of all levels.
+    assert off[4] < cal.offset(0.9) < off[5]
+    restored = ConformalUpper.from_state(cal.state(), 30, 2000, 1.0, cal.level_edges)
+    np.testing.assert_array_equal(
+        restored.offsets(probe, 0.9, np.array([0.0, 1.0, 0.0, 1.0, 0.0, 1.0])), off
+    )
+    assert restored.groups == cal.groups == ["big", "mid"]
+
+
+def test_a_domain_without_groups_holds_each_score_once() -> None:
+    # Jobs of a domain without a group column all key to the pool: one window, one copy each.
+    cal = ConformalUpper(window=100).conformalize(np.arange(60.0), [POOLED] * 60)
+    assert cal.count(POOLED) == 60
+    cal.update(np.arange(60.0, 120.0), [POOLED] * 60)
+    assert list(cal.state()[POOLED]) == list(np.arange(20.0, 120.0))

@@ -6,10 +6,15 @@ within 3 points for smaller slices.
 
 from __future__ import annotations
 
+import gzip
+from pathlib import Path
+
 import pytest
 
+from slocast.calibration.forecaster import CalibrationParams, build_slocast
 from slocast.datasets import load_dataset
 from slocast.evaluation import EvaluationResult, run_backtest, standard_methods
+from slocast.models.quantile import QuantileForecaster
 from tests.conftest import ALIBABA, LLMD, SIZEY, SWF, shared_file
 
 pytestmark = pytest.mark.slow
@@ -50,6 +55,27 @@ def test_swf_coverage_and_business_score() -> None:
     assert slocast.business_score < result.methods["user_request"].metrics.business_score
     # The raw quantile model under-covers on the future slice; calibration is what fixes it.
     assert result.methods["quantile_raw"].metrics.coverage < 0.87
+
+
+def test_level_cells_on_a_swf_log_without_requests(tmp_path: Path) -> None:
+    """Without a request to cap it, one offset per user lands a bimodal user's misses on jobs
+    the model already predicts long (SDSC-SP2's first 6,000 jobs: user 259 runs 25 s tests and
+    7,000 s jobs). Splitting each user's scores by the model's predicted level keeps them on
+    the jobs predicted short."""
+    with gzip.open(shared_file(SWF), "rt") as source:
+        jobs = [line.split() for line in source if not line.startswith(";")][:6000]
+    log = tmp_path / "no-request.swf"
+    log.write_text("".join(" ".join([*f[:8], "-1", *f[9:]]) + "\n" for f in jobs))
+    data = load_dataset(f"swf:{log}")
+    base = QuantileForecaster(data.spec, 0.9)
+    methods = {bins: build_slocast(base, CalibrationParams(level_bins=bins)) for bins in (1, 3)}
+    for bins, method in methods.items():
+        method.name, method.fit_base = f"bins={bins}", bins == 1
+    result = run_backtest(data, list(methods.values()), 0.9, 0.2, 0.2)
+    groups_only, cells = result.methods["bins=1"].metrics, result.methods["bins=3"].metrics
+    assert cells.coverage == pytest.approx(0.9, abs=_tolerance(result))
+    assert cells.over_alloc_pct < 0.5 * groups_only.over_alloc_pct
+    assert cells.business_score < 0.5 * groups_only.business_score
 
 
 def test_alibaba_coverage() -> None:

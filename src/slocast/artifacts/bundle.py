@@ -139,6 +139,7 @@ def save_bundle(
             "min_group_size": forecaster.calibrator.min_group_size,
             "window": forecaster.calibrator.window,
             "decay": forecaster.calibrator.decay,
+            "level_edges": forecaster.calibrator.level_edges.tolist(),
             "aci": None if forecaster.aci is None else forecaster.aci.state(),
             "aci_params": None
             if forecaster.aci is None
@@ -375,6 +376,7 @@ def load_bundle(path: Path, prefer_compiled: bool = True, threads: int = 0) -> M
             int(cal["min_group_size"]),
             int(cal["window"]),
             float(cal.get("decay", 1.0)),  # bundles from before decay: unweighted windows
+            cal.get("level_edges", ()),
         ),
         aci,
         use_request=bool(cal["use_request"]),

@@ -13,6 +13,13 @@ also weighted by age (the i-th newest by ``decay ** i``, as in nonexchangeable c
 prediction, Barber et al. 2023): a window still full of scores from before a change weighs
 less than the outcomes since, in both directions -- too wide as well as too narrow.
 
+With ``level_bins`` > 1 the taxonomy also splits by the model's own upper quantile (its
+*level*, binned at quantiles of the calibration slice's levels): each score also joins its
+group's cell and the pooled cell of its bin, and a job takes the first of (group, bin), group,
+(all, bin), all that holds ``min_group_size`` scores. A group whose jobs come in two sizes
+(a user's 25 s tests and 7,000 s runs) misses by a lot only where the model predicts the
+small size; one offset for the whole group lands that miss on the jobs predicted large too.
+
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
 >>> y = rng.normal(size=2000)
@@ -34,6 +41,9 @@ from slocast.errors import LifecycleError
 from slocast.schema import POOLED
 
 __all__ = ["POOLED", "ConformalUpper", "conformal_quantile"]
+
+# Joins a group and a level bin into one window's key (no group key contains it).
+_CELL = "\x1f"
 
 
 def _check_decay(decay: float) -> float:
@@ -86,62 +96,106 @@ class ConformalUpper:
     ``offsets`` before ``conformalize`` raises :class:`LifecycleError`.
     """
 
-    def __init__(self, min_group_size: int = 30, window: int = 2000, decay: float = 1.0) -> None:
-        if min_group_size < 1 or window < 1:
-            raise ValueError("min_group_size and window must be >= 1")
+    def __init__(
+        self,
+        min_group_size: int = 30,
+        window: int = 2000,
+        decay: float = 1.0,
+        level_bins: int = 1,
+        level_edges: Iterable[float] = (),
+    ) -> None:
+        if min_group_size < 1 or window < 1 or level_bins < 1:
+            raise ValueError("min_group_size, window and level_bins must be >= 1")
         self.min_group_size = min_group_size
         self.window = window
         self.decay = _check_decay(decay)
+        self.level_bins = level_bins
+        # Set by ``conformalize`` (or restored): empty means one bin, no level cells.
+        self.level_edges = np.asarray(list(level_edges), dtype=np.float64)
         self._scores: dict[str, deque[float]] = {}
-        # Offsets per (group, coverage) until the next update: serving asks the same ones.
+        # Offsets per (window key, coverage) until the next update: serving asks the same ones.
         self._memo: dict[tuple[str, float], float] = {}
         self._conformalized = False
 
     def conformalize(
-        self, scores: np.ndarray, groups: Iterable[object] | None = None
+        self,
+        scores: np.ndarray,
+        groups: Iterable[object] | None = None,
+        levels: np.ndarray | None = None,
     ) -> ConformalUpper:
-        """Start from the scores of a calibration slice (time-ordered, oldest first)."""
+        """Start from the scores of a calibration slice (time-ordered, oldest first);
+        ``levels``: the model's upper quantile for each (needed for ``level_bins`` > 1)."""
         self._scores = {POOLED: deque(maxlen=self.window)}
         self._conformalized = True
-        self.update(scores, groups)
+        if self.level_bins > 1 and levels is not None and len(levels):
+            inner = np.linspace(0.0, 1.0, self.level_bins + 1)[1:-1]
+            self.level_edges = np.unique(np.quantile(np.asarray(levels, np.float64), inner))
+        self.update(scores, groups, levels)
         if not self._scores[POOLED]:
             raise LifecycleError("conformalize needs at least one calibration score")
         return self
 
-    def update(self, scores: np.ndarray, groups: Iterable[object] | None = None) -> None:
+    def _chain(self, key: str, level_bin: int | None) -> tuple[str, ...]:
+        """A job's window keys, most specific first, the pooled window last."""
+        if level_bin is None:
+            return (POOLED,) if key == POOLED else (key, POOLED)
+        pooled_cell = f"{POOLED}{_CELL}{level_bin}"
+        if key == POOLED:
+            return (pooled_cell, POOLED)
+        return (f"{key}{_CELL}{level_bin}", key, pooled_cell, POOLED)
+
+    def _cells(
+        self, n: int, groups: Iterable[object] | None, levels: np.ndarray | None
+    ) -> list[tuple[str, int | None]]:
+        """Each job's (group key, level bin); the bin is None without level cells."""
+        keys = [str(g) for g in groups] if groups is not None else [POOLED] * n
+        if not self.level_edges.size or levels is None:
+            return [(key, None) for key in keys]
+        bins = np.searchsorted(self.level_edges, np.asarray(levels, np.float64)).tolist()
+        return list(zip(keys, bins, strict=True))
+
+    def update(
+        self,
+        scores: np.ndarray,
+        groups: Iterable[object] | None = None,
+        levels: np.ndarray | None = None,
+    ) -> None:
         """Add scores of jobs whose outcomes became known (oldest first)."""
         if not self._conformalized:
             raise LifecycleError("update called before conformalize")
         scores = np.asarray(scores, dtype=np.float64)
         self._memo.clear()
-        self._scores[POOLED].extend(scores.tolist())
-        if groups is None:
-            return
-        for score, group in zip(scores.tolist(), groups, strict=True):
-            key = str(group)
-            if key not in self._scores:
-                self._scores[key] = deque(maxlen=self.window)
-            self._scores[key].append(score)
+        cells = self._cells(len(scores), groups, levels)
+        for score, cell in zip(scores.tolist(), cells, strict=True):
+            for key in self._chain(*cell):
+                window = self._scores.get(key)
+                if window is None:
+                    window = self._scores[key] = deque(maxlen=self.window)
+                window.append(score)
 
-    def _window(self, group: str) -> deque[float]:
-        scores = self._scores.get(group)
-        if scores is None or len(scores) < self.min_group_size:
-            return self._scores[POOLED]
-        return scores
+    def _window(self, chain: tuple[str, ...]) -> deque[float]:
+        """The first window in ``chain`` with ``min_group_size`` scores; else the pooled one."""
+        for key in chain[:-1]:
+            scores = self._scores.get(key)
+            if scores is not None and len(scores) >= self.min_group_size:
+                return scores
+        return self._scores[POOLED]
 
-    def exceedance(self, scores: np.ndarray, groups: Iterable[object]) -> np.ndarray:
-        """For each new score, the share of its group's calibration scores at or above it
+    def exceedance(
+        self, scores: np.ndarray, groups: Iterable[object], levels: np.ndarray | None = None
+    ) -> np.ndarray:
+        """For each new score, the share of its window's calibration scores at or above it
         ((1 + count) / (n + 1)): the largest miscoverage at which its bound would still have
         covered it -- what adaptive conformal learners score themselves on."""
         if not self._conformalized:
             raise LifecycleError("exceedance called before conformalize")
         scores = np.asarray(scores)
         out = np.empty(len(scores))
-        rows_of: dict[str, list[int]] = {}
-        for i, group in enumerate(groups):
-            rows_of.setdefault(str(group), []).append(i)
-        for key, rows in rows_of.items():
-            held = np.fromiter(self._window(key), dtype=np.float64)
+        rows_of: dict[tuple[str, int | None], list[int]] = {}
+        for i, cell in enumerate(self._cells(len(scores), groups, levels)):
+            rows_of.setdefault(cell, []).append(i)
+        for cell, rows in rows_of.items():
+            held = np.fromiter(self._window(self._chain(*cell)), dtype=np.float64)
             order = np.argsort(held, kind="stable")
             weights = _age_weights(len(held), self.decay)[order]
             # Weight at or above each position of the sorted window, the new job's own 1 added.
@@ -154,33 +208,50 @@ class ConformalUpper:
         """Scores currently held for ``group``."""
         return len(self._scores.get(str(group), ()))
 
-    def offset(self, coverage: float, group: object = POOLED) -> float:
-        """Offset for one group (pooled when the group is thinner than ``min_group_size``)."""
-        if not self._conformalized:
-            raise LifecycleError("offset called before conformalize")
-        key = (str(group), coverage)
+    def _quantile(self, cell: tuple[str, int | None], coverage: float) -> float:
+        chain = self._chain(*cell)
+        key = (chain[0], coverage)
         cached = self._memo.get(key)
         if cached is None:
-            scores = self._window(key[0])
+            scores = self._window(chain)
             cached = conformal_quantile(np.fromiter(scores, dtype=np.float64), coverage, self.decay)
             self._memo[key] = cached
         return cached
 
-    def offsets(self, groups: np.ndarray, coverage: float) -> np.ndarray:
-        """Per-row offsets for a batch; each distinct group's quantile is computed once."""
+    def offset(self, coverage: float, group: object = POOLED) -> float:
+        """Offset for one group (pooled when the group is thinner than ``min_group_size``),
+        over all levels."""
+        if not self._conformalized:
+            raise LifecycleError("offset called before conformalize")
+        return self._quantile((str(group), None), coverage)
+
+    def offsets(
+        self, groups: np.ndarray, coverage: float, levels: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Per-row offsets for a batch (``levels``: the model's upper quantile per row, for the
+        level cells); each distinct window's quantile is computed once."""
+        if not self._conformalized:
+            raise LifecycleError("offsets called before conformalize")
         keys = groups.tolist()
-        distinct = set(keys)
-        if len(distinct) == 1:
-            return np.full(len(keys), self.offset(coverage, keys[0]))
-        lookup = {key: self.offset(coverage, key) for key in distinct}
-        return np.array([lookup[key] for key in keys], dtype=np.float64)
+        if not self.level_edges.size:
+            levels = None
+        if len(set(keys)) == 1:  # one group (or none): a table per level bin, indexed at once
+            key = str(keys[0])
+            if levels is None:
+                return np.full(len(keys), self._quantile((key, None), coverage))
+            table = [self._quantile((key, b), coverage) for b in range(self.level_edges.size + 1)]
+            return np.asarray(table)[np.searchsorted(self.level_edges, levels)]
+        cells = self._cells(len(keys), keys, levels)
+        lookup = {cell: self._quantile(cell, coverage) for cell in set(cells)}
+        return np.array([lookup[cell] for cell in cells], dtype=np.float64)
 
     @property
     def groups(self) -> list[str]:
-        return [g for g in self._scores if g != POOLED]
+        return [g for g in self._scores if g != POOLED and _CELL not in g]
 
     def state(self) -> dict[str, list[float]]:
-        """Serializable scores per group (pooled included), for bundles."""
+        """Serializable scores per window (pooled and level cells included), for bundles;
+        :attr:`level_edges` goes alongside."""
         return {k: list(v) for k, v in self._scores.items()}
 
     @classmethod
@@ -190,8 +261,10 @@ class ConformalUpper:
         min_group_size: int = 30,
         window: int = 2000,
         decay: float = 1.0,
+        level_edges: Iterable[float] = (),
     ) -> ConformalUpper:
-        cal = cls(min_group_size, window, decay)
+        edges = list(level_edges)
+        cal = cls(min_group_size, window, decay, len(edges) + 1, edges)
         cal._scores = {k: deque(v, maxlen=window) for k, v in state.items()}
         cal._memo = {}
         cal._scores.setdefault(POOLED, deque(maxlen=window))

@@ -43,8 +43,10 @@ class CalibrationParams:
     overflow_gain: float = 20.0
     aci_experts: int = 1
     request_until: int = 30
-    # Age weight of a score per newer one (0.99: NexCP's choice, a half-life of 69 outcomes).
-    decay: float = 0.99
+    # Age weight of a score per newer one (a half-life of 34 outcomes).
+    decay: float = 0.98
+    # Mondrian cells by the model's own upper quantile too (1: groups only).
+    level_bins: int = 3
 
 
 class CalibratedForecaster:
@@ -98,8 +100,9 @@ class CalibratedForecaster:
 
     def conformalize(self, calibration: pd.DataFrame) -> CalibratedForecaster:
         groups = self._groups(calibration)
-        scores = self._encoded_target(calibration) - self.base.predict_encoded(calibration)[1]
-        self.calibrator.conformalize(scores, groups)
+        upper_z = self.base.predict_encoded(calibration)[1]
+        scores = self._encoded_target(calibration) - upper_z
+        self.calibrator.conformalize(scores, groups, upper_z)
         if self.aci is not None:
             self.aci.set_scale(scores)
         self.known_per_group.update(groups.tolist())
@@ -168,7 +171,7 @@ class CalibratedForecaster:
         if not self._ready:
             raise LifecycleError("CalibratedForecaster.predict called before conformalize")
         point_z, upper_z = self.base.predict_matrix(X, upper_only)
-        shift = self.calibrator.offsets(groups, self.level_for(coverage))
+        shift = self.calibrator.offsets(groups, self.level_for(coverage), upper_z)
         if self.aci is not None:
             shift += self.aci.overflow
         upper = self.base.decode(upper_z + shift)  # decoded bounds are never negative
@@ -197,9 +200,10 @@ class CalibratedForecaster:
         # experts learn from it; classic ACI follows the served misses alone.
         needed = None
         if self.aci is not None and self.aci.experts > 1:
-            top = self.calibrator.offsets(groups, self.aci.max_level)
-            needed = self.aci.needed(self.calibrator.exceedance(scores, groups), scores - top)
-        self.calibrator.update(scores, groups)
+            top = self.calibrator.offsets(groups, self.aci.max_level, stored)
+            exceedance = self.calibrator.exceedance(scores, groups, stored)
+            needed = self.aci.needed(exceedance, scores - top)
+        self.calibrator.update(scores, groups, stored)
         self.known_per_group.update(groups.tolist())
         if self.aci is not None:
             by_request = [i in self._served_request for i in done.index]
@@ -229,7 +233,7 @@ def build_slocast(
     )
     return CalibratedForecaster(
         base,
-        ConformalUpper(params.min_group_size, params.window, params.decay),
+        ConformalUpper(params.min_group_size, params.window, params.decay, params.level_bins),
         aci,
         fit_base=fit_base,
         request_until=params.request_until,

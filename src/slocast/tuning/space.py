@@ -130,6 +130,7 @@ def suggest(
         window=trial.suggest_categorical("window", [200, 500, 2000]),
         aci_step=trial.suggest_categorical("aci_step", [0.0, 0.005, 0.01, 0.02, 0.05]),
         request_until=trial.suggest_categorical("request_until", [1, 30]),
+        level_bins=trial.suggest_categorical("level_bins", [1, 3]),
     )
     return Candidate(
         family,
