@@ -215,3 +215,26 @@ def test_a_domain_without_groups_holds_each_score_once() -> None:
     assert cal.count(POOLED) == 60
     cal.update(np.arange(60.0, 120.0), [POOLED] * 60)
     assert list(cal.state()[POOLED]) == list(np.arange(20.0, 120.0))
+
+
+def test_level_cells_keep_bounds_monotone_in_the_models_level() -> None:
+    """A cell whose offset is smaller than the one below it would rank a job predicted a
+    little larger under one predicted a little smaller; bounds never step down."""
+    rng = np.random.default_rng(8)
+    levels = rng.uniform(0.0, 3.0, 3000)
+    # Misses of up to 2 units below level 1, a tight model above it.
+    scores = np.where(levels < 1.0, rng.uniform(-0.2, 2.0, 3000), rng.normal(0.0, 0.05, 3000))
+    groups = np.array(["g"] * 3000)
+    cal = ConformalUpper(level_bins=3).conformalize(scores, groups, levels)
+    grid = np.linspace(0.0, 3.0, 601)
+    bounds = grid + cal.offsets(np.array(["g"] * len(grid)), 0.9, grid)
+    assert (np.diff(bounds) >= 0).all()
+    # The floor only lifts bounds: each cell still covers its own jobs.
+    fresh = rng.uniform(0.0, 3.0, 20_000)
+    fresh_scores = np.where(
+        fresh < 1.0, rng.uniform(-0.2, 2.0, 20_000), rng.normal(0, 0.05, 20_000)
+    )
+    covered = fresh_scores <= cal.offsets(np.array(["g"] * len(fresh)), 0.9, fresh)
+    for low, high in ((0.0, 1.0), (1.0, 2.0), (2.0, 3.0)):
+        inside = (fresh >= low) & (fresh < high)
+        assert covered[inside].mean() >= 0.88

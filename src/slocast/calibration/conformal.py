@@ -229,21 +229,36 @@ class ConformalUpper:
         self, groups: np.ndarray, coverage: float, levels: np.ndarray | None = None
     ) -> np.ndarray:
         """Per-row offsets for a batch (``levels``: the model's upper quantile per row, for the
-        level cells); each distinct window's quantile is computed once."""
+        level cells); each distinct window's quantile is computed once.
+
+        With level cells a job's bound never falls below the bound at the top of a lower bin
+        of its group: a cell with a smaller offset than the one below it would otherwise give
+        a job predicted a little larger a smaller bound, and whatever ranks jobs or replicas
+        by their bounds (a router) would rank them backwards across that edge.
+        """
         if not self._conformalized:
             raise LifecycleError("offsets called before conformalize")
         keys = groups.tolist()
-        if not self.level_edges.size:
-            levels = None
-        if len(set(keys)) == 1:  # one group (or none): a table per level bin, indexed at once
-            key = str(keys[0])
-            if levels is None:
-                return np.full(len(keys), self._quantile((key, None), coverage))
-            table = [self._quantile((key, b), coverage) for b in range(self.level_edges.size + 1)]
-            return np.asarray(table)[np.searchsorted(self.level_edges, levels)]
-        cells = self._cells(len(keys), keys, levels)
-        lookup = {cell: self._quantile(cell, coverage) for cell in set(cells)}
-        return np.array([lookup[cell] for cell in cells], dtype=np.float64)
+        rows_of: dict[str, list[int]] = {}
+        for i, key in enumerate(keys):
+            rows_of.setdefault(str(key), []).append(i)
+        whole = len(rows_of) == 1  # one group (or none): no per-row indexing
+        out = np.empty(len(keys), dtype=np.float64)
+        if not self.level_edges.size or levels is None:
+            for key, rows in rows_of.items():
+                out[slice(None) if whole else rows] = self._quantile((key, None), coverage)
+            return out
+        levels = np.asarray(levels, dtype=np.float64)
+        bins = np.searchsorted(self.level_edges, levels)
+        for key, rows in rows_of.items():
+            at = slice(None) if whole else np.asarray(rows)
+            table = np.array(
+                [self._quantile((key, b), coverage) for b in range(self.level_edges.size + 1)]
+            )
+            top_of_bin = self.level_edges + table[:-1]
+            floor = np.concatenate([[-np.inf], np.maximum.accumulate(top_of_bin)])
+            out[at] = np.maximum(table[bins[at]], floor[bins[at]] - levels[at])
+        return out
 
     @property
     def groups(self) -> list[str]:
