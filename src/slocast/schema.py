@@ -46,9 +46,11 @@ class DomainSpec:
         return self.numeric + self.categorical
 
     def without_features(self, dropped: set[str]) -> DomainSpec:
-        """The same spec with some feature columns removed (e.g. constant in this log)."""
+        """The same spec with some feature columns removed (e.g. constant in this log); a
+        removed group column leaves the spec without groups."""
         return replace(
             self,
+            group=None if self.group in dropped else self.group,
             numeric=tuple(c for c in self.numeric if c not in dropped),
             categorical=tuple(c for c in self.categorical if c not in dropped),
             optional=tuple(c for c in self.optional if c not in dropped),

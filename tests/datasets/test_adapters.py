@@ -63,6 +63,20 @@ def test_swf_sdsc_counts_and_dropped_fields() -> None:
     assert float(np.median(frame["requested_time"])) == 5400
 
 
+def test_swf_log_without_user_ids_has_no_groups(tmp_path: Path) -> None:
+    # Anonymised logs may leave user and group ids at -1: run times are still predicted, with
+    # one pooled calibration instead of one per user, and no per-user history.
+    with gzip.open(shared_file(SWF), "rt") as source:
+        jobs = [line.split() for line in source if not line.startswith(";")][:2000]
+    log = tmp_path / "anonymous.swf"
+    log.write_text("".join(" ".join([*f[:11], "-1", "-1", *f[13:]]) + "\n" for f in jobs))
+    data = load_dataset(f"swf:{log}")
+    assert data.spec.group is None
+    assert "user" not in data.frame and "group_id" not in data.spec.features
+    assert not [c for c in data.spec.features if c.startswith("user_prev")]
+    assert {"queue", "executable", "requested_time"} <= set(data.spec.features)
+
+
 @pytest.mark.parametrize(
     ("workflow", "rows", "dropped"),
     [

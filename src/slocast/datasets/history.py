@@ -40,6 +40,8 @@ def add_group_history(
     >>> out["u_prev2_mean_y"].tolist()
     [nan, nan, 2.0]
     """
+    if group not in frame:  # a log that never records the group: no history to add
+        return frame, spec
     columns = history_columns(spec, group)
     time = frame[spec.time].to_numpy(np.float64)
     known = frame[spec.known_at].to_numpy(np.float64)
