@@ -238,3 +238,19 @@ def test_level_cells_keep_bounds_monotone_in_the_models_level() -> None:
     for low, high in ((0.0, 1.0), (1.0, 2.0), (2.0, 3.0)):
         inside = (fresh >= low) & (fresh < high)
         assert covered[inside].mean() >= 0.88
+
+
+def test_one_job_gets_the_offset_it_gets_in_a_batch() -> None:
+    # Serving takes a float-only path for a single job; it must agree with the batch path.
+    rng = np.random.default_rng(9)
+    levels, scores = rng.uniform(0.0, 3.0, 2000), rng.normal(size=2000)
+    groups = rng.choice(["a", "b"], 2000)
+    cal = ConformalUpper(level_bins=3).conformalize(scores, groups, levels)
+    probe_groups = np.array(["a", "b", "unseen"] * 40)
+    probe_levels = rng.uniform(-1.0, 4.0, len(probe_groups))
+    batch = cal.offsets(probe_groups, 0.9, probe_levels)
+    one_by_one = [
+        cal.offsets(probe_groups[i : i + 1], 0.9, probe_levels[i : i + 1])[0]
+        for i in range(len(probe_groups))
+    ]
+    np.testing.assert_array_equal(batch, one_by_one)

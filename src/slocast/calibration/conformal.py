@@ -32,6 +32,7 @@ coverage on new data: 0.887
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Iterable
 
@@ -115,6 +116,8 @@ class ConformalUpper:
         self._scores: dict[str, deque[float]] = {}
         # Offsets per (window key, coverage) until the next update: serving asks the same ones.
         self._memo: dict[tuple[str, float], float] = {}
+        # Per (group, coverage): each level bin's offset and the floor under it, as above.
+        self._tables: dict[tuple[str, float], tuple[list[float], list[float]]] = {}
         self._conformalized = False
 
     def conformalize(
@@ -165,6 +168,7 @@ class ConformalUpper:
             raise LifecycleError("update called before conformalize")
         scores = np.asarray(scores, dtype=np.float64)
         self._memo.clear()
+        self._tables.clear()
         cells = self._cells(len(scores), groups, levels)
         for score, cell in zip(scores.tolist(), cells, strict=True):
             for key in self._chain(*cell):
@@ -225,6 +229,19 @@ class ConformalUpper:
             raise LifecycleError("offset called before conformalize")
         return self._quantile((str(group), None), coverage)
 
+    def _level_table(self, key: str, coverage: float) -> tuple[list[float], list[float]]:
+        """A group's offset in each level bin and the floor under each bin's bounds: the
+        highest bound at the top of a lower bin (-inf for the lowest)."""
+        cached = self._tables.get((key, coverage))
+        if cached is None:
+            table = [self._quantile((key, b), coverage) for b in range(self.level_edges.size + 1)]
+            floor, highest = [-math.inf], -math.inf
+            for edge, offset in zip(self.level_edges.tolist(), table, strict=False):
+                highest = max(highest, edge + offset)
+                floor.append(highest)
+            cached = self._tables[(key, coverage)] = (table, floor)
+        return cached
+
     def offsets(
         self, groups: np.ndarray, coverage: float, levels: np.ndarray | None = None
     ) -> np.ndarray:
@@ -239,12 +256,22 @@ class ConformalUpper:
         if not self._conformalized:
             raise LifecycleError("offsets called before conformalize")
         keys = groups.tolist()
+        if not self.level_edges.size:
+            levels = None
+        if len(keys) == 1:  # one job (the serving hot path): plain floats, no array work
+            key = str(keys[0])
+            if levels is None:
+                return np.array([self._quantile((key, None), coverage)])
+            level = float(levels[0])
+            table, floor = self._level_table(key, coverage)
+            cell = bisect_left(self.level_edges.tolist(), level)
+            return np.array([max(table[cell], floor[cell] - level)])
         rows_of: dict[str, list[int]] = {}
         for i, key in enumerate(keys):
             rows_of.setdefault(str(key), []).append(i)
         whole = len(rows_of) == 1  # one group (or none): no per-row indexing
         out = np.empty(len(keys), dtype=np.float64)
-        if not self.level_edges.size or levels is None:
+        if levels is None:
             for key, rows in rows_of.items():
                 out[slice(None) if whole else rows] = self._quantile((key, None), coverage)
             return out
@@ -252,12 +279,9 @@ class ConformalUpper:
         bins = np.searchsorted(self.level_edges, levels)
         for key, rows in rows_of.items():
             at = slice(None) if whole else np.asarray(rows)
-            table = np.array(
-                [self._quantile((key, b), coverage) for b in range(self.level_edges.size + 1)]
-            )
-            top_of_bin = self.level_edges + table[:-1]
-            floor = np.concatenate([[-np.inf], np.maximum.accumulate(top_of_bin)])
-            out[at] = np.maximum(table[bins[at]], floor[bins[at]] - levels[at])
+            table, floor = self._level_table(key, coverage)
+            b = bins[at]
+            out[at] = np.maximum(np.asarray(table)[b], np.asarray(floor)[b] - levels[at])
         return out
 
     @property
