@@ -130,6 +130,7 @@ class ConformalUpper:
         ``levels``: the model's upper quantile for each (needed for ``level_bins`` > 1)."""
         self._scores = {POOLED: deque(maxlen=self.window)}
         self._conformalized = True
+        self.level_edges = np.empty(0)
         if self.level_bins > 1 and levels is not None and len(levels):
             inner = np.linspace(0.0, 1.0, self.level_bins + 1)[1:-1]
             self.level_edges = np.unique(np.quantile(np.asarray(levels, np.float64), inner))
