@@ -267,19 +267,21 @@ class ConformalUpper:
             table, floor = self._level_table(key, coverage)
             cell = bisect_left(self.level_edges.tolist(), level)
             return np.array([max(table[cell], floor[cell] - level)])
-        rows_of: dict[str, list[int]] = {}
-        for i, key in enumerate(keys):
-            rows_of.setdefault(str(key), []).append(i)
-        whole = len(rows_of) == 1  # one group (or none): no per-row indexing
         out = np.empty(len(keys), dtype=np.float64)
+        if len(set(keys)) == 1:  # one group (or none): every row at once
+            rows_of: dict[str, slice | np.ndarray] = {str(keys[0]): slice(None)}
+        else:
+            lists: dict[str, list[int]] = {}
+            for i, key in enumerate(keys):
+                lists.setdefault(str(key), []).append(i)
+            rows_of = {key: np.asarray(rows) for key, rows in lists.items()}
         if levels is None:
-            for key, rows in rows_of.items():
-                out[slice(None) if whole else rows] = self._quantile((key, None), coverage)
+            for key, at in rows_of.items():
+                out[at] = self._quantile((key, None), coverage)
             return out
         levels = np.asarray(levels, dtype=np.float64)
         bins = np.searchsorted(self.level_edges, levels)
-        for key, rows in rows_of.items():
-            at = slice(None) if whole else np.asarray(rows)
+        for key, at in rows_of.items():
             table, floor = self._level_table(key, coverage)
             b = bins[at]
             out[at] = np.maximum(np.asarray(table)[b], np.asarray(floor)[b] - levels[at])
