@@ -99,9 +99,10 @@ class Settings(BaseSettings):
         "1 = classic ACI.",
     )
     aci_overflow_gain: float = Field(
-        20.0,
+        0.0,
         ge=0.0,
-        description="Score spreads added per unit of coverage ACI asks beyond its level clamp.",
+        description="Score spreads added per unit of coverage ACI asks beyond its level clamp "
+        "(0: off).",
     )
     serve_host: str = Field(
         "0.0.0.0",

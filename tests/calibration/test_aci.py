@@ -40,13 +40,13 @@ def test_aci_keeps_long_run_coverage_on_a_ramp_where_windows_alone_fail() -> Non
     t = np.arange(2300)
     y = rng.normal(size=t.size) + np.where(t > 300, (t - 300) * 0.01, 0.0)  # a load ramp
     without = _run(y, None)
-    with_aci = _run(y, AdaptiveConformal(0.9, step=0.02))
+    with_aci = _run(y, AdaptiveConformal(0.9, step=0.02, overflow_gain=20.0))
     assert without.mean() < 0.6
     assert with_aci.mean() == pytest.approx(0.9, abs=0.03)
 
 
 def test_level_is_clamped_and_overflow_engages_only_beyond_it() -> None:
-    aci = AdaptiveConformal(0.9, step=0.05, max_level=0.99)
+    aci = AdaptiveConformal(0.9, step=0.05, max_level=0.99, overflow_gain=20.0)
     aci.update([True])  # alpha 0.1 -> 0.055: still inside the clamp
     assert aci.level == pytest.approx(0.945)
     assert aci.overflow == 0.0

@@ -155,6 +155,27 @@ def test_nextflow_without_any_memory_request(tmp_path: Path) -> None:
     assert data.spec.user_request is None and "memory" not in data.spec.features
 
 
+def test_nextflow_trace_with_the_default_fields(tmp_path: Path) -> None:
+    # Nextflow's default trace has no process, cpus or memory columns: the process is the
+    # task's name without its tag, and there is no request.
+    trace = tmp_path / "trace.txt"
+    trace.write_text(
+        "task_id\thash\tname\tstatus\texit\tsubmit\tduration\tpeak_rss\n"
+        "1\tab/12\tNFCORE:ALIGN (sample (1))\tCOMPLETED\t0\t1000\t5s\t3 GB\n"
+        "2\tcd/34\tNFCORE:ALIGN (sample2)\tCOMPLETED\t0\t1500\t9s\t2 GB\n"
+        "3\tef/56\tSORT\tCOMPLETED\t0\t1600\t1s\t1 GB\n"
+    )
+    data = load_dataset(f"nextflow:{trace}")
+    assert data.rows == 3 and data.spec.user_request is None
+    assert data.frame["process"].tolist() == ["NFCORE:ALIGN", "NFCORE:ALIGN", "SORT"]
+    assert "cpus" not in data.spec.features and data.spec.group == "process"
+    assert data.frame["known_at"].tolist() == [6.0, 10.5, 2.6]  # submit in ms, duration added
+    no_name = tmp_path / "no-name.txt"
+    no_name.write_text("task_id\tpeak_rss\tsubmit\n1\t1 GB\t1000\n")
+    with pytest.raises(DataFormatError, match="missing column 'process'"):
+        load_dataset(f"nextflow:{no_name}")
+
+
 def test_units() -> None:
     assert parse_size("1.5 KB") == 1536
     assert parse_size("7") == 7

@@ -78,6 +78,31 @@ def test_level_cells_on_a_swf_log_without_requests(tmp_path: Path) -> None:
     assert cells.business_score < 0.5 * groups_only.business_score
 
 
+def test_a_nextflow_trace_without_requests_keeps_bounds_in_scale(tmp_path: Path) -> None:
+    """rnaseq as Nextflow's default trace fields write it: no process column (the task name
+    carries it), no memory request, so tasks of processes never seen get the model's bound and
+    miss. ACI's widening beyond its level clamp (on by default before) turned those misses into
+    additive offsets on the log scale: every bound multiplied, for under a point of coverage."""
+    import csv
+
+    fields = ["task_id", "name", "status", "submit", "duration", "peak_rss", "rchar", "wchar"]
+    with gzip.open(shared_file(SIZEY.format("rnaseq")), "rt") as source:
+        rows = [[row[f] for f in fields] for row in csv.DictReader(source)]
+    trace = tmp_path / "trace.txt"
+    trace.write_text("\n".join("\t".join(r) for r in [fields, *rows]) + "\n")
+    data = load_dataset(f"nextflow:{trace}")
+    assert data.spec.user_request is None and data.spec.group == "process"
+    scores = {}
+    for gain in (0.0, 20.0):
+        params = CalibrationParams(overflow_gain=gain)
+        result = run_backtest(data, standard_methods(data.spec, 0.9, params=params), 0.9, 0.2, 0.2)
+        scores[gain] = result.methods["slocast"].metrics
+    assert CalibrationParams().overflow_gain == 0.0
+    assert scores[0.0].coverage == pytest.approx(0.9, abs=_tolerance(result))
+    assert scores[20.0].coverage - scores[0.0].coverage < 0.01
+    assert scores[0.0].business_score < 0.01 * scores[20.0].business_score
+
+
 def test_alibaba_coverage() -> None:
     result = _evaluate(f"alibaba-lora:{shared_file(ALIBABA)}")
     assert len(result.split.test) >= 5000

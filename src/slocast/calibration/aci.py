@@ -7,10 +7,14 @@ misses ask for more coverage next time, hits for slightly less, so the long-run 
 The level used for bounds is clamped to ``[min_level, max_level]`` so a quantile of the scores
 always exists and bounds stay finite. Where plain ACI would need a level above ``max_level``
 (a trend such as a load ramp, where each new outcome exceeds every past score), the deficit
-``max_level - (1 - alpha_t)`` is not thrown away: it becomes an additive widening of
-``overflow_gain * deficit * scale`` score units (``scale`` = the spread of the calibration
-scores), so the bound keeps growing with the misses -- proportional control in score space
-(cf. conformal PID control, Angelopoulos et al., 2023) that engages only when the clamp binds.
+``max_level - (1 - alpha_t)`` can be kept: with ``overflow_gain`` > 0 it becomes an additive
+widening of ``overflow_gain * deficit * scale`` score units (``scale`` = the spread of the
+calibration scores), so the bound keeps growing with the misses -- proportional control in score
+space (cf. conformal PID control, Angelopoulos et al., 2023) that engages only when the clamp
+binds. It is off by default: on a log-scaled target a widening in score units multiplies the
+bound, and where the misses come from a few groups the model cannot know (tasks of processes
+never seen, in a trace without requests) it multiplied every job's bound by orders of magnitude
+while adding under half a point of coverage.
 
 With ``experts > 1`` the step size itself is learned (DtACI, Gibbs & Candès, 2024): several
 ACI learners with steps on a geometric grid around ``step`` each track the level they would
@@ -47,7 +51,7 @@ class AdaptiveConformal:
         step: float = 0.005,
         min_level: float = 0.5,
         max_level: float = 0.995,
-        overflow_gain: float = 20.0,
+        overflow_gain: float = 0.0,
         max_round: int = 10,
         experts: int = 1,
     ) -> None:
@@ -106,7 +110,10 @@ class AdaptiveConformal:
     def needed(self, exceedance: np.ndarray, excess: np.ndarray) -> np.ndarray:
         """The miscoverage each outcome needed to be covered: its ``exceedance`` among the
         calibration scores, and for a score ``excess`` above the ``max_level`` quantile, the
-        (negative) alpha whose :attr:`overflow` widening reaches it."""
+        (negative) alpha whose :attr:`overflow` widening reaches it. Without overflow no alpha
+        reaches beyond the clamp: the exceedance is all there is."""
+        if self.overflow_gain <= 0.0:
+            return np.asarray(exceedance, dtype=np.float64)
         beyond = (1.0 - self.max_level) - np.maximum(excess, 0.0) / (
             self.overflow_gain * self.scale
         )

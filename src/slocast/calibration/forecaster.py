@@ -40,7 +40,7 @@ class CalibrationParams:
     min_group_size: int = 30
     window: int = 500
     aci_step: float = 0.02
-    overflow_gain: float = 20.0
+    overflow_gain: float = 0.0
     aci_experts: int = 1
     request_until: int = 30
     # Age weight of a score per newer one (a half-life of 34 outcomes).

@@ -6,6 +6,10 @@ Only tasks that ran to completion are outcomes (``status`` COMPLETED, or CACHED:
 from an earlier run, with that run's record): a FAILED task's peak is cut short by whatever ended
 it -- for a task killed at its memory limit, the peak says less than the task needed. A trace
 with no memory request at all (no ``memory`` directive) keeps its tasks, without a request.
+
+Nextflow's default trace fields carry neither ``process``, ``cpus`` nor ``memory``: in such a
+trace the process is the task ``name`` without its tag (``ALIGN (sample1)`` -> ``ALIGN``), and
+the missing request and CPU count are simply not there.
 """
 
 from __future__ import annotations
@@ -32,18 +36,22 @@ __all__ = ["load_nextflow"]
 FINISHED = frozenset({"COMPLETED", "CACHED"})
 # Every status Nextflow writes; a column holding none of them is not Nextflow's and is ignored.
 STATUSES = FINISHED | {"NEW", "SUBMITTED", "RUNNING", "FAILED", "ABORTED"}
+# The tag Nextflow appends to a task's name: "NFCORE_RNASEQ:FASTQC (SRR1_1)". A process name
+# holds no parenthesis, so the tag runs from the first one to the end (tags may nest them).
+TAG = r"\s*\(.*\)\s*$"
 
 
 def load_nextflow(path: Path) -> Dataset:
     spec = get_domain("task-memory")
     raw = read_table(path)
-    require_columns(raw, ["process", "cpus", "memory", "peak_rss", "submit"], path)
+    require_columns(raw, ["process" if "name" not in raw else "name", "peak_rss", "submit"], path)
     frame = pd.DataFrame(index=raw.index)
-    frame["process"] = raw["process"].str.strip().replace({"": pd.NA, "-": pd.NA})
-    frame["cpus"] = numeric_column(raw, "cpus", path)
-    frame["memory"] = numeric_column(raw, "memory", path, parse_size)
-    frame["peak_rss"] = numeric_column(raw, "peak_rss", path, parse_size)
+    process = raw["process"] if "process" in raw else raw["name"].str.replace(TAG, "", regex=True)
+    frame["process"] = process.str.strip().replace({"": pd.NA, "-": pd.NA})
     nan = pd.Series(float("nan"), index=raw.index)
+    frame["cpus"] = numeric_column(raw, "cpus", path) if "cpus" in raw else nan
+    frame["memory"] = numeric_column(raw, "memory", path, parse_size) if "memory" in raw else nan
+    frame["peak_rss"] = numeric_column(raw, "peak_rss", path, parse_size)
     frame["rchar"] = numeric_column(raw, "rchar", path, parse_size) if "rchar" in raw else nan
     frame["time_limit"] = (
         numeric_column(raw, "time", path, parse_duration_s) if "time" in raw else nan
