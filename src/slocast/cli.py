@@ -59,15 +59,16 @@ def _settings(**overrides: object) -> Settings:
 
 
 def _params(settings: Settings) -> CalibrationParams:
+    # By name: eight numbers in a row are one swapped pair away from a silent mix-up.
     return CalibrationParams(
-        settings.min_group_size,
-        settings.calibration_window,
-        settings.aci_step,
-        settings.aci_overflow_gain,
-        settings.aci_experts,
-        settings.request_until,
-        settings.calibration_decay,
-        settings.level_bins,
+        min_group_size=settings.min_group_size,
+        window=settings.calibration_window,
+        aci_step=settings.aci_step,
+        overflow_gain=settings.aci_overflow_gain,
+        aci_experts=settings.aci_experts,
+        request_until=settings.request_until,
+        decay=settings.calibration_decay,
+        level_bins=settings.level_bins,
     )
 
 
