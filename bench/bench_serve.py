@@ -47,6 +47,7 @@ from slocast.calibration.forecaster import CalibrationParams, fit_on_history
 from slocast.datasets import load_dataset
 from slocast.models import QuantileForecaster
 from slocast.serving import DataPlane, LRUCache
+from slocast.serving.schemas import LatencyRows
 
 TRACE = (
     Path(__file__).resolve().parents[1]
@@ -238,13 +239,14 @@ def main() -> None:
         native = DataPlane(native_bundles, LRUCache(0))
         record("native XGBoost (baseline)", n, lambda x=x: booster.predict(xgb.DMatrix(x)))
         record("native LightGBM", n, lambda x=x: lgb_booster.predict(x, num_threads=threads))
-        record("slocast data plane, native, miss", n, lambda d=native, i=items: d.predict_llm(i))
-        record(
-            f"slocast data plane, {bundles[0].engine}, miss",
-            n,
-            lambda d=miss, i=items: d.predict_llm(i),
-        )
-        record("slocast data plane, cache hit", n, lambda d=hit, i=items: d.predict_llm(i))
+        # Rows as the HTTP routes hand them over: decoded from the body, one attribute per field.
+        decoded = LatencyRows().bulk(json.dumps({"requests": items}).encode())
+        for name, plane in (
+            ("slocast data plane, native, miss", native),
+            (f"slocast data plane, {bundles[0].engine}, miss", miss),
+            ("slocast data plane, cache hit", hit),
+        ):
+            record(name, n, lambda d=plane, r=decoded: d.predict_llm_rows(r))
         if n == 1:  # the in-process figure: one model's calibrated bound, one row
             one_model = lambda i=items: ttft.predict_matrix(i, upper_only=True)  # noqa: E731
             record(f"{ttft.engine} bundle: one domain's bound", n, one_model, 3000)

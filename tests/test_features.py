@@ -149,3 +149,15 @@ def test_one_row_offset_matches_the_batch_offset() -> None:
     # Missing and negative loads count as none.
     loads = np.nan_to_num(np.maximum(X, 0.0), nan=0.0)
     np.testing.assert_allclose(batch, np.log1p(loads @ np.array(pipe.scale_weights)))
+
+
+def test_columns_and_frames_agree() -> None:
+    frame = synthetic_frame(50)
+    pipe = FeaturePipeline.fit(frame, SYNTH_SPEC)
+    numeric = {c: frame[c].to_numpy(np.float64) for c in ("x1", "x2")}
+    categorical = {"g": [*frame["g"].tolist()[:-2], "never seen", None]}
+    expected = pipe.transform(frame.assign(g=categorical["g"]))
+    got = pipe.transform_columns(numeric, categorical, len(frame))
+    np.testing.assert_array_equal(got, expected)
+    # A column not sent is missing for every job.
+    assert np.isnan(pipe.transform_columns({"x1": numeric["x1"]}, {}, len(frame))[:, 1:]).all()

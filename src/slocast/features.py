@@ -33,11 +33,11 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import chain
 from operator import itemgetter
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -45,7 +45,14 @@ import pandas as pd
 from slocast.errors import InputError, LifecycleError
 from slocast.schema import POOLED, DomainSpec
 
-__all__ = ["FeaturePipeline", "TargetTransform", "group_keys", "record_group_keys"]
+__all__ = [
+    "FeaturePipeline",
+    "TargetTransform",
+    "column_group_keys",
+    "group_keys",
+    "numeric_block",
+    "record_group_keys",
+]
 
 TargetTransform = Literal["identity", "log1p"]
 
@@ -126,12 +133,14 @@ class FeaturePipeline:
             values = pd.to_numeric(frame[column], errors="coerce")
             out[:, i] = values.to_numpy(dtype=np.float64, na_value=np.nan)
         for j, column in enumerate(self.categories, start=len(self.numeric)):
-            codes, other = self._codes[column], float(len(self._codes[column]))
-            # Rare and unseen categories share the code after the last known one ("other").
-            out[:, j] = [
-                np.nan if _missing(v) else codes.get(str(v), other) for v in frame[column].tolist()
-            ]
+            out[:, j] = self._code(column, frame[column].tolist())
         return out
+
+    def _code(self, column: str, values: Iterable[object]) -> list[float]:
+        """Category codes; rare and unseen categories share the code after the last known one
+        ("other"), a missing value stays NaN."""
+        codes, other = self._codes[column], float(len(self._codes[column]))
+        return [np.nan if _missing(v) else codes.get(str(v), other) for v in values]
 
     def transform_records(self, records: Sequence[Mapping[str, object]]) -> np.ndarray:
         """Same as :meth:`transform` for a list of dicts (JSON lines, HTTP bodies).
@@ -143,20 +152,30 @@ class FeaturePipeline:
         numeric = self.numeric
         try:
             # One conversion for the whole block (None becomes NaN, numeric strings parse).
-            row = itemgetter(*numeric, *numeric[:1])  # two or more keys: always a tuple
-            values = chain.from_iterable(map(row, records))
-            block = np.fromiter(values, np.float64, len(records) * (len(numeric) + 1))
-            out[:, : len(numeric)] = block.reshape(len(records), -1)[:, : len(numeric)]
+            out[:, : len(numeric)] = numeric_block(records, numeric, itemgetter)
         except (KeyError, ValueError, TypeError):
             # An absent key (an optional feature), blank strings and the like: value by value.
             for i, column in enumerate(numeric):
                 out[:, i] = [_number(r.get(column)) for r in records]
         for j, column in enumerate(self.categories, start=len(numeric)):
-            codes, other = self._codes[column], float(len(self._codes[column]))
-            out[:, j] = [
-                np.nan if _missing(v := r.get(column)) else codes.get(str(v), other)
-                for r in records
-            ]
+            out[:, j] = self._code(column, (r.get(column) for r in records))
+        return out
+
+    def transform_columns(
+        self,
+        numeric: Mapping[str, np.ndarray],
+        categorical: Mapping[str, Sequence[object]],
+        rows: int,
+    ) -> np.ndarray:
+        """Same as :meth:`transform` for jobs sent as columns, one value per job: numbers as
+        float arrays, categories as sequences. A feature with no column is missing."""
+        out = np.full((rows, len(self.columns)), np.nan)
+        for i, column in enumerate(self.numeric):
+            if column in numeric:
+                out[:, i] = numeric[column]
+        for j, column in enumerate(self.categories, start=len(self.numeric)):
+            if column in categorical:
+                out[:, j] = self._code(column, categorical[column])
         return out
 
     def offset(self, X: np.ndarray) -> np.ndarray:
@@ -249,11 +268,42 @@ def group_keys(frame: pd.DataFrame, spec: DomainSpec) -> np.ndarray:
 def record_group_keys(records: Sequence[Mapping[str, object]], spec: DomainSpec) -> np.ndarray:
     """:func:`group_keys` for job dicts (the serving path)."""
     group = spec.group
-    if group is None:
-        return np.full(len(records), POOLED, dtype=object)
-    return np.array(
-        [POOLED if r.get(group) is None else str(r[group]) for r in records], dtype=object
-    )
+    values = None if group is None else [r.get(group) for r in records]
+    return _group_strings(values, len(records))
+
+
+def column_group_keys(
+    categorical: Mapping[str, Sequence[object]], spec: DomainSpec, rows: int
+) -> np.ndarray:
+    """:func:`group_keys` for jobs sent as columns (no group column: every job pooled)."""
+    return _group_strings(categorical.get(spec.group) if spec.group else None, rows)
+
+
+def _group_strings(values: Sequence[object] | None, rows: int) -> np.ndarray:
+    if values is None:
+        return np.full(rows, POOLED, dtype=object)
+    return np.array([POOLED if v is None else str(v) for v in values], dtype=object)
+
+
+def numeric_block(
+    rows: Sequence[object],
+    names: Sequence[str],
+    getter: Callable[..., Callable[[Any], Any]] = itemgetter,
+) -> np.ndarray:
+    """Rows × ``names`` as float64, in one conversion for the whole batch (None becomes NaN).
+
+    ``getter`` reads the values: ``itemgetter`` for dicts, ``attrgetter`` for objects with one
+    attribute per field (decoded structs). A value that is not a number raises.
+
+    >>> numeric_block([{"a": 1, "b": None}, {"a": 2.5, "b": 3}], ["a", "b"]).tolist()
+    [[1.0, nan], [2.5, 3.0]]
+    """
+    if not names:
+        return np.empty((len(rows), 0))
+    row = getter(*names, names[0])  # two or more names: always a tuple
+    values = chain.from_iterable(map(row, rows))
+    block = np.fromiter(values, np.float64, len(rows) * (len(names) + 1))
+    return block.reshape(len(rows), -1)[:, : len(names)]
 
 
 def _number(value: object) -> float:

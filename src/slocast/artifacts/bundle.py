@@ -44,7 +44,12 @@ from slocast.artifacts.compiled import (
 from slocast.calibration import AdaptiveConformal, ConformalUpper
 from slocast.calibration.forecaster import CalibratedForecaster
 from slocast.errors import BundleError, InputError
-from slocast.features import FeaturePipeline, group_keys, record_group_keys
+from slocast.features import (
+    FeaturePipeline,
+    column_group_keys,
+    group_keys,
+    record_group_keys,
+)
 from slocast.models.base import Bounds, Regressor
 from slocast.models.families import FAMILIES, load_regressor
 from slocast.models.quantile import QuantileForecaster
@@ -263,6 +268,27 @@ class ModelBundle:
         requested = (
             np.array([float(r.get(request) or np.nan) for r in records]) if request else None  # type: ignore[arg-type]
         )
+        return forecaster.bounds(X, groups, requested, coverage, upper_only)[0]
+
+    def predict_columns(
+        self,
+        numeric: Mapping[str, np.ndarray],
+        categorical: Mapping[str, Sequence[object]],
+        rows: int,
+        coverage: float | None = None,
+        upper_only: bool = False,
+    ) -> Bounds:
+        """Vectorised bounds for jobs sent as columns (one value per job; numbers as float
+        arrays, NaN missing; categories as sequences, None missing): large batches skip the
+        per-job dicts. A column not sent is missing for every job."""
+        forecaster = self.forecaster
+        assert forecaster.base.pipeline is not None
+        X = forecaster.base.pipeline.transform_columns(numeric, categorical, rows)
+        request = self.spec.user_request
+        requested = numeric.get(request) if request else None
+        if request and requested is None:
+            requested = np.full(rows, np.nan)
+        groups = column_group_keys(categorical, self.spec, rows)
         return forecaster.bounds(X, groups, requested, coverage, upper_only)[0]
 
 

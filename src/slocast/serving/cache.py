@@ -1,8 +1,8 @@
 """Prediction caches: in-process LRU by default, Redis when replicas should share one.
 
 Keys hash the canonical feature vector (the domain's inputs in the spec's fixed order, so the
-order of fields in a request does not matter) together with the model version and coverage, so
-a new model never serves an old model's values.
+order of fields in a request does not matter) together with the domain, the model version and
+the coverage, so a new model never serves an old model's values, nor one domain another's.
 """
 
 from __future__ import annotations

@@ -10,20 +10,22 @@ first trained bundle.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import cast
 
 import numpy as np
-import pandas as pd
 
 from slocast.models.base import Bounds
 
 __all__ = ["COLD_START_VERSION", "ColdStartLatency"]
 
 COLD_START_VERSION = "cold-start"
-
-
-def _column(records: Sequence[Mapping[str, object]], name: str) -> np.ndarray:
-    return np.array([float(r.get(name) or 0.0) for r in records])  # type: ignore[arg-type]
+# What the prior reads of a request.
+PRIOR_INPUTS = (
+    "input_token_length",
+    "num_request_waiting",
+    "num_request_running",
+    "prefill_tokens_in_flight",
+    "decode_tokens_in_flight",
+)
 
 
 class ColdStartLatency:
@@ -35,24 +37,39 @@ class ColdStartLatency:
         self.target = target
         self.coverage = coverage
 
+    def predict_columns(
+        self,
+        numeric: Mapping[str, np.ndarray],
+        categorical: Mapping[str, Sequence[object]],
+        rows: int,
+        coverage: float | None = None,
+        upper_only: bool = False,
+    ) -> Bounds:
+        """Bounds for jobs sent as columns; a missing value counts as zero."""
+
+        def column(name: str) -> np.ndarray:
+            values = numeric.get(name)
+            return np.zeros(rows) if values is None else np.nan_to_num(values, nan=0.0)
+
+        # The prior is arithmetic on a few columns: the point costs nothing, so it is kept.
+        waiting, running = column("num_request_waiting"), column("num_request_running")
+        if self.target == "ttft":
+            prefill = column("input_token_length") + column("prefill_tokens_in_flight")
+            point = 50.0 + 0.1 * prefill * (1.0 + waiting)
+        else:
+            point = 20.0 + 0.5 * running + 0.001 * column("decode_tokens_in_flight")
+        # A wide prior: twice the point, never below it.
+        return Bounds(point, 2.0 * point)
+
     def predict_matrix(
         self,
         records: Sequence[Mapping[str, object]],
         coverage: float | None = None,
         upper_only: bool = False,
     ) -> Bounds:
-        # The prior is arithmetic on a few columns: the point costs nothing, so it is kept.
-        tokens = _column(records, "input_token_length")
-        waiting = _column(records, "num_request_waiting")
-        running = _column(records, "num_request_running")
-        if self.target == "ttft":
-            prefill = tokens + _column(records, "prefill_tokens_in_flight")
-            point = 50.0 + 0.1 * prefill * (1.0 + waiting)
-        else:
-            point = 20.0 + 0.5 * running + 0.001 * _column(records, "decode_tokens_in_flight")
-        # A wide prior: twice the point, never below it.
-        return Bounds(point, 2.0 * point)
+        numeric = {n: np.array([_number(r.get(n)) for r in records]) for n in PRIOR_INPUTS}
+        return self.predict_columns(numeric, {}, len(records), coverage)
 
-    def predict_frame(self, frame: pd.DataFrame, coverage: float | None = None) -> Bounds:
-        records = cast(list[dict[str, object]], frame.to_dict("records"))
-        return self.predict_matrix(records, coverage)
+
+def _number(value: object) -> float:
+    return float(value or 0.0)  # type: ignore[arg-type]

@@ -191,9 +191,6 @@ def create_app(
             "quantile": model.coverage,
         }
 
-    def llm_items(rows: list[LatencyFeatures]) -> list[dict[str, Any]]:
-        return [row.__dict__ for row in rows]
-
     def llm_predictions(ttft: list[float], tpot: list[float]) -> list[dict[str, Any]]:
         """llm-d's prediction objects; the fields every one repeats are built once."""
         shared = {
@@ -204,16 +201,17 @@ def create_app(
         return [{"ttft_ms": a, "tpot_ms": b, **shared} for a, b in zip(ttft, tpot, strict=True)]
 
     # -- llm-d prediction server -----------------------------------------------------------
-    def predict_one(row: dict[str, Any]) -> Response:
-        ttft, tpot, _ = dataplane.predict_llm([row])
+    # Rows are validated objects, one attribute per field (pydantic models or msgspec structs).
+    def predict_one(row: Any) -> Response:
+        ttft, tpot, _ = dataplane.predict_llm_rows([row])
         return json_response(llm_predictions(ttft, tpot)[0])
 
     @app.post("/predict")
     async def predict(row: LatencyFeatures) -> Response:
-        return predict_one(row.__dict__)
+        return predict_one(row)
 
-    def predict_strict(rows: list[dict[str, Any]], started: float) -> Response:
-        ttft, tpot, _ = dataplane.predict_llm(rows)
+    def predict_strict(rows: list[Any], started: float) -> Response:
+        ttft, tpot, _ = dataplane.predict_llm_rows(rows)
         predictions = llm_predictions(ttft, tpot)
         return json_response(
             {
@@ -227,7 +225,7 @@ def create_app(
 
     @app.post("/predict/bulk/strict")
     async def predict_bulk_strict(body: BulkRequest) -> Response:
-        return predict_strict(llm_items(body.requests), time.perf_counter())
+        return predict_strict(body.requests, time.perf_counter())
 
     row_adapter = TypeAdapter(LatencyFeatures)
 
@@ -243,7 +241,7 @@ def create_app(
                 errors.append({"index": index, "error": str(exc), "request": raw})
         predictions: list[dict[str, Any] | None] = [None] * len(body.requests)
         if valid:
-            ttft, tpot, _ = dataplane.predict_llm(llm_items([row for _, row in valid]))
+            ttft, tpot, _ = dataplane.predict_llm_rows([row for _, row in valid])
             for (index, _), prediction in zip(valid, llm_predictions(ttft, tpot), strict=True):
                 predictions[index] = prediction
         return json_response(

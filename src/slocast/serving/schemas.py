@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, NotRequired, get_args, get_origin
+from typing import Annotated, Any, get_args, get_origin
 
+import annotated_types
+import msgspec
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model
-from typing_extensions import TypedDict  # pydantic needs this one below Python 3.12
 
 from slocast.schema import DomainSpec
 
@@ -51,42 +52,70 @@ class LooseBulkRequest(BaseModel):
     requests: list[dict[str, Any]] = Field(min_length=1, max_length=10_000)
 
 
-def _as_typed_dict(model: type[BaseModel]) -> Any:
-    """A TypedDict with ``model``'s fields, types and constraints (nested models included)."""
-    fields: dict[str, Any] = {}
-    for name, info in model.model_fields.items():
-        annotation: Any = info.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            annotation = _as_typed_dict(annotation)
-        elif get_origin(annotation) is list and issubclass(get_args(annotation)[0], BaseModel):
-            annotation = list[_as_typed_dict(get_args(annotation)[0])]  # type: ignore[misc]
-        # pydantic fills a TypedDict field's default when the key is absent, as the model does.
-        default = () if info.is_required() else (Field(default=info.default),)
-        if info.metadata or default:
-            annotation = Annotated[(annotation, *info.metadata, *default)]
-        fields[name] = annotation if info.is_required() else NotRequired[annotation]
-    return TypedDict(f"{model.__name__}Dict", fields)  # type: ignore[operator]
-
-
 class LatencyRows:
-    """llm-d request rows validated as plain dicts, defaults filled in.
+    """llm-d request rows, decoded by msgspec into objects with one attribute per field.
 
-    The same fields, types, bounds, defaults and error locations as :class:`LatencyFeatures`
-    and :class:`BulkRequest` (derived from them), without building a model object per row: a
-    1,000-row bulk body validates in well under half the time. The prediction routes' hot path.
+    The same fields, types, bounds and defaults as :class:`LatencyFeatures` and
+    :class:`BulkRequest` (derived from them). msgspec decodes a 1,000-row bulk body in about a
+    third of pydantic's time, without a dict per row. It is stricter (an integer field takes
+    no ``12.0`` or ``"12"``): whatever it refuses goes to pydantic, which accepts what its lax
+    rules allow or raises the error FastAPI would answer with. The prediction routes' hot path.
     """
 
     def __init__(self) -> None:
-        self._one = TypeAdapter(_as_typed_dict(LatencyFeatures))
-        self._bulk = TypeAdapter(_as_typed_dict(BulkRequest))
+        self._one = TypeAdapter(LatencyFeatures)
+        self._bulk = TypeAdapter(BulkRequest)
+        self._fast_one = msgspec.json.Decoder(_as_struct(LatencyFeatures))
+        self._fast_bulk = msgspec.json.Decoder(_as_struct(BulkRequest))
 
-    def one(self, raw: bytes) -> dict[str, Any]:
-        row: dict[str, Any] = self._one.validate_json(raw)
-        return row
+    def one(self, raw: bytes) -> Any:
+        try:
+            return self._fast_one.decode(raw)
+        except msgspec.DecodeError:
+            return self._one.validate_json(raw)
 
-    def bulk(self, raw: bytes) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = self._bulk.validate_json(raw)["requests"]
+    def bulk(self, raw: bytes) -> list[Any]:
+        try:
+            rows: list[Any] = self._fast_bulk.decode(raw).requests
+        except msgspec.DecodeError:
+            rows = self._bulk.validate_json(raw).requests
         return rows
+
+
+# pydantic's field constraints (annotated-types) and the msgspec.Meta keyword of each.
+_CONSTRAINTS = {
+    annotated_types.Ge: "ge",
+    annotated_types.Gt: "gt",
+    annotated_types.Le: "le",
+    annotated_types.Lt: "lt",
+    annotated_types.MinLen: "min_length",
+    annotated_types.MaxLen: "max_length",
+}
+
+
+def _as_struct(model: type[BaseModel]) -> Any:
+    """A msgspec Struct with ``model``'s fields, types, constraints and defaults (nested models
+    included); unknown fields are ignored, as ``extra="ignore"`` does. A constraint msgspec
+    cannot check raises: the fast decoder must never accept what the model refuses."""
+    fields: list[Any] = []
+    for name, info in model.model_fields.items():
+        annotation: Any = info.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            annotation = _as_struct(annotation)
+        elif get_origin(annotation) is list and issubclass(get_args(annotation)[0], BaseModel):
+            annotation = list[_as_struct(get_args(annotation)[0])]  # type: ignore[misc]
+        meta: dict[str, Any] = {}
+        for constraint in info.metadata:
+            key = _CONSTRAINTS.get(type(constraint))
+            if key is None:
+                raise TypeError(f"{model.__name__}.{name}: no msgspec form of {constraint!r}")
+            meta[key] = getattr(constraint, key)
+        if meta:
+            annotation = Annotated[annotation, msgspec.Meta(**meta)]
+        fields.append(
+            (name, annotation) if info.is_required() else (name, annotation, info.default)
+        )
+    return msgspec.defstruct(f"{model.__name__}Struct", fields, kw_only=True)
 
 
 def domain_item_model(spec: DomainSpec) -> type[BaseModel]:
