@@ -69,6 +69,8 @@ def _params(settings: Settings) -> CalibrationParams:
         request_until=settings.request_until,
         decay=settings.calibration_decay,
         level_bins=settings.level_bins,
+        history_expert=settings.history_expert,
+        under_cost_ratio=settings.under_cost_ratio,
     )
 
 

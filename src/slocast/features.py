@@ -50,6 +50,7 @@ __all__ = [
     "TargetTransform",
     "column_group_keys",
     "group_keys",
+    "history_quantile_column",
     "numeric_block",
     "record_group_keys",
 ]
@@ -263,6 +264,13 @@ def group_keys(frame: pd.DataFrame, spec: DomainSpec) -> np.ndarray:
     if spec.group is None:
         return np.full(len(frame), POOLED, dtype=object)
     return frame[spec.group].astype("string").fillna(POOLED).to_numpy(dtype=object)
+
+
+def history_quantile_column(spec: DomainSpec) -> str | None:
+    """The history feature holding the 0.9 quantile of the group's latest finished outcomes
+    (None for a domain without groups): the history expert's base
+    (:mod:`slocast.calibration.history`)."""
+    return f"{spec.group}_p90_{spec.target}" if spec.group else None
 
 
 def record_group_keys(records: Sequence[Mapping[str, object]], spec: DomainSpec) -> np.ndarray:

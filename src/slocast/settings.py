@@ -88,6 +88,11 @@ class Settings(BaseSettings):
         description="Bins of the model's own upper quantile that split each calibration group "
         "(1 = groups only).",
     )
+    history_expert: bool = Field(
+        True,
+        description="Where the domain keeps per-group history: a second bound from the group's "
+        "recent outcomes, served to the groups where it has cost less than the model's.",
+    )
     aci_step: float = Field(
         0.02, ge=0.0, lt=0.5, description="Adaptive conformal step size gamma (0 disables ACI)."
     )

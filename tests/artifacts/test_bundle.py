@@ -118,3 +118,26 @@ def test_calibration_settings_survive_the_bundle(tmp_path: Path) -> None:
     mine, theirs = forecaster.bounds(X, groups, request), loaded.bounds(X, groups, request)
     np.testing.assert_allclose(theirs[0].upper, mine[0].upper)
     assert mine[2] is not None and mine[2].any()  # some groups are still under 400 outcomes
+
+
+def test_the_history_expert_survives_the_bundle(tmp_path: Path) -> None:
+    """Its scores, its level and each group's record travel with the bundle: a server serves
+    the history expert's bound to the groups the trainer's forecaster would."""
+    from slocast.datasets import load_dataset
+    from slocast.features import group_keys
+    from tests.conftest import SIZEY, shared_file
+
+    data = load_dataset(f"nextflow:{shared_file(SIZEY.format('iwd'))}")
+    base = QuantileForecaster(data.spec, 0.9, "lightgbm", GBMConfig(n_estimators=50))
+    forecaster, _, _ = fit_on_history(data.frame, base, CalibrationParams(), 0.3)
+    assert forecaster.history is not None and forecaster.history.ready
+    save_bundle(forecaster, tmp_path / "b", provenance={}, metrics={})
+    loaded = load_bundle(tmp_path / "b").forecaster
+    assert base.pipeline is not None
+    X, groups = base.pipeline.transform(data.frame), group_keys(data.frame, data.spec)
+    request = data.frame["memory"].to_numpy(np.float64)
+    mine, theirs = forecaster.bounds(X, groups, request), loaded.bounds(X, groups, request)
+    np.testing.assert_allclose(theirs.bounds.upper, mine.bounds.upper)
+    assert mine.by_history is not None and theirs.by_history is not None
+    np.testing.assert_array_equal(theirs.by_history, mine.by_history)
+    assert 0 < mine.by_history.mean() < 1  # some processes are served history, some the model

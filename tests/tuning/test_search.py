@@ -107,7 +107,7 @@ def test_search_space_offers_the_domains_anchors(iwd_dev) -> None:
                 "min_child_samples": 10, "subsample": 0.9, "colsample": 0.9, "reg_lambda": 1.0,
                 "anchor": "history", "min_group_size": 30, "window": 500, "aci_step": 0.01,
                 "coverage": 0.95, "n_bins": 7, "bin_strategy": "kmeans", "request_until": 1,
-                "level_bins": 3,
+                "level_bins": 3, "history_expert": False,
             }
         ),
         "bins-forest",
@@ -117,6 +117,7 @@ def test_search_space_offers_the_domains_anchors(iwd_dev) -> None:
     assert candidate.coverage == 0.95 and candidate.anchor == anchors["history"]
     assert np.isclose(candidate.calibration.aci_step, 0.01)
     assert candidate.calibration.request_until == 1
+    assert not candidate.calibration.history_expert
 
 
 def test_folds_whose_calibration_is_still_running_are_left_out() -> None:

@@ -43,6 +43,7 @@ from slocast.artifacts.compiled import (
 )
 from slocast.calibration import AdaptiveConformal, ConformalUpper
 from slocast.calibration.forecaster import CalibratedForecaster
+from slocast.calibration.history import HistoryExpert
 from slocast.errors import BundleError, InputError
 from slocast.features import (
     FeaturePipeline,
@@ -146,20 +147,12 @@ def save_bundle(
             "decay": forecaster.calibrator.decay,
             "level_edges": forecaster.calibrator.level_edges.tolist(),
             "aci": None if forecaster.aci is None else forecaster.aci.state(),
-            "aci_params": None
-            if forecaster.aci is None
-            else {
-                "step": forecaster.aci.step,
-                "min_level": forecaster.aci.min_level,
-                "max_level": forecaster.aci.max_level,
-                "overflow_gain": forecaster.aci.overflow_gain,
-                "max_round": forecaster.aci.max_round,
-                "experts": forecaster.aci.experts,
-            },
+            "aci_params": None if forecaster.aci is None else forecaster.aci.params(),
             "use_request": forecaster.use_request,
             "request_until": forecaster.request_until,
             "request_is_cap": forecaster.request_is_cap,
             "known_per_group": dict(forecaster.known_per_group),
+            "history": None if forecaster.history is None else forecaster.history.state(),
         },
     )
     _write_json(staging / "metrics.json", dict(metrics))
@@ -395,6 +388,8 @@ def load_bundle(path: Path, prefer_compiled: bool = True, threads: int = 0) -> M
     if cal["aci"] is not None:
         aci = AdaptiveConformal(coverage, **cal["aci_params"])
         aci.restore(cal["aci"])
+    # Bundles from before the history expert have none.
+    history = HistoryExpert.from_state(cal["history"], coverage) if cal.get("history") else None
     forecaster = CalibratedForecaster(
         base,
         ConformalUpper.from_state(
@@ -408,6 +403,7 @@ def load_bundle(path: Path, prefer_compiled: bool = True, threads: int = 0) -> M
         use_request=bool(cal["use_request"]),
         # Bundles from before thin groups fell back: only unseen groups did.
         request_until=int(cal.get("request_until", 1)),
+        history=history,
     )
     forecaster.request_is_cap = bool(cal["request_is_cap"])
     forecaster.known_per_group = Counter(

@@ -96,6 +96,15 @@ class AdaptiveConformal:
         """Coverage level to use for the next bound (clamped)."""
         return min(self.max_level, max(self.min_level, 1.0 - self._alpha))
 
+    def level_for(self, coverage: float | None) -> float:
+        """Level for a requested coverage (None: the promised one): the drift correction
+        applies to any coverage asked for, so bounds stay monotone in it and consistent with
+        the default."""
+        if coverage is None:
+            return self.level
+        shifted = coverage + (self.level - self.coverage)
+        return min(self.max_level, max(self.min_level, shifted))
+
     @property
     def overflow(self) -> float:
         """Additive widening, in score units, for the coverage the clamped level cannot give."""
@@ -154,6 +163,17 @@ class AdaptiveConformal:
     @property
     def observed_coverage(self) -> float | None:
         return None if self.observed == 0 else 1.0 - self.misses / self.observed
+
+    def params(self) -> dict[str, Any]:
+        """The constructor's settings but the coverage (bundles store them beside the state)."""
+        return {
+            "step": self.step,
+            "min_level": self.min_level,
+            "max_level": self.max_level,
+            "overflow_gain": self.overflow_gain,
+            "max_round": self.max_round,
+            "experts": self.experts,
+        }
 
     def state(self) -> dict[str, Any]:
         return {

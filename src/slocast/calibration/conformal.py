@@ -288,6 +288,10 @@ class ConformalUpper:
         return out
 
     @property
+    def conformalized(self) -> bool:
+        return self._conformalized
+
+    @property
     def groups(self) -> list[str]:
         return [g for g in self._scores if g != POOLED and _CELL not in g]
 

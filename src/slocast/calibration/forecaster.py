@@ -11,25 +11,36 @@ Lifecycle: ``fit`` (past rows) -> ``conformalize`` (the next slice in time) -> `
 - Where the domain has a user request: a job whose group has no known outcome yet gets the
   request (what it would have had without slocast), and when no past job ever exceeded its
   request (a hard limit, like a memory cgroup) bounds are capped at the request.
+- Where the domain keeps per-group history: a second, history-based bound is calibrated the
+  same way, and each group is served whichever of the two has cost less on its latest
+  finished jobs (:mod:`slocast.calibration.history`).
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from slocast.calibration.aci import AdaptiveConformal
 from slocast.calibration.conformal import ConformalUpper
+from slocast.calibration.history import HistoryExpert
 from slocast.errors import LifecycleError
-from slocast.features import group_keys
+from slocast.features import group_keys, history_quantile_column
 from slocast.models.base import Bounds
 from slocast.models.quantile import QuantileForecaster
 from slocast.schema import POOLED
 
-__all__ = ["CalibratedForecaster", "CalibrationParams", "build_slocast", "fit_on_history"]
+__all__ = [
+    "CalibratedForecaster",
+    "CalibrationParams",
+    "Served",
+    "build_slocast",
+    "fit_on_history",
+]
 
 
 @dataclass(frozen=True)
@@ -47,6 +58,25 @@ class CalibrationParams:
     decay: float = 0.98
     # Mondrian cells by the model's own upper quantile too (1: groups only).
     level_bins: int = 3
+    # A history-based bound next to the model's, chosen per group on cost (where the domain
+    # keeps per-group history), and the business cost of a miss in that choice.
+    history_expert: bool = True
+    under_cost_ratio: float = 5.0
+    # Its scores are relative to the group's own level, far less spread than the model's: a
+    # group's own window serves from 10 scores, the fewest whose 90 % conformal quantile is
+    # a finite-sample order statistic (9) and one more.
+    history_min_group_size: int = 10
+
+
+class Served(NamedTuple):
+    """What :meth:`CalibratedForecaster.bounds` served, and what the online updates need."""
+
+    bounds: Bounds
+    upper_z: np.ndarray  # the model's raw upper quantile, model scale
+    by_request: np.ndarray | None  # jobs served their own request (None: no request given)
+    model_upper: np.ndarray  # the model's bound, request rules applied
+    history_upper: np.ndarray | None  # the history expert's bound (NaN: no history)
+    by_history: np.ndarray | None  # jobs served the history expert's bound, not the model's
 
 
 class CalibratedForecaster:
@@ -60,6 +90,7 @@ class CalibratedForecaster:
         fit_base: bool = True,
         name: str = "slocast",
         request_until: int = 1,
+        history: HistoryExpert | None = None,
     ) -> None:
         """``request_until``: where the request is a hard limit (no training job exceeded it), a
         group's jobs get it until that many of their outcomes are known; otherwise unseen groups
@@ -77,9 +108,14 @@ class CalibratedForecaster:
         self.request_is_cap = False
         self.request_until = request_until
         self.known_per_group: Counter[str] = Counter()
+        # Only where the domain keeps the history feature the expert reads.
+        column = history_quantile_column(self.spec)
+        self.history = history if column and column in self.spec.numeric else None
         self._served_upper_z: dict[object, float] = {}
         # Jobs whose served bound was the request: ACI must not count them as the model's hits.
         self._served_request: set[object] = set()
+        # Per job served: the model's bound, the history expert's, and 1.0 if the latter served.
+        self._served_experts: dict[object, tuple[float, float, float]] = {}
         self._ready = False
 
     def _groups(self, frame: pd.DataFrame) -> np.ndarray:
@@ -96,6 +132,8 @@ class CalibratedForecaster:
         if self.spec.user_request is not None:
             exceeded = train[self.spec.target] > train[self.spec.user_request]
             self.request_is_cap = not bool(exceeded.any())
+        if self.history is not None:
+            self.history.reset()
         self._ready = False
 
     def conformalize(self, calibration: pd.DataFrame) -> CalibratedForecaster:
@@ -103,6 +141,7 @@ class CalibratedForecaster:
         upper_z = self.base.predict_encoded(calibration)[1]
         scores = self._encoded_target(calibration) - upper_z
         self.calibrator.conformalize(scores, groups, upper_z)
+        self._update_history(calibration, groups)
         if self.aci is not None:
             self.aci.set_scale(scores)
         self.known_per_group.update(groups.tolist())
@@ -122,12 +161,9 @@ class CalibratedForecaster:
     def level_for(self, coverage: float | None) -> float:
         """Quantile level for a requested coverage: ACI's drift correction applies to any
         coverage asked for, so bounds stay monotone in it and consistent with the default."""
-        if coverage is None:
-            return self.level
         if self.aci is None:
-            return coverage
-        shifted = coverage + (self.aci.level - self.coverage)
-        return min(self.aci.max_level, max(self.aci.min_level, shifted))
+            return self.coverage if coverage is None else coverage
+        return self.aci.level_for(coverage)
 
     def predict(self, frame: pd.DataFrame, coverage: float | None = None) -> Bounds:
         """Bounds at the promised coverage (ACI-adjusted), or at ``coverage`` when given."""
@@ -137,12 +173,20 @@ class CalibratedForecaster:
         request = (
             frame[self.spec.user_request].to_numpy(np.float64) if self.spec.user_request else None
         )
-        bounds, upper_z, by_request = self.bounds(X, self._groups(frame), request, coverage)
+        served = self.bounds(X, self._groups(frame), request, coverage)
         if self.online:
-            self._served_upper_z.update(zip(frame.index, upper_z.tolist(), strict=True))
-            if by_request is not None:
-                self._served_request.update(frame.index[by_request])
-        return bounds
+            self._served_upper_z.update(zip(frame.index, served.upper_z.tolist(), strict=True))
+            if served.by_request is not None:
+                self._served_request.update(frame.index[served.by_request])
+            if served.history_upper is not None and served.by_history is not None:
+                kept = zip(
+                    served.model_upper.tolist(),
+                    served.history_upper.tolist(),
+                    served.by_history.astype(np.float64).tolist(),
+                    strict=True,
+                )
+                self._served_experts.update(zip(frame.index, kept, strict=True))
+        return served.bounds
 
     def _falls_back(self, groups: np.ndarray, request: np.ndarray) -> np.ndarray:
         """Jobs served their own request: a request given, and a group never seen -- or, where
@@ -160,18 +204,18 @@ class CalibratedForecaster:
         request: np.ndarray | None,
         coverage: float | None = None,
         upper_only: bool = False,
-    ) -> tuple[Bounds, np.ndarray, np.ndarray | None]:
-        """Calibrated bounds for a feature matrix, the raw upper quantile on the model scale,
-        and which jobs were served their request (None: no request given).
+    ) -> Served:
+        """Calibrated bounds for a feature matrix, and what went into them (:class:`Served`).
 
         The one vectorised step shared by backtests and serving: model, conformal offset per
-        group, ACI overflow, request fallback and cap. ``upper_only``: the point is not
-        computed (NaN).
+        group, ACI overflow, request fallback and cap, and the history expert where its group
+        chose it. ``upper_only``: the point is not computed (NaN).
         """
         if not self._ready:
             raise LifecycleError("CalibratedForecaster.predict called before conformalize")
+        level = self.level_for(coverage)
         point_z, upper_z = self.base.predict_matrix(X, upper_only)
-        shift = self.calibrator.offsets(groups, self.level_for(coverage), upper_z)
+        shift = self.calibrator.offsets(groups, level, upper_z)
         if self.aci is not None:
             shift += self.aci.overflow
         upper = self.base.decode(upper_z + shift)  # decoded bounds are never negative
@@ -180,11 +224,42 @@ class CalibratedForecaster:
             by_request = self._falls_back(groups, request)  # all False without use_request
             if self.use_request:
                 upper = np.where(by_request, request, upper)
-                if self.request_is_cap:
-                    upper = np.where(np.isfinite(request), np.minimum(upper, request), upper)
-                upper = np.maximum(upper, 0.0)
+                upper = np.maximum(self._capped(upper, request), 0.0)
+        model_upper, history_upper, by_history = upper, None, None
+        if self.history is not None and self.history.ready:
+            assert self.base.pipeline is not None
+            column = self.base.pipeline.numeric.index(self.history.column)
+            history_z = self._history_z(X[:, column])
+            offsets = self.history.offsets(groups, self.history.level_for(coverage, self.coverage))
+            history_upper = self._capped(self.base.decode(history_z + offsets), request)
+            # Where both give the same bound (both capped at the request) the model serves.
+            by_history = self.history.prefers_history(groups) & np.isfinite(history_upper)
+            by_history &= history_upper != upper
+            upper = np.where(by_history, history_upper, upper)
         point = point_z if upper_only else np.minimum(self.base.decode(point_z), upper)
-        return Bounds(point, upper), upper_z, by_request
+        return Served(
+            Bounds(point, upper), upper_z, by_request, model_upper, history_upper, by_history
+        )
+
+    def _capped(self, upper: np.ndarray, request: np.ndarray | None) -> np.ndarray:
+        """Bounds capped at the request where it is a hard limit (no job ever exceeded it)."""
+        if request is None or not (self.use_request and self.request_is_cap):
+            return upper
+        return np.where(np.isfinite(request), np.minimum(upper, request), upper)
+
+    def _history_z(self, history: np.ndarray) -> np.ndarray:
+        """The history feature on the model's scale (NaN where a job has no history)."""
+        assert self.base.pipeline is not None
+        return self.base.pipeline.encode_target(np.asarray(history, np.float64))
+
+    def _update_history(self, done: pd.DataFrame, groups: np.ndarray) -> None:
+        """The history expert's scores ``y - H`` (model scale) of jobs that had a history."""
+        if self.history is None:
+            return
+        history = done[self.history.column].to_numpy(np.float64)
+        scores = self._encoded_target(done) - self._history_z(history)
+        has = np.isfinite(scores)
+        self.history.update(scores[has], groups[has])
 
     def observe(self, done: pd.DataFrame, served: Bounds) -> None:
         """Learn from finished jobs (``served.upper`` is NaN for jobs never served here)."""
@@ -205,13 +280,25 @@ class CalibratedForecaster:
             needed = self.aci.needed(exceedance, scores - top)
         self.calibrator.update(scores, groups, stored)
         self.known_per_group.update(groups.tolist())
+        y = done[self.spec.target].to_numpy(np.float64)
+        # Each expert's ACI follows the misses of the bounds it served: a choice that sends a
+        # group's easy jobs to one expert must not let the other's level relax on them.
+        by_history = np.zeros(len(done), dtype=bool)
+        if self.history is not None:
+            self._update_history(done, groups)
+            kept = [self._served_experts.pop(i, (np.nan, np.nan, 0.0)) for i in done.index]
+            model_upper, history_upper, chosen = np.array(kept, np.float64).reshape(-1, 3).T
+            both = np.isfinite(model_upper) & np.isfinite(history_upper)
+            self.history.record(groups[both], y[both], model_upper[both], history_upper[both])
+            by_history = chosen > 0
+            if self.history.aci is not None:
+                self.history.aci.update((y[by_history] > history_upper[by_history]).tolist())
         if self.aci is not None:
-            by_request = [i in self._served_request for i in done.index]
+            # Nor what the request covered: that says nothing of the model's level.
+            by_request = np.array([i in self._served_request for i in done.index], dtype=bool)
             self._served_request.difference_update(done.index)
-            was_served = np.isfinite(served.upper) & ~np.array(by_request, dtype=bool)
-            missed = (
-                done[self.spec.target].to_numpy(np.float64)[was_served] > served.upper[was_served]
-            )
+            was_served = np.isfinite(served.upper) & ~by_request & ~by_history
+            missed = y[was_served] > served.upper[was_served]
             self.aci.update(
                 missed.tolist(), None if needed is None else needed[was_served].tolist()
             )
@@ -220,23 +307,37 @@ class CalibratedForecaster:
 def build_slocast(
     base: QuantileForecaster, params: CalibrationParams, fit_base: bool = True
 ) -> CalibratedForecaster:
-    """The slocast method: Mondrian CQR over sliding windows + ACI + request fallback."""
-    aci = (
-        AdaptiveConformal(
+    """The slocast method: Mondrian CQR over sliding windows + ACI + request fallback, and the
+    history expert where the domain keeps per-group history."""
+
+    def aci() -> AdaptiveConformal | None:
+        if params.aci_step <= 0:
+            return None
+        return AdaptiveConformal(
             base.coverage,
             params.aci_step,
             overflow_gain=params.overflow_gain,
             experts=params.aci_experts,
         )
-        if params.aci_step > 0
+
+    column = history_quantile_column(base.spec)
+    history = (
+        HistoryExpert(
+            column,
+            ConformalUpper(params.history_min_group_size, params.window, params.decay),
+            params.under_cost_ratio,
+            aci=aci(),
+        )
+        if params.history_expert and column
         else None
     )
     return CalibratedForecaster(
         base,
         ConformalUpper(params.min_group_size, params.window, params.decay, params.level_bins),
-        aci,
+        aci(),
         fit_base=fit_base,
         request_until=params.request_until,
+        history=history,
     )
 
 

@@ -14,22 +14,29 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
+from slocast.features import history_quantile_column
 from slocast.schema import DomainSpec
 
 __all__ = ["add_group_history", "history_columns"]
+
+
+# How many of a group's latest outcomes its recent 0.9 quantile looks at.
+RECENT = 50
 
 
 def history_columns(spec: DomainSpec, group: str) -> tuple[str, ...]:
     names = [f"{group}_prev_{spec.target}", f"{group}_prev2_mean_{spec.target}"]
     if spec.user_request:
         names.append(f"{group}_prev_{spec.target}_to_request")
+    names.append(history_quantile_column(replace(spec, group=group)) or "")
     return tuple(names)
 
 
 def add_group_history(
     frame: pd.DataFrame, spec: DomainSpec, group: str
 ) -> tuple[pd.DataFrame, DomainSpec]:
-    """Add the last and mean-of-last-two finished outcomes per group (and last outcome/request).
+    """Add the last and mean-of-last-two finished outcomes per group (and last outcome/request),
+    and the 0.9 quantile of the group's latest ``RECENT`` finished outcomes.
 
     >>> spec = DomainSpec("d", target="y", numeric=(), categorical=("u",))
     >>> f = pd.DataFrame({"u": ["a", "a", "a"], "y": [1.0, 3.0, 5.0],
@@ -39,6 +46,8 @@ def add_group_history(
     [nan, nan, 3.0]
     >>> out["u_prev2_mean_y"].tolist()
     [nan, nan, 2.0]
+    >>> out["u_p90_y"].tolist()  # the smallest outcome with 90 % at or below it
+    [nan, nan, 3.0]
     """
     if group not in frame:  # a log that never records the group: no history to add
         return frame, spec
@@ -59,6 +68,15 @@ def add_group_history(
         out[columns[1]][rows[two]] = (y[finished[count[two] - 1]] + y[finished[count[two] - 2]]) / 2
         if request is not None:
             out[columns[2]][rows[one]] = y[last] / request[last]
+        # The quantile after each number of finished jobs, then read off per job.
+        outcomes = y[finished]
+        # An observed outcome (no interpolation): values differing from a tree's threshold
+        # only in the last bit would make compiled and native trees disagree.
+        recent = [
+            np.quantile(outcomes[max(0, k - RECENT) : k], 0.9, method="inverted_cdf")
+            for k in range(1, len(rows) + 1)
+        ]
+        out[columns[-1]][rows[one]] = np.asarray(recent)[count[one] - 1]
     frame = frame.assign(**out)
     spec = replace(
         spec, numeric=spec.numeric + columns, optional=tuple(dict.fromkeys(spec.optional + columns))

@@ -131,6 +131,7 @@ def suggest(
         aci_step=trial.suggest_categorical("aci_step", [0.0, 0.005, 0.01, 0.02, 0.05]),
         request_until=trial.suggest_categorical("request_until", [1, 30]),
         level_bins=trial.suggest_categorical("level_bins", [1, 3]),
+        history_expert=trial.suggest_categorical("history_expert", [True, False]),
     )
     return Candidate(
         family,
