@@ -11,8 +11,14 @@ import pytest
 from slocast.datasets import load_dataset
 from slocast.errors import ConfigError, EmptyDataError
 from slocast.tuning.cv import cv_folds, scorable_folds
-from slocast.tuning.space import anchor_choices, suggest
-from slocast.tuning.study import SearchConfig, best_trial, completed, run_study
+from slocast.tuning.space import anchor_choices, default_candidate, default_params, suggest
+from slocast.tuning.study import (
+    SearchConfig,
+    best_trial,
+    completed,
+    run_study,
+    trial_candidate,
+)
 from tests.conftest import SIZEY, shared_file
 
 pytestmark = [pytest.mark.shared_data, pytest.mark.slow]
@@ -51,6 +57,21 @@ def test_search_improves_on_its_first_trial(iwd_dev, tmp_path: Path) -> None:
             trial.user_attrs
         )
         assert 0.5 <= trial.params["coverage"] <= 0.995
+
+
+def test_a_new_study_starts_from_the_defaults(iwd_dev, tmp_path: Path) -> None:
+    """The first trial is what `slocast evaluate` runs, so the search never reports a best
+    worse than the defaults (in cross-validation); a resumed study does not repeat it."""
+    dev, spec = iwd_dev
+    config = _config(tmp_path, trials=2, pruner="none")
+    start = default_params("bins-lightgbm", 0.9, config.bins)
+    study = run_study(dev, spec, "bins-lightgbm", config, start=start)
+    first = study.trials[0]
+    assert first.params == start
+    candidate = trial_candidate(first, "bins-lightgbm", spec, config)
+    assert candidate == default_candidate("bins-lightgbm", spec, 0.9, config.threads)
+    again = run_study(dev, spec, "bins-lightgbm", config, start=start)
+    assert len(again.trials) == 4 and again.trials[2].params != start
 
 
 def test_median_pruner_stops_bad_trials(iwd_dev, tmp_path: Path) -> None:

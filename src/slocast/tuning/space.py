@@ -27,6 +27,7 @@ __all__ = [
     "anchor_choices",
     "check_bins",
     "default_candidate",
+    "default_params",
     "suggest",
 ]
 
@@ -97,6 +98,27 @@ def check_bins(bins: tuple[int, int]) -> tuple[int, int]:
     return bins
 
 
+# What :func:`suggest` searches of the trees and of the calibration, by name.
+TREE_PARAMS = (
+    "n_estimators",
+    "learning_rate",
+    "num_leaves",
+    "max_depth",
+    "min_child_samples",
+    "subsample",
+    "colsample",
+    "reg_lambda",
+)
+CALIBRATION_PARAMS = (
+    "min_group_size",
+    "window",
+    "aci_step",
+    "request_until",
+    "level_bins",
+    "history_expert",
+)
+
+
 def suggest(
     trial: TrialLike,
     family: str,
@@ -140,6 +162,24 @@ def suggest(
         anchor,
         calibration,
     )
+
+
+def default_params(
+    family: str, coverage: float, bins: tuple[int, int] = (MIN_BINS, MAX_BINS)
+) -> dict[str, Any]:
+    """The family at its defaults, as the parameters :func:`suggest` reads: a study's first
+    trial, so the search starts from what ``slocast evaluate`` runs and never reports worse
+    (in cross-validation) than the defaults."""
+    tree, calibration = GBMConfig(), CalibrationParams()
+    params: dict[str, Any] = {name: getattr(tree, name) for name in TREE_PARAMS}
+    params |= {name: getattr(calibration, name) for name in CALIBRATION_PARAMS}
+    params |= {"anchor": "none", "coverage": coverage}
+    if family == "ensemble":
+        params["ensemble_weight"] = tree.ensemble_weight
+    if family in CLASSIFICATION_FAMILIES:
+        params["n_bins"] = min(max(tree.n_bins, bins[0]), bins[1])
+        params["bin_strategy"] = tree.bin_strategy
+    return params
 
 
 def default_candidate(

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import optuna
@@ -125,8 +126,10 @@ def run_study(
     family: str,
     config: SearchConfig,
     on_trial: Callable[[optuna.trial.FrozenTrial], None] | None = None,
+    start: Mapping[str, Any] | None = None,
 ) -> optuna.Study:
-    """Create or resume the family's study and run ``config.trials`` more trials on ``dev``."""
+    """Create or resume the family's study and run ``config.trials`` more trials on ``dev``;
+    a new study's first trial is ``start`` (e.g. :func:`default_params`)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     folds = scorable_folds(dev, spec, config.folds, config.calibration_fraction)
 
@@ -153,6 +156,8 @@ def run_study(
         pruner=_pruner(config),
         load_if_exists=True,
     )
+    if start is not None and not study.trials:
+        study.enqueue_trial(dict(start))
     callbacks = [lambda _study, trial: on_trial(trial)] if on_trial else None
     study.optimize(
         objective, n_trials=config.trials, timeout=config.timeout_s, n_jobs=config.n_jobs,

@@ -27,7 +27,7 @@ from slocast.features import group_keys
 from slocast.models.base import Forecaster
 from slocast.models.baselines import UserRequestBaseline, VPABaseline
 from slocast.tuning.cv import evaluate_cv
-from slocast.tuning.space import Candidate, default_candidate
+from slocast.tuning.space import Candidate, default_candidate, default_params
 from slocast.tuning.strategies import Point, choose_strategies, pareto_front
 from slocast.tuning.study import (
     SearchConfig,
@@ -171,6 +171,7 @@ def _search_family(
     points: list[Point],
     candidates: dict[str, Candidate],
     step: Progress,
+    coverage: float,
 ) -> FamilyOutcome:
     spec = data.spec
     dev = data.frame.iloc[:dev_rows]
@@ -179,7 +180,8 @@ def _search_family(
         value = "pruned" if trial.value is None else f"{trial.value:.1f}"
         step(f"{family}: trial {trial.number} -> {value}")
 
-    study = run_study(dev, spec, family, search, on_trial)
+    start = default_params(family, coverage, search.bins)
+    study = run_study(dev, spec, family, search, on_trial, start)
     for trial in completed(study):
         key = f"{family}#{trial.number}"
         points.append(
@@ -221,7 +223,7 @@ def tune(
     for family in families:
         if search is not None:
             outcomes[family] = _search_family(
-                data, dev_rows, family, search, points, candidates, step
+                data, dev_rows, family, search, points, candidates, step, coverage
             )
             continue
         step(f"{family}: cross-validating the defaults")
