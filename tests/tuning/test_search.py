@@ -63,13 +63,15 @@ def test_a_new_study_starts_from_the_defaults(iwd_dev, tmp_path: Path) -> None:
     """The first trial is what `slocast evaluate` runs, so the search never reports a best
     worse than the defaults (in cross-validation); a resumed study does not repeat it."""
     dev, spec = iwd_dev
-    config = _config(tmp_path, trials=2, pruner="none")
+    config = _config(tmp_path, trials=2, pruner="none", under_cost_ratio=3.0)
     start = default_params("bins-lightgbm", 0.9, config.bins)
     study = run_study(dev, spec, "bins-lightgbm", config, start=start)
     first = study.trials[0]
     assert first.params == start
     candidate = trial_candidate(first, "bins-lightgbm", spec, config)
-    assert candidate == default_candidate("bins-lightgbm", spec, 0.9, config.threads)
+    assert candidate == default_candidate("bins-lightgbm", spec, 0.9, config.threads, 3.0)
+    # The study's price of a miss reaches the calibration (the history expert's choice).
+    assert candidate.calibration.under_cost_ratio == 3.0
     again = run_study(dev, spec, "bins-lightgbm", config, start=start)
     assert len(again.trials) == 4 and again.trials[2].params != start
 

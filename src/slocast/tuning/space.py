@@ -125,8 +125,10 @@ def suggest(
     spec: DomainSpec,
     threads: int = 2,
     bins: tuple[int, int] = (MIN_BINS, MAX_BINS),
+    under_cost_ratio: float = 5.0,
 ) -> Candidate:
-    """Sample (or replay) one candidate of ``family``; ``bins`` bounds the bin count searched."""
+    """Sample (or replay) one candidate of ``family``; ``bins`` bounds the bin count searched,
+    ``under_cost_ratio`` prices a miss where calibration weighs costs (the history expert)."""
     if family not in FAMILIES:
         raise KeyError(family)
     trees: dict[str, Any] = {
@@ -154,6 +156,7 @@ def suggest(
         request_until=trial.suggest_categorical("request_until", [1, 30]),
         level_bins=trial.suggest_categorical("level_bins", [1, 3]),
         history_expert=trial.suggest_categorical("history_expert", [True, False]),
+        under_cost_ratio=under_cost_ratio,
     )
     return Candidate(
         family,
@@ -183,7 +186,12 @@ def default_params(
 
 
 def default_candidate(
-    family: str, spec: DomainSpec, coverage: float, threads: int = 2
+    family: str,
+    spec: DomainSpec,
+    coverage: float,
+    threads: int = 2,
+    under_cost_ratio: float = 5.0,
 ) -> Candidate:
     """The family at its defaults, as ``slocast evaluate`` runs it (``--no-run-search``)."""
-    return Candidate(family, GBMConfig(threads=threads), coverage, (), CalibrationParams())
+    calibration = CalibrationParams(under_cost_ratio=under_cost_ratio)
+    return Candidate(family, GBMConfig(threads=threads), coverage, (), calibration)

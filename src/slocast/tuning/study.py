@@ -134,7 +134,9 @@ def run_study(
     folds = scorable_folds(dev, spec, config.folds, config.calibration_fraction)
 
     def objective(trial: optuna.Trial) -> float:
-        candidate = suggest(trial, family, spec, config.threads, config.bins)
+        candidate = suggest(
+            trial, family, spec, config.threads, config.bins, config.under_cost_ratio
+        )
         scores: list[FoldScore] = []
         summary: dict[str, float] = {}
         for step, split in enumerate(folds):
@@ -193,4 +195,4 @@ def trial_candidate(
 ) -> Candidate:
     """Rebuild a trial's candidate from its stored parameters."""
     fixed = optuna.trial.FixedTrial(trial.params)
-    return suggest(fixed, family, spec, config.threads, config.bins)
+    return suggest(fixed, family, spec, config.threads, config.bins, config.under_cost_ratio)

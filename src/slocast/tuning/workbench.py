@@ -227,7 +227,7 @@ def tune(
             )
             continue
         step(f"{family}: cross-validating the defaults")
-        candidate = default_candidate(family, spec, coverage)
+        candidate = default_candidate(family, spec, coverage, under_cost_ratio=under_cost_ratio)
         scores = evaluate_cv(
             candidate,
             data.frame.iloc[:dev_rows],
