@@ -51,6 +51,7 @@ __all__ = [
     "column_group_keys",
     "group_keys",
     "history_quantile_column",
+    "history_quantile_name",
     "numeric_block",
     "record_group_keys",
 ]
@@ -266,11 +267,15 @@ def group_keys(frame: pd.DataFrame, spec: DomainSpec) -> np.ndarray:
     return frame[spec.group].astype("string").fillna(POOLED).to_numpy(dtype=object)
 
 
+def history_quantile_name(group: str, target: str) -> str:
+    """The history feature holding the 0.9 quantile of the group's latest finished outcomes:
+    the history expert's base (:mod:`slocast.calibration.history`)."""
+    return f"{group}_p90_{target}"
+
+
 def history_quantile_column(spec: DomainSpec) -> str | None:
-    """The history feature holding the 0.9 quantile of the group's latest finished outcomes
-    (None for a domain without groups): the history expert's base
-    (:mod:`slocast.calibration.history`)."""
-    return f"{spec.group}_p90_{spec.target}" if spec.group else None
+    """:func:`history_quantile_name` for the domain's group (None without groups)."""
+    return history_quantile_name(spec.group, spec.target) if spec.group else None
 
 
 def record_group_keys(records: Sequence[Mapping[str, object]], spec: DomainSpec) -> np.ndarray:

@@ -45,6 +45,12 @@ class DomainSpec:
     def features(self) -> tuple[str, ...]:
         return self.numeric + self.categorical
 
+    @property
+    def numbers(self) -> tuple[str, ...]:
+        """Every numeric input a job carries: the numeric features and the request."""
+        request = (self.user_request,) if self.user_request else ()
+        return tuple(dict.fromkeys(self.numeric + request))
+
     def without_features(self, dropped: set[str]) -> DomainSpec:
         """The same spec with some feature columns removed (e.g. constant in this log); a
         removed group column leaves the spec without groups."""

@@ -386,8 +386,7 @@ def load_bundle(path: Path, prefer_compiled: bool = True, threads: int = 0) -> M
     cal = json.loads((path / "calibration.json").read_text())
     aci = None
     if cal["aci"] is not None:
-        aci = AdaptiveConformal(coverage, **cal["aci_params"])
-        aci.restore(cal["aci"])
+        aci = AdaptiveConformal.from_state(coverage, cal["aci_params"], cal["aci"])
     # Bundles from before the history expert have none.
     history = HistoryExpert.from_state(cal["history"], coverage) if cal.get("history") else None
     forecaster = CalibratedForecaster(

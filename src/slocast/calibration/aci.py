@@ -185,6 +185,15 @@ class AdaptiveConformal:
             "misses": self.misses,
         }
 
+    @classmethod
+    def from_state(
+        cls, coverage: float, params: Mapping[str, Any], state: Mapping[str, Any]
+    ) -> AdaptiveConformal:
+        """A learner rebuilt from :meth:`params` and :meth:`state` (as bundles store them)."""
+        aci = cls(coverage, **params)
+        aci.restore(state)
+        return aci
+
     def restore(self, state: Mapping[str, Any]) -> None:
         alphas = state.get("alphas")
         if alphas is not None and len(alphas) == self.experts:

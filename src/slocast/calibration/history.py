@@ -194,7 +194,8 @@ class HistoryExpert:
             "by_youth": self.by_youth.state(),
             "records": {g: [list(r) for r in w] for g, w in self._records.items()},
             "pooled": [list(r) for r in self._pooled],
-            "aci": None if self.aci is None else {**self.aci.params(), **self.aci.state()},
+            "aci": None if self.aci is None else self.aci.state(),
+            "aci_params": None if self.aci is None else self.aci.params(),
         }
 
     @classmethod
@@ -202,9 +203,7 @@ class HistoryExpert:
         size, window, decay = int(state["min_group_size"]), int(state["window"]), state["decay"]
         aci = None
         if state.get("aci"):
-            settings = AdaptiveConformal(coverage).params()
-            aci = AdaptiveConformal(coverage, **{k: state["aci"][k] for k in settings})
-            aci.restore(state["aci"])
+            aci = AdaptiveConformal.from_state(coverage, state["aci_params"], state["aci"])
         expert = cls(
             str(state["column"]),
             ConformalUpper.from_state(state["scores"], size, window, float(decay)),

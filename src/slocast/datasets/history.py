@@ -14,7 +14,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from slocast.features import history_quantile_column
+from slocast.features import history_quantile_name
 from slocast.schema import DomainSpec
 
 __all__ = ["add_group_history", "history_columns"]
@@ -28,7 +28,7 @@ def history_columns(spec: DomainSpec, group: str) -> tuple[str, ...]:
     names = [f"{group}_prev_{spec.target}", f"{group}_prev2_mean_{spec.target}"]
     if spec.user_request:
         names.append(f"{group}_prev_{spec.target}_to_request")
-    names.append(history_quantile_column(replace(spec, group=group)) or "")
+    names.append(history_quantile_name(group, spec.target))
     return tuple(names)
 
 

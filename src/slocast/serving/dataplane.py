@@ -79,8 +79,7 @@ class LoadedModel:
         """The numeric columns :meth:`_Predictor.predict_columns` reads."""
         if self.cold_start:
             return PRIOR_INPUTS
-        request = self.spec.user_request
-        return tuple(dict.fromkeys((*self.spec.numeric, *([request] if request else []))))
+        return self.spec.numbers
 
     def cache_fields(self) -> list[str]:
         spec = self.spec
@@ -256,10 +255,9 @@ class DataPlane:
                     field=f"columns.{name}",
                 )
         self._check_batch(size, coverage, "columns")
-        numbers = [*spec.numeric, *([spec.user_request] if spec.user_request else [])]
         categories = [*spec.categorical, *([spec.group] if spec.group else [])]
         for names, given, kind in (
-            (numbers, numeric, "numeric"),
+            (spec.numbers, numeric, "numeric"),
             (categories, categorical, "categorical"),
         ):
             for name in names:

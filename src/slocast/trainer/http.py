@@ -407,7 +407,7 @@ def create_trainer_app(
     @app.post("/predict")
     async def predict(row: LatencyFeatures) -> Response:
         refresh_serving()
-        ttft, tpot, _ = serving.predict_llm([row.__dict__])
+        ttft, tpot, _ = serving.predict_llm_rows([row])
         return json_response(
             {
                 "ttft_ms": ttft[0],
