@@ -70,6 +70,19 @@ def test_a_burst_of_misses_is_damped() -> None:
     assert burst.observed == 100 and burst.observed_coverage == 0.0
 
 
+def test_a_round_weighs_by_its_groups_when_they_are_given() -> None:
+    one_user, many_users, per_job = (AdaptiveConformal(0.9, 0.005) for _ in range(3))
+    one_user.update([True] * 100, groups=["u1"] * 100)  # one user's jobs: one piece of evidence
+    many_users.update([True] * 100, groups=[f"u{i}" for i in range(100)])
+    per_job.update([True] * 100)
+    single = AdaptiveConformal(0.9, 0.005)
+    single.update([True])
+    assert one_user.level == pytest.approx(single.level)
+    assert many_users.level == pytest.approx(per_job.level)
+    assert many_users.level > one_user.level
+    assert one_user.observed == 100 and one_user.misses == 100  # counts stay per job
+
+
 def test_state_round_trip() -> None:
     aci = AdaptiveConformal(0.9, 0.02)
     aci.update([True, False])

@@ -64,3 +64,19 @@ def test_aci_learns_only_from_bounds_the_model_served() -> None:
     seen = jobs.assign(g="a")
     known.observe(seen.iloc[:100], known.predict(seen.iloc[:100]))
     assert known.aci.level != level  # bounds the model served do move it
+
+
+def test_one_groups_misses_finishing_together_move_the_level_as_one() -> None:
+    """A round of misses from one group moves ACI less than the same misses spread over groups."""
+    levels = []
+    for spread in (False, True):
+        forecaster, jobs = _fitted(request_until=1)
+        assert forecaster.aci is not None
+        seen = jobs.iloc[:60].assign(g="a")
+        if spread:
+            seen["g"] = np.where(np.arange(len(seen)) % 2 == 0, "a", "b")
+        served = forecaster.predict(seen)
+        seen["y"] = served.upper * 2.0  # every job ran past its bound
+        forecaster.observe(seen, served)
+        levels.append(forecaster.aci.level)
+    assert levels[1] > levels[0] > 0.9

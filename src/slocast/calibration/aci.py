@@ -128,13 +128,21 @@ class AdaptiveConformal:
         )
         return np.where(excess > 0, np.minimum(beyond, exceedance), exceedance)
 
-    def update(self, misses: Iterable[bool], exceedance: Iterable[float] | None = None) -> None:
+    def update(
+        self,
+        misses: Iterable[bool],
+        exceedance: Iterable[float] | None = None,
+        groups: Iterable[object] | None = None,
+    ) -> None:
         """One feedback round: the outcomes that became known together.
 
         The level moves by ``step * min(sqrt(n), max_round) * (alpha - miss rate)`` for a round
         of ``n`` outcomes: outcomes that arrive together are correlated (a user's 100 identical
         jobs ending at once), so they weigh like sqrt(n) independent ones, never more than
-        ``max_round`` -- with delayed feedback, per-outcome updates overshoot. ``exceedance``
+        ``max_round`` -- with delayed feedback, per-outcome updates overshoot. Given each
+        outcome's ``groups`` (user, process), ``n`` counts the groups in the round instead: one
+        user's jobs that end together miss or hit together, and counted as several pieces of
+        evidence their misses pushed the level up for every group at once. ``exceedance``
         (per outcome, see :meth:`ConformalUpper.exceedance`) lets each expert see its own misses
         and be weighted; without it every expert follows the served misses.
         """
@@ -143,7 +151,8 @@ class AdaptiveConformal:
             return
         self.observed += len(batch)
         self.misses += sum(batch)
-        weight = min(len(batch) ** 0.5, self.max_round)
+        independent = len(batch) if groups is None else len({str(g) for g in groups})
+        weight = min(independent**0.5, self.max_round)
         target = 1.0 - self.coverage
         beta = None if exceedance is None else np.fromiter(exceedance, dtype=np.float64)
         if self.experts == 1 or beta is None or len(beta) != len(batch):

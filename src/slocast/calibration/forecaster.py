@@ -300,7 +300,10 @@ class CalibratedForecaster:
             was_served = np.isfinite(served.upper) & ~by_request & ~by_history
             missed = y[was_served] > served.upper[was_served]
             self.aci.update(
-                missed.tolist(), None if needed is None else needed[was_served].tolist()
+                missed.tolist(),
+                None if needed is None else needed[was_served].tolist(),
+                # The history expert's learner keeps per-job rounds: see docs/concepts.md.
+                groups=groups[was_served] if self.spec.group else None,
             )
 
 
