@@ -3,10 +3,13 @@ of their outcomes are known, and ACI learns only from the bounds the model serve
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 
 from slocast.calibration.forecaster import CalibratedForecaster, CalibrationParams, build_slocast
+from slocast.datasets.history import add_group_history
 from slocast.models import GBMConfig, QuantileForecaster
 from tests.conftest import SYNTH_SPEC, synthetic_frame
 
@@ -80,3 +83,28 @@ def test_one_groups_misses_finishing_together_move_the_level_as_one() -> None:
         forecaster.observe(seen, served)
         levels.append(forecaster.aci.level)
     assert levels[1] > levels[0] > 0.9
+
+
+def test_a_group_with_nothing_on_record_gets_the_lower_of_the_two_bounds() -> None:
+    """Until a group has a finished job on record, the pool's evidence (other groups') does
+    not choose for it: each of its jobs gets the lower of the model's and the history's bound.
+    Once it has a record, all its jobs take the expert that cost less on it."""
+    spec = replace(SYNTH_SPEC, user_request=None)
+    frame, spec = add_group_history(synthetic_frame(1200).drop(columns="request"), spec, "g")
+    base = QuantileForecaster(spec, 0.9, config=GBMConfig(n_estimators=40))
+    forecaster = build_slocast(base, CalibrationParams())
+    forecaster.fit(frame.iloc[:800])
+    forecaster.conformalize(frame.iloc[800:1000])
+    jobs = frame.iloc[1000:1060].assign(g="new")
+    # The new process's recent outcomes: some of its jobs ask far less than the model says.
+    jobs["g_p90_y"] = np.where(np.arange(len(jobs)) % 2 == 0, 0.5, 50.0)
+    assert base.pipeline is not None
+    served = forecaster.bounds(base.pipeline.transform(jobs), np.array(["new"] * 60), None)
+    assert served.history_upper is not None and served.by_history is not None
+    lower = np.minimum(served.model_upper, served.history_upper)
+    assert np.array_equal(served.bounds.upper, lower)
+    assert 0 < served.by_history.sum() < len(jobs)  # each job its own lower bound
+    forecaster.observe(jobs.iloc[:10], forecaster.predict(jobs.iloc[:10]))
+    after = forecaster.bounds(base.pipeline.transform(jobs), np.array(["new"] * 60), None)
+    assert after.by_history is not None
+    assert len(set(after.by_history.tolist())) == 1  # now one choice for the whole group

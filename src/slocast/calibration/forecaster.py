@@ -13,7 +13,8 @@ Lifecycle: ``fit`` (past rows) -> ``conformalize`` (the next slice in time) -> `
   request (a hard limit, like a memory cgroup) bounds are capped at the request.
 - Where the domain keeps per-group history: a second, history-based bound is calibrated the
   same way, and each group is served whichever of the two has cost less on its latest
-  finished jobs (:mod:`slocast.calibration.history`).
+  finished jobs; a group with none on record yet, the lower of the two
+  (:mod:`slocast.calibration.history`).
 """
 
 from __future__ import annotations
@@ -232,9 +233,16 @@ class CalibratedForecaster:
             history_z = self._history_z(X[:, column])
             offsets = self.history.offsets(groups, self.history.level_for(coverage, self.coverage))
             history_upper = self._capped(self.base.decode(history_z + offsets), request)
+            # A group with no finished job on record has no evidence for the choice: each of
+            # its jobs gets the lower bound. (The pool's evidence is other groups': followed,
+            # it flipped a process between the experts as other groups' jobs finished, and
+            # served it a model off by 10x.) Each expert's ACI follows the misses this
+            # selection adds, as it does for the per-group choice.
+            chosen = self.history.prefers_history(groups)
+            unproven = ~self.history.has_record(groups)
+            by_history = np.where(unproven, history_upper < upper, chosen)
             # Where both give the same bound (both capped at the request) the model serves.
-            by_history = self.history.prefers_history(groups) & np.isfinite(history_upper)
-            by_history &= history_upper != upper
+            by_history &= np.isfinite(history_upper) & (history_upper != upper)
             upper = np.where(by_history, history_upper, upper)
         point = point_z if upper_only else np.minimum(self.base.decode(point_z), upper)
         return Served(

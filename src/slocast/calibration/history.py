@@ -13,19 +13,21 @@ model, slocast keeps a *history expert*:
   model's bound. A group with fewer scores than the Mondrian size takes the pooled scores of
   groups that were as young (0, 1-3, 4-9 or 10+ scores held): a quantile of one outcome says
   less than a quantile of fifty, and the pool of all groups would promise too much for it;
-- each group is served whichever of the two bounds has cost less on its latest ``memory``
-  finished jobs (``under_cost`` x a miss + the excess over the outcome, in units of the mean
-  outcome), plus ``prior`` jobs' worth of what the pool of all groups says it would cost for a
-  group of its size: the pool's miss rate, and the pool's excess per unit of outcome scaled to
-  the group's outcomes. A group of small jobs then follows the pool's misses (its excess is
-  negligible in the business score) and a group of large jobs the pool's excess; on a log
-  where the history predicts badly for most groups, a group leaves the model only on strong
-  evidence of its own.
+- a group with no finished job on record yet has no evidence of its own: each of its jobs
+  gets the lower of the two bounds (both calibrated for groups that young);
+- each group with a record is served whichever of the two bounds has cost less on its
+  latest ``memory`` finished jobs (``under_cost`` x a miss + the excess over the outcome, in
+  units of the mean outcome), plus ``prior`` jobs' worth of what the pool of all groups says
+  it would cost for a group of its size: the pool's miss rate, and the pool's excess per unit
+  of outcome scaled to the group's outcomes. A group of small jobs then follows the pool's
+  misses (its excess is negligible in the business score) and a group of large jobs the
+  pool's excess; on a log where the history predicts badly for most groups, a group leaves
+  the model only on strong evidence of its own.
 
 Both bounds are calibrated, but choosing sends each expert the jobs it looked good on, and
 those are not a random sample of its jobs: each expert therefore has its own ACI level, moved
-by the misses of the bounds it served (the model's, in the forecaster). The choice looks only
-at finished jobs, never at the job being bounded.
+by the misses of the bounds it served (the model's, in the forecaster). The choice never looks
+at the outcome of the job being bounded.
 """
 
 from __future__ import annotations
@@ -147,6 +149,10 @@ class HistoryExpert:
     def prefers_history(self, groups: np.ndarray) -> np.ndarray:
         """Per job: whether its group is served the history expert's bound."""
         return np.array([self._prefers(str(g)) for g in groups.tolist()], dtype=bool)
+
+    def has_record(self, groups: np.ndarray) -> np.ndarray:
+        """Per job: whether any finished job of its group has both bounds on record."""
+        return np.array([str(g) in self._records for g in groups.tolist()], dtype=bool)
 
     def _prefers(self, group: str) -> bool:
         """Each expert's cost on the group's latest jobs, plus ``prior`` jobs' worth of what
