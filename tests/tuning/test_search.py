@@ -11,7 +11,13 @@ import pytest
 from slocast.datasets import load_dataset
 from slocast.errors import ConfigError, EmptyDataError
 from slocast.tuning.cv import cv_folds, scorable_folds
-from slocast.tuning.space import anchor_choices, default_candidate, default_params, suggest
+from slocast.tuning.space import (
+    anchor_choices,
+    default_candidate,
+    default_params,
+    starting_points,
+    suggest,
+)
 from slocast.tuning.study import (
     SearchConfig,
     best_trial,
@@ -61,19 +67,21 @@ def test_search_improves_on_its_first_trial(iwd_dev, tmp_path: Path) -> None:
 
 def test_a_new_study_starts_from_the_defaults(iwd_dev, tmp_path: Path) -> None:
     """The first trial is what `slocast evaluate` runs, so the search never reports a best
-    worse than the defaults (in cross-validation); a resumed study does not repeat it."""
+    worse than the defaults (in cross-validation), and the second the same with the history
+    expert switched; a resumed study does not repeat them."""
     dev, spec = iwd_dev
     config = _config(tmp_path, trials=2, pruner="none", under_cost_ratio=3.0)
-    start = default_params("bins-lightgbm", 0.9, config.bins)
+    start = starting_points("bins-lightgbm", 0.9, config.bins)
+    assert start[0] == default_params("bins-lightgbm", 0.9, config.bins)
+    assert start[1] == start[0] | {"history_expert": not start[0]["history_expert"]}
     study = run_study(dev, spec, "bins-lightgbm", config, start=start)
-    first = study.trials[0]
-    assert first.params == start
-    candidate = trial_candidate(first, "bins-lightgbm", spec, config)
+    assert [t.params for t in study.trials] == start
+    candidate = trial_candidate(study.trials[0], "bins-lightgbm", spec, config)
     assert candidate == default_candidate("bins-lightgbm", spec, 0.9, config.threads, 3.0)
     # The study's price of a miss reaches the calibration (the history expert's choice).
     assert candidate.calibration.under_cost_ratio == 3.0
     again = run_study(dev, spec, "bins-lightgbm", config, start=start)
-    assert len(again.trials) == 4 and again.trials[2].params != start
+    assert len(again.trials) == 4 and again.trials[2].params not in start
 
 
 def test_median_pruner_stops_bad_trials(iwd_dev, tmp_path: Path) -> None:

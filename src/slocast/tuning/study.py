@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,10 +126,10 @@ def run_study(
     family: str,
     config: SearchConfig,
     on_trial: Callable[[optuna.trial.FrozenTrial], None] | None = None,
-    start: Mapping[str, Any] | None = None,
+    start: Sequence[Mapping[str, Any]] = (),
 ) -> optuna.Study:
     """Create or resume the family's study and run ``config.trials`` more trials on ``dev``;
-    a new study's first trial is ``start`` (e.g. :func:`default_params`)."""
+    a new study's first trials are ``start`` (e.g. :func:`starting_points`)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     folds = scorable_folds(dev, spec, config.folds, config.calibration_fraction)
 
@@ -158,8 +158,9 @@ def run_study(
         pruner=_pruner(config),
         load_if_exists=True,
     )
-    if start is not None and not study.trials:
-        study.enqueue_trial(dict(start))
+    if not study.trials:
+        for params in start:
+            study.enqueue_trial(dict(params))
     callbacks = [lambda _study, trial: on_trial(trial)] if on_trial else None
     study.optimize(
         objective, n_trials=config.trials, timeout=config.timeout_s, n_jobs=config.n_jobs,

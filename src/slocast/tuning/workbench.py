@@ -27,7 +27,7 @@ from slocast.features import group_keys
 from slocast.models.base import Forecaster
 from slocast.models.baselines import UserRequestBaseline, VPABaseline
 from slocast.tuning.cv import evaluate_cv
-from slocast.tuning.space import Candidate, default_candidate, default_params
+from slocast.tuning.space import Candidate, default_candidate, starting_points
 from slocast.tuning.strategies import Point, choose_strategies, pareto_front
 from slocast.tuning.study import (
     SearchConfig,
@@ -180,7 +180,7 @@ def _search_family(
         value = "pruned" if trial.value is None else f"{trial.value:.1f}"
         step(f"{family}: trial {trial.number} -> {value}")
 
-    start = default_params(family, coverage, search.bins)
+    start = starting_points(family, coverage, search.bins)
     study = run_study(dev, spec, family, search, on_trial, start)
     for trial in completed(study):
         key = f"{family}#{trial.number}"
