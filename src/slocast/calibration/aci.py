@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["AdaptiveConformal"]
+__all__ = ["AdaptiveConformal", "level_for"]
 
 
 class AdaptiveConformal:
@@ -215,3 +215,11 @@ class AdaptiveConformal:
         self.scale = float(state["scale"])
         self.observed = int(state["observed"])
         self.misses = int(state["misses"])
+
+
+def level_for(aci: AdaptiveConformal | None, coverage: float | None, promised: float) -> float:
+    """The quantile level for a requested coverage (None: the ``promised`` one), with ``aci``'s
+    drift correction where there is a learner."""
+    if aci is None:
+        return promised if coverage is None else coverage
+    return aci.level_for(coverage)

@@ -26,7 +26,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from slocast.calibration.aci import AdaptiveConformal
+from slocast.calibration.aci import AdaptiveConformal, level_for
 from slocast.calibration.conformal import ConformalUpper
 from slocast.calibration.history import HistoryExpert
 from slocast.errors import LifecycleError
@@ -162,9 +162,7 @@ class CalibratedForecaster:
     def level_for(self, coverage: float | None) -> float:
         """Quantile level for a requested coverage: ACI's drift correction applies to any
         coverage asked for, so bounds stay monotone in it and consistent with the default."""
-        if self.aci is None:
-            return self.coverage if coverage is None else coverage
-        return self.aci.level_for(coverage)
+        return level_for(self.aci, coverage, self.coverage)
 
     def predict(self, frame: pd.DataFrame, coverage: float | None = None) -> Bounds:
         """Bounds at the promised coverage (ACI-adjusted), or at ``coverage`` when given."""

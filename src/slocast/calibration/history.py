@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from slocast.calibration.aci import AdaptiveConformal
+from slocast.calibration.aci import AdaptiveConformal, level_for
 from slocast.calibration.conformal import ConformalUpper
 
 __all__ = ["HistoryExpert"]
@@ -91,9 +91,7 @@ class HistoryExpert:
             self.aci = AdaptiveConformal(self.aci.coverage, **self.aci.params())
 
     def level_for(self, coverage: float | None, promised: float) -> float:
-        if self.aci is None:
-            return promised if coverage is None else coverage
-        return self.aci.level_for(coverage)
+        return level_for(self.aci, coverage, promised)
 
     @property
     def ready(self) -> bool:

@@ -172,8 +172,8 @@ def default_params(
     family: str, coverage: float, bins: tuple[int, int] = (MIN_BINS, MAX_BINS)
 ) -> dict[str, Any]:
     """The family at its defaults, as the parameters :func:`suggest` reads: a study's first
-    trial, so the search starts from what ``slocast evaluate`` runs and never reports worse
-    (in cross-validation) than the defaults."""
+    trial (:func:`starting_points`), so the search starts from what ``slocast evaluate`` runs
+    and never reports worse (in cross-validation) than the defaults."""
     tree, calibration = GBMConfig(), CalibrationParams()
     params: dict[str, Any] = {name: getattr(tree, name) for name in TREE_PARAMS}
     params |= {name: getattr(calibration, name) for name in CALIBRATION_PARAMS}
