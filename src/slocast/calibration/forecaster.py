@@ -231,16 +231,8 @@ class CalibratedForecaster:
             history_z = self._history_z(X[:, column])
             offsets = self.history.offsets(groups, self.history.level_for(coverage, self.coverage))
             history_upper = self._capped(self.base.decode(history_z + offsets), request)
-            # A group with no finished job on record has no evidence for the choice: each of
-            # its jobs gets the lower bound. (The pool's evidence is other groups': followed,
-            # it flipped a process between the experts as other groups' jobs finished, and
-            # served it a model off by 10x.) Each expert's ACI follows the misses this
-            # selection adds, as it does for the per-group choice.
-            chosen = self.history.prefers_history(groups)
-            unproven = ~self.history.has_record(groups)
-            by_history = np.where(unproven, history_upper < upper, chosen)
-            # Where both give the same bound (both capped at the request) the model serves.
-            by_history &= np.isfinite(history_upper) & (history_upper != upper)
+            # Each expert's ACI follows the misses its share of the choice adds (see observe).
+            by_history = self.history.serves(groups, upper, history_upper)
             upper = np.where(by_history, history_upper, upper)
         point = point_z if upper_only else np.minimum(self.base.decode(point_z), upper)
         return Served(

@@ -148,9 +148,20 @@ class HistoryExpert:
         """Per job: whether its group is served the history expert's bound."""
         return np.array([self._prefers(str(g)) for g in groups.tolist()], dtype=bool)
 
-    def has_record(self, groups: np.ndarray) -> np.ndarray:
-        """Per job: whether any finished job of its group has both bounds on record."""
-        return np.array([str(g) in self._records for g in groups.tolist()], dtype=bool)
+    def serves(
+        self, groups: np.ndarray, model_upper: np.ndarray, history_upper: np.ndarray
+    ) -> np.ndarray:
+        """Per job: whether it is served the history expert's bound rather than the model's.
+
+        A group with no finished job on record has no evidence for the choice: each of its
+        jobs gets the lower bound. (The pool's evidence is other groups': followed, it flipped
+        a process between the experts as other groups' jobs finished, and served it a model
+        off by 10x.) Where both give the same bound (both capped at the request), the model
+        serves.
+        """
+        unproven = np.array([str(g) not in self._records for g in groups.tolist()], dtype=bool)
+        chosen = np.where(unproven, history_upper < model_upper, self.prefers_history(groups))
+        return np.asarray(chosen & np.isfinite(history_upper) & (history_upper != model_upper))
 
     def _prefers(self, group: str) -> bool:
         """Each expert's cost on the group's latest jobs, plus ``prior`` jobs' worth of what
