@@ -67,6 +67,7 @@ def _params(settings: Settings) -> CalibrationParams:
         overflow_gain=settings.aci_overflow_gain,
         aci_experts=settings.aci_experts,
         request_until=settings.request_until,
+        request_limit_share=settings.request_limit_share,
         decay=settings.calibration_decay,
         level_bins=settings.level_bins,
         history_expert=settings.history_expert,

@@ -71,6 +71,14 @@ class Settings(BaseSettings):
         "of their request, where the request is a hard limit; otherwise unseen groups get it. "
         "0: never serve the request (the model's bound for every job).",
     )
+    request_limit_share: float = Field(
+        0.05,
+        ge=0.0,
+        le=1.0,
+        description="Share of the miss budget (1 - coverage) that capping bounds at the request "
+        "plus the grace past jobs took beyond theirs may cost (0: the grace is the largest "
+        "overrun seen).",
+    )
     calibration_window: int = Field(
         500, ge=50, description="Most recent conformity scores kept per group (tracks drift)."
     )

@@ -141,3 +141,20 @@ def test_the_history_expert_survives_the_bundle(tmp_path: Path) -> None:
     assert mine.by_history is not None and theirs.by_history is not None
     np.testing.assert_array_equal(theirs.by_history, mine.by_history)
     assert 0 < mine.by_history.mean() < 1  # some processes are served history, some the model
+
+
+def test_the_request_grace_survives_the_bundle(tmp_path: Path) -> None:
+    """A server caps bounds where the trainer's forecaster does: at the request plus the grace
+    its training jobs took past theirs."""
+    frame = synthetic_frame(800)
+    frame.loc[:9, "y"] = frame["request"][:10] + np.arange(1.0, 11.0)  # ten jobs ran late
+    base = QuantileForecaster(SYNTH_SPEC, 0.9, "lightgbm", GBMConfig(n_estimators=50))
+    forecaster, _, _ = fit_on_history(frame, base, CalibrationParams(), 0.25)
+    save_bundle(forecaster, tmp_path / "b", provenance={}, metrics={})
+    loaded = load_bundle(tmp_path / "b")
+    grace = forecaster.request_grace
+    assert grace is not None and 1.0 < grace < 10.0  # the largest overruns (0.5 % of jobs) aside
+    assert loaded.forecaster.request_grace == forecaster.request_grace
+    np.testing.assert_array_equal(
+        loaded.predict_frame(frame).upper, forecaster.predict(frame).upper
+    )

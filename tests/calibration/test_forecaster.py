@@ -108,3 +108,41 @@ def test_a_group_with_nothing_on_record_gets_the_lower_of_the_two_bounds() -> No
     after = forecaster.bounds(base.pipeline.transform(jobs), np.array(["new"] * 60), None)
     assert after.by_history is not None
     assert len(set(after.by_history.tolist())) == 1  # now one choice for the whole group
+
+
+def _killed_past_the_limit(grace: float, overrun: float) -> pd.DataFrame:
+    """Jobs whose request is a time limit the scheduler enforces ``grace`` late: the longest
+    30 % end between the limit and limit + grace, and one job it let run ``overrun`` past."""
+    frame = synthetic_frame(1200)
+    limit = float(np.quantile(frame["y"], 0.7))
+    killed = frame["y"] > limit
+    late = np.random.default_rng(1).uniform(0.0, grace, int(killed.sum()))
+    frame.loc[killed, "y"] = limit + late
+    frame.loc[10, "y"] = limit + overrun
+    return frame.assign(request=limit)
+
+
+def test_bounds_stop_at_the_request_plus_the_grace_jobs_took_past_it() -> None:
+    frame = _killed_past_the_limit(grace=0.5, overrun=100.0)
+    graces = {}
+    for share in (0.05, 0.0):
+        base = QuantileForecaster(SYNTH_SPEC, 0.9, config=GBMConfig(n_estimators=40))
+        forecaster = build_slocast(base, CalibrationParams(request_limit_share=share))
+        forecaster.fit(frame.iloc[:800])
+        forecaster.conformalize(frame.iloc[800:1000])
+        assert not forecaster.request_is_cap  # jobs did run past their request
+        graces[share] = forecaster.request_grace
+        if share:
+            limit = frame["request"].to_numpy()[1000:] + forecaster.request_grace
+            upper = forecaster.predict(frame.iloc[1000:]).upper
+            assert (upper <= limit).all() and np.isclose(upper, limit).any()
+    # 0.05 of the 10 % miss budget: 4 of 800 jobs may run past the cap, not the overrun alone.
+    assert graces[0.05] is not None and 0.4 < graces[0.05] < 0.5
+    assert graces[0.0] == 100.0  # no job may: the cap sits above the largest overrun
+
+
+def test_a_request_no_job_exceeded_caps_bounds_at_itself() -> None:
+    forecaster, jobs = _fitted(request_until=0)
+    assert forecaster.request_is_cap and forecaster.request_grace == 0.0
+    upper = forecaster.predict(jobs).upper
+    assert (upper <= jobs["request"].to_numpy()).all()

@@ -52,7 +52,10 @@ def test_swf_coverage_and_business_score() -> None:
     result = _evaluate(f"swf:{shared_file(SWF)}")
     slocast = result.methods["slocast"].metrics
     assert slocast.coverage == pytest.approx(0.9, abs=_tolerance(result))
-    assert slocast.business_score < result.methods["user_request"].metrics.business_score
+    # SDSC-SP2's scheduler ends jobs a little after their requested time (7.7 % of jobs ran
+    # past it, half of them by under 40 s): bounds capped at the request plus that grace
+    # score 0.70x the request, 0.81x uncapped, at the same coverage.
+    assert slocast.business_score < 0.75 * result.methods["user_request"].metrics.business_score
     # The raw quantile model under-covers on the future slice; calibration is what fixes it.
     assert result.methods["quantile_raw"].metrics.coverage < 0.87
 
@@ -87,7 +90,7 @@ def test_a_burst_of_one_users_misses_does_not_widen_every_users_bounds(tmp_path:
     and miss together; counted per job in ACI's rounds, such bursts lifted the level for every
     user (5 % of rounds at 0.98 or above), and on the log scale that multiplied the bounds:
     0.90x the request's score, 1.76x with today's history expert. Counted per user, 0.75x
-    (coverage 0.893)."""
+    (coverage 0.893); 0.57x since bounds stop at the request plus its grace."""
     with gzip.open(shared_file(SWF), "rt") as source:
         lines = [line for line in source if line.strip() and not line.startswith(";")]
     log = tmp_path / "first-third.swf"

@@ -151,6 +151,7 @@ def save_bundle(
             "use_request": forecaster.use_request,
             "request_until": forecaster.request_until,
             "request_is_cap": forecaster.request_is_cap,
+            "request_grace": forecaster.request_grace,
             "known_per_group": dict(forecaster.known_per_group),
             "history": None if forecaster.history is None else forecaster.history.state(),
         },
@@ -405,6 +406,9 @@ def load_bundle(path: Path, prefer_compiled: bool = True, threads: int = 0) -> M
         history=history,
     )
     forecaster.request_is_cap = bool(cal["request_is_cap"])
+    # Bundles from before the grace: capped at the request only where it was a hard limit.
+    grace = cal.get("request_grace", 0.0 if forecaster.request_is_cap else None)
+    forecaster.request_grace = None if grace is None else float(grace)
     forecaster.known_per_group = Counter(
         {str(k): int(v) for k, v in cal["known_per_group"].items()}
     )

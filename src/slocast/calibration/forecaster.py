@@ -9,8 +9,10 @@ Lifecycle: ``fit`` (past rows) -> ``conformalize`` (the next slice in time) -> `
   was served for them, so they are always out of sample -- to sliding windows that follow
   drift, and feeds their hit/miss to ACI, which moves the level used for the next bounds.
 - Where the domain has a user request: a job whose group has no known outcome yet gets the
-  request (what it would have had without slocast), and when no past job ever exceeded its
-  request (a hard limit, like a memory cgroup) bounds are capped at the request.
+  request (what it would have had without slocast), and bounds are capped at the request plus
+  the grace past jobs took beyond theirs (:func:`request_grace`): none where no job ever
+  exceeded its request (a hard limit, like a memory cgroup), seconds where a scheduler kills a
+  job a little after its limit.
 - Where the domain keeps per-group history: a second, history-based bound is calibrated the
   same way, and each group is served whichever of the two has cost less on its latest
   finished jobs; a group with none on record yet, the lower of the two
@@ -41,6 +43,7 @@ __all__ = [
     "Served",
     "build_slocast",
     "fit_on_history",
+    "request_grace",
 ]
 
 
@@ -67,6 +70,9 @@ class CalibrationParams:
     # group's own window serves from 10 scores, the fewest whose 90 % conformal quantile is
     # a finite-sample order statistic (9) and one more.
     history_min_group_size: int = 10
+    # The share of the miss budget (1 - coverage) that capping bounds at the request plus its
+    # grace may cost on past jobs (0: the grace is the largest overrun seen).
+    request_limit_share: float = 0.05
 
 
 class Served(NamedTuple):
@@ -92,10 +98,12 @@ class CalibratedForecaster:
         name: str = "slocast",
         request_until: int = 1,
         history: HistoryExpert | None = None,
+        request_limit_share: float = 0.05,
     ) -> None:
         """``request_until``: where the request is a hard limit (no training job exceeded it), a
         group's jobs get it until that many of their outcomes are known; otherwise unseen groups
-        get it (where the domain has a request). 0: the model's bound serves every job."""
+        get it (where the domain has a request). 0: the model's bound serves every job.
+        ``request_limit_share``: see :attr:`CalibrationParams.request_limit_share`."""
         self.name = name
         self.base = base
         self.spec = base.spec
@@ -107,6 +115,9 @@ class CalibratedForecaster:
         # False when several forecasters share one base model that the caller fits once.
         self.fit_base = fit_base
         self.request_is_cap = False
+        # Bounds are capped at request + grace (None: no cap; set by fit).
+        self.request_grace: float | None = None
+        self.request_limit_share = request_limit_share
         self.request_until = request_until
         self.known_per_group: Counter[str] = Counter()
         # Only where the domain keeps the history feature the expert reads.
@@ -131,8 +142,11 @@ class CalibratedForecaster:
             self.base.fit(train)
         self.known_per_group = Counter(self._groups(train).tolist())
         if self.spec.user_request is not None:
-            exceeded = train[self.spec.target] > train[self.spec.user_request]
-            self.request_is_cap = not bool(exceeded.any())
+            outcome = train[self.spec.target].to_numpy(np.float64)
+            request = train[self.spec.user_request].to_numpy(np.float64)
+            self.request_is_cap = not bool((outcome > request).any())
+            miss_share = self.request_limit_share * (1.0 - self.coverage)
+            self.request_grace = request_grace(outcome, request, miss_share)
         if self.history is not None:
             self.history.reset()
         self._ready = False
@@ -240,10 +254,11 @@ class CalibratedForecaster:
         )
 
     def _capped(self, upper: np.ndarray, request: np.ndarray | None) -> np.ndarray:
-        """Bounds capped at the request where it is a hard limit (no job ever exceeded it)."""
-        if request is None or not (self.use_request and self.request_is_cap):
+        """Bounds capped at the request plus the grace past jobs took beyond theirs."""
+        if request is None or not self.use_request or self.request_grace is None:
             return upper
-        return np.where(np.isfinite(request), np.minimum(upper, request), upper)
+        limit = request + self.request_grace
+        return np.where(np.isfinite(request), np.minimum(upper, limit), upper)
 
     def _history_z(self, history: np.ndarray) -> np.ndarray:
         """The history feature on the model's scale (NaN where a job has no history)."""
@@ -339,7 +354,32 @@ def build_slocast(
         fit_base=fit_base,
         request_until=params.request_until,
         history=history,
+        request_limit_share=params.request_limit_share,
     )
+
+
+def request_grace(outcome: np.ndarray, request: np.ndarray, miss_share: float) -> float:
+    """The least grace past the request that at most ``miss_share`` of past jobs ran beyond.
+
+    A scheduler kills a job some seconds after its requested time, and a memory cgroup at the
+    request itself: capping a bound at request + grace then costs at most ``miss_share`` of
+    jobs, while a model's bound past that limit is pure waste. 0 where no job exceeded its
+    request; where requests are no limit at all, the grace is so wide the cap never binds.
+
+    >>> y, asked = np.array([5.0, 9.0, 10.5, 12.0, 3.0]), np.full(5, 10.0)
+    >>> request_grace(y, asked, 0.2)  # one job in five may run past 10 + 0.5
+    0.5
+    >>> request_grace(y, asked, 0.0)  # none may: the largest overrun
+    2.0
+    >>> request_grace(np.array([1.0, 4.0]), np.array([2.0, 8.0]), 0.0)
+    0.0
+    """
+    slack = np.asarray(outcome, np.float64) - np.asarray(request, np.float64)
+    slack = np.sort(slack[np.isfinite(slack)])
+    if len(slack) == 0:
+        return 0.0
+    allowed = min(int(miss_share * len(slack)), len(slack) - 1)
+    return max(0.0, float(slack[len(slack) - 1 - allowed]))
 
 
 def fit_on_history(
