@@ -81,6 +81,13 @@ def synthetic_frame(n: int = 2000, seed: int = 0, shift_after: int | None = None
     )
 
 
+def late_jobs_frame(n: int = 800) -> pd.DataFrame:
+    """:func:`synthetic_frame` where the first ten jobs ran 1 to 10 past their request."""
+    frame = synthetic_frame(n)
+    frame.loc[:9, "y"] = frame["request"][:10] + np.arange(1.0, 11.0)
+    return frame
+
+
 @pytest.fixture
 def synth() -> pd.DataFrame:
     return synthetic_frame()

@@ -10,7 +10,7 @@ from slocast.artifacts import load_bundle, save_bundle
 from slocast.calibration.forecaster import CalibrationParams, fit_on_history
 from slocast.errors import BundleError, InputError
 from slocast.models import GBMConfig, QuantileForecaster
-from tests.conftest import SYNTH_SPEC, synthetic_frame
+from tests.conftest import SYNTH_SPEC, late_jobs_frame, synthetic_frame
 
 
 @pytest.fixture
@@ -146,8 +146,7 @@ def test_the_history_expert_survives_the_bundle(tmp_path: Path) -> None:
 def test_the_request_grace_survives_the_bundle(tmp_path: Path) -> None:
     """A server caps bounds where the trainer's forecaster does: at the request plus the grace
     its training jobs took past theirs."""
-    frame = synthetic_frame(800)
-    frame.loc[:9, "y"] = frame["request"][:10] + np.arange(1.0, 11.0)  # ten jobs ran late
+    frame = late_jobs_frame()
     base = QuantileForecaster(SYNTH_SPEC, 0.9, "lightgbm", GBMConfig(n_estimators=50))
     forecaster, _, _ = fit_on_history(frame, base, CalibrationParams(), 0.25)
     save_bundle(forecaster, tmp_path / "b", provenance={}, metrics={})

@@ -63,6 +63,9 @@ def test_model_info(channel: tuple[grpc.Channel, DataPlane]) -> None:
     info = stub.GetModelInfo(pb.ModelInfoRequest())
     assert {m.domain for m in info.models} == {"llm-ttft", "llm-tpot"}
     assert all(not m.cold_start and m.version for m in info.models)
+    # Both bundles replayed half their calibration slice: what their bounds covered there.
+    assert all(0.5 < m.observed_coverage <= 1.0 and m.observed_outcomes > 0 for m in info.models)
+    assert not any(m.HasField("request_grace") for m in info.models)  # llm-d sends no request
     with pytest.raises(grpc.RpcError) as missing:
         stub.GetModelInfo(pb.ModelInfoRequest(domain="nope"))
     assert missing.value.code() == grpc.StatusCode.NOT_FOUND

@@ -16,7 +16,7 @@ from slocast.calibration.forecaster import CalibrationParams, fit_on_history
 from slocast.datasets import load_dataset
 from slocast.models import GBMConfig, QuantileForecaster
 from slocast.serving import DataPlane, HTTPConfig, LRUCache, create_app
-from tests.conftest import LLMD
+from tests.conftest import LLMD, SYNTH_SPEC, late_jobs_frame
 
 pytestmark = pytest.mark.anyio
 
@@ -47,6 +47,18 @@ async def test_cold_start_serves_positive_predictions_and_is_ready() -> None:
         assert body["objective_type"] == "quantile" and body["quantile"] == 0.9
         status = (await client.get("/status")).json()
         assert status["models_exist"]["ttft_model"] is False
+        models = (await client.get("/v1/models")).json()["models"]
+        assert all(m["observed_coverage"] is None and m["observed_outcomes"] == 0 for m in models)
+
+
+async def test_models_say_where_bounds_stop_past_the_request(tmp_path: Path) -> None:
+    base = QuantileForecaster(SYNTH_SPEC, 0.9, "lightgbm", GBMConfig(n_estimators=30))
+    forecaster, _, _ = fit_on_history(late_jobs_frame(), base, CalibrationParams(), 0.25)
+    save_bundle(forecaster, tmp_path / "b", provenance={}, metrics={})
+    async with client_for(DataPlane([load_bundle(tmp_path / "b")])) as client:
+        models = (await client.get("/v1/models")).json()["models"]
+    (synthetic,) = [m for m in models if m["domain"] == "synthetic"]
+    assert forecaster.request_grace and synthetic["request_grace"] == forecaster.request_grace
 
 
 async def test_predict_uses_trained_bundles(llmd_bundles: list[ModelBundle]) -> None:
@@ -143,6 +155,8 @@ async def test_generic_route_validates_strictly_and_ignores_unknown_fields(
         assert unknown.status_code == 404
         models = (await client.get("/v1/models")).json()["models"]
         assert {m["domain"] for m in models} == {"llm-ttft", "llm-tpot"}
+        assert all(0.5 < m["observed_coverage"] <= 1.0 for m in models)
+        assert all(m["observed_outcomes"] > 0 and m["request_grace"] is None for m in models)
 
 
 async def test_cache_hits_and_metrics(llmd_bundles: list[ModelBundle]) -> None:

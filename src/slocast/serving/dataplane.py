@@ -320,20 +320,14 @@ class DataPlane:
 
     # -- status ------------------------------------------------------------------------------
     def describe(self) -> list[dict[str, Any]]:
-        """What is loaded: domain, version, promised coverage, family, load time."""
-        return [
-            {
-                "domain": m.domain,
-                "version": m.version,
-                "coverage": m.coverage,
-                "family": m.family,
-                "engine": m.bundle.engine if m.bundle else "cold-start",
-                "cold_start": m.cold_start,
-                "loaded_at": m.loaded_at.isoformat(),
-                "features": list(m.spec.features),
-            }
-            for m in self._models.values()
-        ]
+        """What is loaded: domain, version, promised coverage and the coverage last observed,
+        family, engine, load time, features, and the grace past the request where bounds stop.
+
+        The observed coverage is that of the model's own bounds over the outcomes its bundle
+        has seen (the calibration replay, and the live outcomes a trainer republishes);
+        None for a cold-start model, which has seen none.
+        """
+        return [_description(m) for m in self._models.values()]
 
     @property
     def ready(self) -> bool:
@@ -341,3 +335,21 @@ class DataPlane:
 
     def last_load(self) -> datetime:
         return max(m.loaded_at for m in self._models.values())
+
+
+def _description(model: LoadedModel) -> dict[str, Any]:
+    forecaster = model.bundle.forecaster if model.bundle else None
+    aci = forecaster.aci if forecaster else None
+    return {
+        "domain": model.domain,
+        "version": model.version,
+        "coverage": model.coverage,
+        "observed_coverage": aci.observed_coverage if aci else None,
+        "observed_outcomes": aci.observed if aci else 0,
+        "family": model.family,
+        "engine": model.bundle.engine if model.bundle else "cold-start",
+        "cold_start": model.cold_start,
+        "loaded_at": model.loaded_at.isoformat(),
+        "features": list(model.spec.features),
+        "request_grace": forecaster.request_grace if forecaster else None,
+    }

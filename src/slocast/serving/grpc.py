@@ -32,6 +32,9 @@ _MODEL_INFO_FIELDS = (
     "cold_start",
     "loaded_at",
     "features",
+    "observed_coverage",
+    "observed_outcomes",
+    "request_grace",
 )
 
 
@@ -115,7 +118,8 @@ class PredictorService:
 
     def GetModelInfo(self, request: Any, context: grpc.ServicerContext) -> Any:
         models = [
-            pb.ModelInfo(**{k: m[k] for k in _MODEL_INFO_FIELDS})
+            # An optional field left unset says "none", as null does over HTTP.
+            pb.ModelInfo(**{k: m[k] for k in _MODEL_INFO_FIELDS if m[k] is not None})
             for m in self.dataplane.describe()
             if not request.domain or m["domain"] == request.domain
         ]

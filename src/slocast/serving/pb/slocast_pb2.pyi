@@ -129,7 +129,7 @@ class ModelInfoRequest(_message.Message):
     def __init__(self, domain: _Optional[str] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("domain", "version", "coverage", "family", "cold_start", "loaded_at", "features")
+    __slots__ = ("domain", "version", "coverage", "family", "cold_start", "loaded_at", "features", "observed_coverage", "observed_outcomes", "request_grace")
     DOMAIN_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     COVERAGE_FIELD_NUMBER: _ClassVar[int]
@@ -137,6 +137,9 @@ class ModelInfo(_message.Message):
     COLD_START_FIELD_NUMBER: _ClassVar[int]
     LOADED_AT_FIELD_NUMBER: _ClassVar[int]
     FEATURES_FIELD_NUMBER: _ClassVar[int]
+    OBSERVED_COVERAGE_FIELD_NUMBER: _ClassVar[int]
+    OBSERVED_OUTCOMES_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_GRACE_FIELD_NUMBER: _ClassVar[int]
     domain: str
     version: str
     coverage: float
@@ -144,7 +147,10 @@ class ModelInfo(_message.Message):
     cold_start: bool
     loaded_at: str
     features: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, domain: _Optional[str] = ..., version: _Optional[str] = ..., coverage: _Optional[float] = ..., family: _Optional[str] = ..., cold_start: _Optional[bool] = ..., loaded_at: _Optional[str] = ..., features: _Optional[_Iterable[str]] = ...) -> None: ...
+    observed_coverage: float
+    observed_outcomes: int
+    request_grace: float
+    def __init__(self, domain: _Optional[str] = ..., version: _Optional[str] = ..., coverage: _Optional[float] = ..., family: _Optional[str] = ..., cold_start: _Optional[bool] = ..., loaded_at: _Optional[str] = ..., features: _Optional[_Iterable[str]] = ..., observed_coverage: _Optional[float] = ..., observed_outcomes: _Optional[int] = ..., request_grace: _Optional[float] = ...) -> None: ...
 
 class ModelInfoResponse(_message.Message):
     __slots__ = ("models",)
