@@ -57,6 +57,7 @@ def test_evaluate_a_swf_log_that_records_no_requested_time(tmp_path: Path) -> No
     assert run.returncode == 0, run.stderr
     out = json.loads(run.stdout)
     assert "user_request" not in out["methods"] and "missing_request" not in out["dropped"]
+    assert out["request_grace"] == {}  # nothing to cap bounds at
     assert 0.8 <= out["methods"]["slocast"]["coverage"] <= 1.0
 
 
@@ -68,9 +69,12 @@ def test_evaluate_table_and_user_request_column(tmp_path: Path) -> None:
     trace.write_text("\n".join(rows) + "\n")
     run = slocast("evaluate", "--dataset", f"nextflow:{trace}", "--json")
     assert run.returncode == 0, run.stderr
-    assert "user_request" in json.loads(run.stdout)["methods"]
+    out = json.loads(run.stdout)
+    assert "user_request" in out["methods"]
+    assert out["request_grace"] == {"slocast": 0.0}  # every task stayed under its memory
     table = slocast("evaluate", "--dataset", f"nextflow:{trace}")
     assert "slocast" in table.stdout and "score vs request" in table.stdout
+    assert "caps bounds at the request + 0: no training job ran past its request" in table.stdout
 
 
 def test_train_then_predict(tmp_path: Path) -> None:

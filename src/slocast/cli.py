@@ -227,6 +227,15 @@ def report(
         typer.echo(str(page))
 
 
+def _grace_line(grace: float, settings: Settings) -> str:
+    if grace == 0:
+        why = "no training job ran past its request"
+    else:
+        share = settings.request_limit_share * (1.0 - settings.target_coverage)
+        why = f"at most {share:.1%} of training jobs ran further past theirs"
+    return f"slocast caps bounds at the request + {grace:g}: {why}"
+
+
 @app.command()
 def evaluate(
     dataset: DatasetOpt,
@@ -257,6 +266,9 @@ def evaluate(
             if not console.is_terminal:  # piped into a file or CI log: room for every column
                 console = Console(width=160)
             console.print(_table(result))
+            grace = result.methods["slocast"].request_grace
+            if grace is not None:
+                console.print(_grace_line(grace, settings))
             if data.dropped:
                 console.print(f"dropped rows: {data.dropped}")
         if page:

@@ -135,6 +135,8 @@ class MethodResult:
     metrics: MethodMetrics
     per_group: dict[str, dict[str, float]]
     seconds: float
+    # How far past the user's request its bounds may reach (None: not capped at the request).
+    request_grace: float | None = None
 
 
 @dataclass(frozen=True)
@@ -162,6 +164,11 @@ class EvaluationResult:
             "methods": {name: m.metrics.to_dict() for name, m in self.methods.items()},
             "per_group_coverage": {name: m.per_group for name, m in self.methods.items()},
             "seconds": {name: round(m.seconds, 3) for name, m in self.methods.items()},
+            "request_grace": {
+                name: m.request_grace
+                for name, m in self.methods.items()
+                if m.request_grace is not None
+            },
         }
 
 
@@ -202,6 +209,9 @@ def run_backtest(
             compute_metrics(y, bounds.upper, coverage, under_cost_ratio),
             per_group_coverage(y, bounds.upper, groups),
             time.perf_counter() - started,
+            getattr(method, "request_grace", None)
+            if getattr(method, "use_request", False)
+            else None,
         )
     return result
 
