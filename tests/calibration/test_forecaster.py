@@ -146,3 +146,19 @@ def test_a_request_no_job_exceeded_caps_bounds_at_itself() -> None:
     assert forecaster.request_is_cap and forecaster.request_grace == 0.0
     upper = forecaster.predict(jobs).upper
     assert (upper <= jobs["request"].to_numpy()).all()
+
+
+def test_a_request_a_job_or_two_ran_past_is_still_a_hard_limit() -> None:
+    """Two of 800 tasks past their memory (a node that did not enforce it) are within what the
+    cap may miss: thin groups keep their request, and bounds stop at it."""
+    frame = synthetic_frame(1200)
+    frame.loc[[3, 7], "y"] = frame["request"][[3, 7]] * 1.5
+    base = QuantileForecaster(SYNTH_SPEC, 0.9, config=GBMConfig(n_estimators=40))
+    forecaster = build_slocast(base, CalibrationParams(request_until=5))
+    forecaster.fit(frame.iloc[:800])
+    forecaster.conformalize(frame.iloc[800:1000])
+    assert forecaster.request_grace == 0.0 and forecaster.request_is_cap
+    jobs = frame.iloc[1000:].assign(g="new")
+    forecaster.observe(jobs.iloc[:4], forecaster.predict(jobs.iloc[:4]))
+    served = forecaster.predict(jobs.iloc[10:20]).upper
+    assert np.array_equal(served, jobs["request"].to_numpy()[10:20])  # 4 outcomes of 5 known

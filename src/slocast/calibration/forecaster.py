@@ -100,9 +100,10 @@ class CalibratedForecaster:
         history: HistoryExpert | None = None,
         request_limit_share: float = 0.05,
     ) -> None:
-        """``request_until``: where the request is a hard limit (no training job exceeded it), a
-        group's jobs get it until that many of their outcomes are known; otherwise unseen groups
-        get it (where the domain has a request). 0: the model's bound serves every job.
+        """``request_until``: where the request is a hard limit (its grace is 0: no more training
+        jobs ran past it than the cap may miss), a group's jobs get it until that many of their
+        outcomes are known; otherwise unseen groups get it (where the domain has a request).
+        0: the model's bound serves every job.
         ``request_limit_share``: see :attr:`CalibrationParams.request_limit_share`."""
         self.name = name
         self.base = base
@@ -144,9 +145,11 @@ class CalibratedForecaster:
         if self.spec.user_request is not None:
             outcome = train[self.spec.target].to_numpy(np.float64)
             request = train[self.spec.user_request].to_numpy(np.float64)
-            self.request_is_cap = not bool((outcome > request).any())
             miss_share = self.request_limit_share * (1.0 - self.coverage)
             self.request_grace = request_grace(outcome, request, miss_share)
+            # A hard limit: no more jobs ran past it than the cap may miss (a task or two that
+            # a node did not hold to its memory must not end the thin groups' fallback).
+            self.request_is_cap = self.request_grace == 0.0
         if self.history is not None:
             self.history.reset()
         self._ready = False
