@@ -81,6 +81,14 @@ def _plot_waste(result: EvaluationResult, path: Path) -> None:
         ax.set(xlabel="log10(bound / actual) on covered jobs", ylabel="jobs")
 
 
+def _grace_note(result: EvaluationResult) -> list[str]:
+    """Where slocast's bounds stop past the user's request (none: no request to cap at)."""
+    method = result.methods.get("slocast")
+    if method is None or method.request_grace is None:
+        return []
+    return [f"slocast's bounds stop at the request + {method.request_grace:g}"]
+
+
 def _markdown(result: EvaluationResult, images: list[Path]) -> str:
     data = result.to_json()
     lines = [
@@ -90,6 +98,7 @@ def _markdown(result: EvaluationResult, images: list[Path]) -> str:
         f"train {data['train_rows']}, "
         f"calibration {data['calibration_rows']}, test {data['test_rows']}, split by time)",
         f"- promised coverage: {result.target_coverage:.2f}",
+        *[f"- {note}" for note in _grace_note(result)],
         "",
         "| method | " + " | ".join(label for _, label, _ in METRIC_COLUMNS) + " |",
         "|---|" + "---:|" * len(METRIC_COLUMNS),
@@ -132,7 +141,8 @@ def _html(result: EvaluationResult, images: list[Path], title: str) -> str:
     body = (
         f"<p>promised coverage {result.target_coverage:.2f}; "
         f"test rows {len(result.split.test)} (the latest by time)</p>"
-        f"<table><tr><th>method</th>{head}</tr>{''.join(rows)}</table>"
+        + "".join(f"<p>{html.escape(note)}</p>" for note in _grace_note(result))
+        + f"<table><tr><th>method</th>{head}</tr>{''.join(rows)}</table>"
     )
     return html_page(title, body, images)
 
