@@ -36,6 +36,16 @@ def test_a_failing_dataset_fails_the_sweep_naming_it() -> None:
         run_sweep([SweepJob(TTFT), SweepJob("llmd-ttft:no-such-file.jsonl.gz")], workers=1)
 
 
+def test_two_sweeps_at_once_each_get_their_own_ports() -> None:
+    """Two test workers may sweep at the same time: neither may ask for a fixed port (the
+    scheduler's HTTP server took 8787, and the second warned, which fails under -W error)."""
+    from slocast.evaluation.sweep import _client
+
+    with _client(None, 1) as first, _client(None, 1) as second:
+        ports = [c.scheduler_info()["services"]["dashboard"] for c in (first, second)]
+    assert 8787 not in ports and ports[0] != ports[1]
+
+
 def test_cli_sweep_prints_one_json_object_per_dataset() -> None:
     done = slocast("sweep", "--dataset", TTFT, "--dataset", TPOT, "--workers", "1", "--json")
     assert done.returncode == 0, done.stderr

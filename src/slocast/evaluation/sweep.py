@@ -71,9 +71,15 @@ def _client(scheduler: str | None, workers: int) -> Iterator[Any]:
         with Client(scheduler) as client:  # type: ignore[no-untyped-call]
             yield client
         return
-    # One single-threaded process per worker: GBM fits use the threads the job says.
+    # One single-threaded process per worker: GBM fits use the threads the job says. The
+    # scheduler's HTTP server starts even without a dashboard, on 8787 unless told otherwise:
+    # a free port, so sweeps side by side (two CI workers) do not collide over it.
     cluster = LocalCluster(  # type: ignore[no-untyped-call]
-        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=":0",
+        scheduler_kwargs={"dashboard": False},
     )
     with cluster, Client(cluster) as client:  # type: ignore[no-untyped-call]
         yield client
