@@ -3,6 +3,8 @@
 Run: `make bench-serve`. Trains TTFT/TPOT bundles on the bundled llm-d H200 trace, then prints
 p50/p99 per call and throughput for:
   - native XGBoost / LightGBM one-row and 1,000-row predict (the baseline: a bare model call),
+  - for reference, llm-d's own in-process work per request: its TTFT and its TPOT XGBoost
+    models, both (slocast's llm-d routes compute both bounds too; the ratio stays one model's),
   - the TTFT bound's trees alone, compiled by each engine this machine has (lleaves, TL2cgen),
   - slocast's data plane (features + model + conformal offsets + cache), cache miss and hit,
   - a real `slocast serve http` process: /predict and /predict/bulk/strict (1, 100, 1,000 rows),
@@ -53,6 +55,22 @@ TRACE = (
     Path(__file__).resolve().parents[1]
     / "data/llm_serving/llmd_h200_traces/chatbot-synthetic-h200.jsonl.gz"
 )
+
+
+def xgboost_like(bundle: ModelBundle, threads: int) -> tuple[xgb.Booster, np.ndarray]:
+    """An XGBoost model (300 rounds, depth 6: llm-d's kind) fitted to ``bundle``'s upper
+    quantile on the bench rows, and those rows as features."""
+    pipeline = bundle.forecaster.base.pipeline
+    assert pipeline is not None
+    X = pipeline.transform_records(rows(1000))
+    z = bundle.forecaster.base.upper_model.predict(X)  # type: ignore[union-attr]
+    booster = xgb.train(
+        {"objective": "reg:quantileerror", "quantile_alpha": 0.9, "max_depth": 6},
+        xgb.DMatrix(X, z),
+        num_boost_round=300,
+    )
+    booster.set_param({"nthread": threads})
+    return booster, X
 
 
 def timings(call: Callable[[], object], repeat: int) -> list[float]:
@@ -205,17 +223,8 @@ def main() -> None:
     bundles = [load_bundle(d) for d in dirs]  # compiled (TL2cgen) where the machine can
     native_bundles = [load_bundle(d, prefer_compiled=False) for d in dirs]
     ttft = bundles[0]
-    pipeline = ttft.forecaster.base.pipeline
-    assert pipeline is not None
-    X = pipeline.transform_records(rows(1000))
-    z = ttft.forecaster.base.upper_model.predict(X)  # type: ignore[union-attr]
     threads = os.cpu_count() or 1
-    booster = xgb.train(
-        {"objective": "reg:quantileerror", "quantile_alpha": 0.9, "max_depth": 6},
-        xgb.DMatrix(X, z),
-        num_boost_round=300,
-    )
-    booster.set_param({"nthread": threads})
+    (booster, X), tpot_booster = (xgboost_like(b, threads) for b in bundles)
     lgb_booster = native_bundles[0].forecaster.base.upper_model.native  # type: ignore[union-attr]
     results: list[tuple[str, int, list[float]]] = []
 
@@ -238,6 +247,12 @@ def main() -> None:
         hit = DataPlane(bundles, LRUCache(100_000), cache_max_batch=n)
         native = DataPlane(native_bundles, LRUCache(0))
         record("native XGBoost (baseline)", n, lambda x=x: booster.predict(xgb.DMatrix(x)))
+        # llm-d's /predict routes run both its models in process: for reference, not the ratio.
+        both = lambda x=x, y=tpot_booster[1][:n]: (  # noqa: E731
+            booster.predict(xgb.DMatrix(x)),
+            tpot_booster[0].predict(xgb.DMatrix(y)),
+        )
+        record("llm-d's call in process: XGBoost TTFT + TPOT", n, both)
         record("native LightGBM", n, lambda x=x: lgb_booster.predict(x, num_threads=threads))
         # Rows as the HTTP routes hand them over: decoded from the body, one attribute per field.
         decoded = LatencyRows().bulk(json.dumps({"requests": items}).encode())
