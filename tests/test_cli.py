@@ -75,8 +75,8 @@ def test_evaluate_table_and_user_request_column(tmp_path: Path) -> None:
     report = tmp_path / "report"
     table = slocast("evaluate", "--dataset", f"nextflow:{trace}", "--report", str(report))
     assert "slocast" in table.stdout and "score vs request" in table.stdout
-    assert "caps bounds at the request + 0: no training job ran past its request" in table.stdout
-    assert "bounds stop at the request + 0" in (report / "report.md").read_text()
+    assert "caps bounds at the request + 0 bytes: no training job ran past its" in table.stdout
+    assert "bounds stop at the request + 0 bytes" in (report / "report.md").read_text()
 
 
 def test_train_then_predict(tmp_path: Path) -> None:

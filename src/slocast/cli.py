@@ -227,13 +227,13 @@ def report(
         typer.echo(str(page))
 
 
-def _grace_line(grace: float, settings: Settings) -> str:
+def _grace_line(grace: float, unit: str, settings: Settings) -> str:
     if grace == 0:
         why = "no training job ran past its request"
     else:
         share = settings.request_limit_share * (1.0 - settings.target_coverage)
         why = f"at most {share:.1%} of training jobs ran further past theirs"
-    return f"slocast caps bounds at the request + {grace:g}: {why}"
+    return f"slocast caps bounds at the request + {grace:g} {unit}: {why}"
 
 
 @app.command()
@@ -268,7 +268,7 @@ def evaluate(
             console.print(_table(result))
             grace = result.methods["slocast"].request_grace
             if grace is not None:
-                console.print(_grace_line(grace, settings))
+                console.print(_grace_line(grace, result.spec.unit, settings))
             if data.dropped:
                 console.print(f"dropped rows: {data.dropped}")
         if page:

@@ -86,7 +86,7 @@ def _grace_note(result: EvaluationResult) -> list[str]:
     method = result.methods.get("slocast")
     if method is None or method.request_grace is None:
         return []
-    return [f"slocast's bounds stop at the request + {method.request_grace:g}"]
+    return [f"slocast's bounds stop at the request + {method.request_grace:g} {result.spec.unit}"]
 
 
 def _markdown(result: EvaluationResult, images: list[Path]) -> str:
