@@ -4,17 +4,27 @@ Run: `make bench-trainer`. Ingest goes through the durable store exactly as the 
 does (bucketing, stable-hash held-out choice, one committed transaction per batch of 1,000);
 the baseline is sqlite3's own `executemany` of the same JSON rows into a bare table, also one
 commit per batch, WAL + synchronous=FULL. Retrain time is fit + calibration + gating + publish.
+
+Then, with real processes (`slocast trainer` and `slocast serve http --training-server-url`),
+the time from a 202 on `/add_training_data_bulk` to the prediction server serving a new model,
+against the in-process retrain of the same rows measured in the same run: the first model
+(2,000 rows of the bundled llm-d H200 trace), then the next one after 1,000 more rows, at
+llm-d's default sync interval (`MODEL_SYNC_INTERVAL_SEC`, 10 s) and at 1 s. The server watches
+the trainer's bundle listing, so a publish reaches it without waiting for the interval.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import sqlite3
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
+import httpx
 from rich.console import Console
 from rich.table import Table
 
@@ -22,8 +32,12 @@ from slocast.store import SampleStore, sqlite_url
 from slocast.trainer.service import Trainer, TrainerConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.conftest import LLMD, free_port
 from tests.store.conftest import postgres_available, postgres_server
+from tests.trainer.test_e2e import process
 from tests.trainer.test_service import synthetic_llm_rows
+
+TRAIN_ROWS, MORE_ROWS = 2000, 1000
 
 
 def bare_sqlite(rows: list[dict[str, float]], path: Path) -> float:
@@ -41,6 +55,57 @@ def bare_sqlite(rows: list[dict[str, float]], path: Path) -> float:
     elapsed = time.perf_counter() - started
     conn.close()
     return elapsed
+
+
+def trace_rows() -> list[dict[str, Any]]:
+    with gzip.open(LLMD / "chatbot-synthetic-h200.jsonl.gz", "rt") as handle:
+        return [json.loads(line) for line in handle]
+
+
+def served_version(client: httpx.Client, url: str) -> str:
+    models = client.get(f"{url}/v1/models").json()["models"]
+    return next(m["version"] for m in models if m["domain"] == "llm-ttft")
+
+
+def ingest_to_served(work: Path, rows: list[dict[str, Any]], sync_s: float) -> list[float]:
+    """Seconds from the ingest's 202 to a new TTFT model on the prediction server: the first
+    model, then the next after more rows."""
+    trainer_port, server_port = free_port(), free_port()
+    trainer, server = f"http://127.0.0.1:{trainer_port}", f"http://127.0.0.1:{server_port}"
+    home = work / f"sync{sync_s:g}"
+    home.mkdir(parents=True)
+    trainer_env = {"SLOCAST_HOME": str(home / "trainer")}
+    server_env = {"SLOCAST_HOME": str(home / "server"), "MODEL_SYNC_INTERVAL_SEC": f"{sync_s:g}"}
+    host = ["--host", "127.0.0.1", "--port"]
+    with (
+        process(["trainer", *host, str(trainer_port)], trainer_env, home / "trainer.log",
+                f"{trainer}/readyz"),
+        process(["serve", "http", *host, str(server_port), "--training-server-url", trainer],
+                server_env, home / "server.log", f"{server}/readyz"),
+        httpx.Client(timeout=30) as client,
+    ):  # fmt: skip
+        waits = []
+        for batch in (rows[:TRAIN_ROWS], rows[TRAIN_ROWS : TRAIN_ROWS + MORE_ROWS]):
+            before = served_version(client, server)
+            started = time.perf_counter()
+            posted = client.post(f"{trainer}/add_training_data_bulk", json={"entries": batch})
+            assert posted.status_code == 202, posted.text
+            while served_version(client, server) == before:
+                if time.perf_counter() - started > 120:
+                    raise TimeoutError(f"no new model served in 120 s (logs under {home})")
+                time.sleep(0.01)
+            waits.append(time.perf_counter() - started)
+    return waits
+
+
+def retrain_alone(work: Path, rows: list[dict[str, Any]]) -> float:
+    """The in-process retrain (fit + calibration + gate + publish) of the first batch."""
+    trainer = Trainer(SampleStore(sqlite_url(work / "alone")), TrainerConfig(home=work / "alone"))
+    ttft = [{k: v for k, v in r.items() if k != "actual_tpot_ms"} for r in rows[:TRAIN_ROWS]]
+    trainer.ingest("llm-ttft", [r for r in ttft if r["actual_ttft_ms"] > 0])
+    started = time.perf_counter()
+    trainer.retrain("llm-ttft")
+    return time.perf_counter() - started
 
 
 def main() -> None:
@@ -102,6 +167,20 @@ def main() -> None:
             "-",
         )
     Console(width=140).print(table)
+    llm_rows = trace_rows()
+    alone = retrain_alone(work, llm_rows)
+    served = Table(title="ingest to a new model served, real processes (TTFT, llm-d H200 trace)")
+    for column in ("step", "rows posted", "seconds", "ratio vs retrain alone"):
+        served.add_column(column, justify="left" if column == "step" else "right")
+    served.add_row("in-process retrain of the first rows (baseline)", f"{TRAIN_ROWS:,}",
+                   f"{alone:.2f}", "1.00x")  # fmt: skip
+    for sync_s in (10.0, 1.0):
+        first, later = ingest_to_served(work, llm_rows, sync_s)
+        for label, count, seconds in (("first model", TRAIN_ROWS, first),
+                                      ("next model", MORE_ROWS, later)):  # fmt: skip
+            served.add_row(f"{label}, sync interval {sync_s:g} s", f"{count:,}",
+                           f"{seconds:.2f}", f"{seconds / alone:.2f}x")  # fmt: skip
+    Console(width=140).print(served)
 
 
 if __name__ == "__main__":

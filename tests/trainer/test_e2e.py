@@ -133,3 +133,38 @@ def test_accepted_rows_survive_kill_9(tmp_path: Path) -> None:
         status = httpx.get(f"{url}/data/status").json()
     total = status["training_data"]["total_samples"] + status["test_data"]["total_samples"]
     assert total == len(rows)
+
+
+def test_a_prediction_server_serves_a_published_bundle_before_its_next_poll(
+    tmp_path: Path,
+) -> None:
+    """The server watches the trainer's listing: a bundle published a minute before the
+    server's next poll is served within seconds."""
+    trainer_port, server_port = free_port(), free_port()
+    trainer_url, server_url = f"http://127.0.0.1:{trainer_port}", f"http://127.0.0.1:{server_port}"
+    env = {"SLOCAST_HOME": str(tmp_path / "trainer"), "LATENCY_RETRAINING_INTERVAL_SEC": "0.5",
+           "LATENCY_MIN_SAMPLES_FOR_RETRAIN": "100"}  # fmt: skip
+    server_env = {"SLOCAST_HOME": str(tmp_path / "server"), "MODEL_SYNC_INTERVAL_SEC": "60"}
+    with (
+        process(["trainer", "--port", str(trainer_port), "--host", "127.0.0.1"], env,
+                tmp_path / "trainer.log", f"{trainer_url}/readyz"),
+        process(["serve", "http", "--port", str(server_port), "--host", "127.0.0.1",
+                 "--training-server-url", trainer_url], server_env, tmp_path / "server.log",
+                f"{server_url}/readyz"),
+        httpx.Client(timeout=30) as client,
+    ):  # fmt: skip
+
+        def cold() -> bool:
+            models = client.get(f"{server_url}/v1/models").json()["models"]
+            return next(m["cold_start"] for m in models if m["domain"] == "llm-ttft")
+
+        time.sleep(1.0)  # the server's first round has found nothing to serve
+        assert cold()
+        posted = client.post(
+            f"{trainer_url}/add_training_data_bulk", json={"entries": trace()[:600]}
+        )
+        assert posted.status_code == 202
+        started = time.monotonic()
+        while cold() and time.monotonic() - started < 30:
+            time.sleep(0.05)
+        assert not cold(), (tmp_path / "server.log").read_text()[-2000:]

@@ -155,3 +155,52 @@ async def test_generic_samples_route(setup: Any) -> None:
     bad = await client.post("/v1/task-memory/samples", json={"items": [{"cpus": 1}]})
     assert bad.status_code == 422 and "peak_rss" in str(bad.json())
     assert trainer.store.counts("task-memory").train + trainer.store.counts("task-memory").test == 3
+
+
+async def test_a_watch_on_the_bundle_listing_answers_when_a_bundle_is_published(
+    setup: Any,
+) -> None:
+    import asyncio
+    import time
+
+    client, trainer = setup
+    first = await client.get("/v1/bundles")
+    etag = first.headers["etag"]
+    started = time.monotonic()
+    unchanged = await client.get(
+        "/v1/bundles", params={"wait_s": 0.3}, headers={"If-None-Match": etag}
+    )
+    assert unchanged.status_code == 304 and time.monotonic() - started >= 0.3
+    assert unchanged.headers["etag"] == etag
+    assert (await client.post("/add_training_data_bulk", json={"entries": entries(400)})).is_success
+
+    async def publish_soon() -> None:
+        await asyncio.sleep(0.2)
+        await asyncio.to_thread(trainer.run_once, ["llm-ttft", "llm-tpot"])
+
+    started = time.monotonic()
+    watch = client.get("/v1/bundles", params={"wait_s": 60}, headers={"If-None-Match": etag})
+    changed, _ = await asyncio.gather(watch, publish_soon())
+    assert changed.status_code == 200 and time.monotonic() - started < 30
+    assert changed.headers["etag"] != etag
+    assert changed.json()["bundles"]["llm-ttft"]["current"] == trainer.registry.current("llm-ttft")
+    for bad in ("-1", "soon", "301"):
+        refused = await client.get("/v1/bundles", params={"wait_s": bad})
+        assert refused.status_code == 422 and "wait_s" in str(refused.json()["detail"])
+
+
+async def test_a_watch_is_held_no_longer_than_the_trainer_allows(
+    setup: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stopping trainer waits for its open watches: each is held a few seconds at most,
+    and the client watches again."""
+    import time
+
+    import slocast.trainer.http as trainer_http
+
+    monkeypatch.setattr(trainer_http, "WATCH_HOLD_S", 0.3)
+    client, _ = setup
+    etag = (await client.get("/v1/bundles")).headers["etag"]
+    started = time.monotonic()
+    held = await client.get("/v1/bundles", params={"wait_s": 60}, headers={"If-None-Match": etag})
+    assert held.status_code == 304 and 0.3 <= time.monotonic() - started < 10

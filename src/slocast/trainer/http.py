@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import tarfile
 import time
@@ -10,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
@@ -26,6 +27,12 @@ from slocast.trainer.service import Trainer
 __all__ = ["create_trainer_app"]
 
 LLM = {"ttft": "llm-ttft", "tpot": "llm-tpot"}
+# A watch on /v1/bundles may ask to wait up to MAX_WATCH_S; the trainer holds it at most
+# WATCH_HOLD_S (then answers 304 and the client watches again), so a trainer asked to stop
+# is not kept waiting on its watchers; it looks for a publish every WATCH_CHECK_S.
+MAX_WATCH_S = 300.0
+WATCH_HOLD_S = 5.0
+WATCH_CHECK_S = 0.02
 
 
 class TrainingEntry(LatencyFeatures):
@@ -422,19 +429,37 @@ def create_trainer_app(
         )
 
     # -- bundles for prediction servers -----------------------------------------------------------
+    def current_etag() -> str:
+        current = {d: trainer.registry.current(d) for d in trainer.registry.domains()}
+        digest = hashlib.sha256(orjson.dumps(current, option=orjson.OPT_SORT_KEYS)).hexdigest()
+        return f'"{digest[:16]}"'
+
     @app.get("/v1/bundles")
-    async def bundles() -> Response:
-        return json_response(
-            {
-                "bundles": {
-                    d: {
-                        "current": trainer.registry.current(d),
-                        "versions": trainer.registry.versions(d),
-                    }
-                    for d in trainer.registry.domains()
-                }
-            }
-        )
+    async def bundles(
+        request: Request, wait_s: float = Query(0.0, ge=0.0, le=MAX_WATCH_S)
+    ) -> Response:
+        """Every domain's current bundle and the versions kept, with an ``ETag`` of the current
+        ones. Sent back in ``If-None-Match`` with ``wait_s``, the answer waits until a publish
+        changes them (a watch, like Consul's blocking queries), at most ``wait_s`` (and
+        ``WATCH_HOLD_S``): 304 when nothing changed, so a prediction server picks up a new
+        bundle as it is published instead of at its next poll."""
+        known = request.headers.get("if-none-match")
+        deadline = time.monotonic() + min(wait_s, WATCH_HOLD_S)
+        etag = current_etag()
+        while etag == known and time.monotonic() < deadline:
+            await asyncio.sleep(WATCH_CHECK_S)
+            if await request.is_disconnected():  # a server that stopped: no one to answer
+                return Response(status_code=304, headers={"ETag": etag})
+            etag = current_etag()
+        if etag == known:
+            return Response(status_code=304, headers={"ETag": etag})
+        listing = {
+            d: {"current": trainer.registry.current(d), "versions": trainer.registry.versions(d)}
+            for d in trainer.registry.domains()
+        }
+        response = json_response({"bundles": listing})
+        response.headers["ETag"] = etag
+        return response
 
     @app.get("/v1/bundles/gating")
     async def gating() -> Response:
