@@ -151,7 +151,8 @@ class Settings(BaseSettings):
         10.0,
         gt=0,
         validation_alias=_alias("model_sync_interval_s", "MODEL_SYNC_INTERVAL_SEC"),
-        description="Seconds between a prediction server's polls of the trainer.",
+        description="Longest a prediction server waits between checks of the trainer's bundles "
+        "(it watches them: a publish reaches it at once from a trainer that supports watches).",
     )
     retrain_interval_s: float = Field(
         1.0,
