@@ -1134,19 +1134,32 @@ def serve_grpc(
     metrics_port: Annotated[
         int | None, typer.Option(help="Serve Prometheus /metrics on this port.")
     ] = None,
+    training_server_url: Annotated[
+        str | None,
+        typer.Option(help="Pull bundles from this slocast trainer (env TRAINING_SERVER_URL)."),
+    ] = None,
 ) -> None:
     """Serve calibrated bounds over gRPC (slocast.v1.Predictor, health, reflection)."""
+    import asyncio
+    import threading
+
     from prometheus_client import start_http_server
 
     from slocast.serving.grpc import create_grpc_server
+    from slocast.serving.sync import TrainerSync
 
     with _errors():
-        settings = _settings()
+        settings = _settings(training_server_url=training_server_url)
         configure_logging(settings.log_format)
         dataplane = _build_dataplane(list(bundle or []), settings)
         server, bound = create_grpc_server(dataplane, f"{host}:{port}")
         if metrics_port is not None:
             start_http_server(metrics_port, registry=dataplane.metrics.registry)
+        if settings.training_server_url:
+            # The same watch as `serve http`, on a loop of its own beside grpcio's threads.
+            sync = TrainerSync(settings.training_server_url, settings.home / "synced", dataplane)
+            watch = sync.run(settings.model_sync_interval_s)
+            threading.Thread(target=asyncio.run, args=(watch,), daemon=True).start()
         server.start()
         err.print(f"serving {', '.join(sorted(dataplane.models))} over gRPC on {host}:{bound}")
     server.wait_for_termination()

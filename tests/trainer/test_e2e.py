@@ -135,36 +135,51 @@ def test_accepted_rows_survive_kill_9(tmp_path: Path) -> None:
     assert total == len(rows)
 
 
-def test_a_prediction_server_serves_a_published_bundle_before_its_next_poll(
+def test_prediction_servers_serve_a_published_bundle_before_their_next_poll(
     tmp_path: Path,
 ) -> None:
-    """The server watches the trainer's listing: a bundle published a minute before the
-    server's next poll is served within seconds."""
-    trainer_port, server_port = free_port(), free_port()
+    """HTTP and gRPC servers watch the trainer's listing: a bundle published a minute before
+    their next poll is served within seconds."""
+    import grpc
+
+    from slocast.serving.pb import slocast_pb2 as pb
+    from slocast.serving.pb import slocast_pb2_grpc as pb_grpc
+
+    trainer_port, server_port, grpc_port, metrics_port = (free_port() for _ in range(4))
     trainer_url, server_url = f"http://127.0.0.1:{trainer_port}", f"http://127.0.0.1:{server_port}"
     env = {"SLOCAST_HOME": str(tmp_path / "trainer"), "LATENCY_RETRAINING_INTERVAL_SEC": "0.5",
            "LATENCY_MIN_SAMPLES_FOR_RETRAIN": "100"}  # fmt: skip
     server_env = {"SLOCAST_HOME": str(tmp_path / "server"), "MODEL_SYNC_INTERVAL_SEC": "60"}
+    grpc_env = {**server_env, "SLOCAST_HOME": str(tmp_path / "grpc")}
     with (
         process(["trainer", "--port", str(trainer_port), "--host", "127.0.0.1"], env,
                 tmp_path / "trainer.log", f"{trainer_url}/readyz"),
         process(["serve", "http", "--port", str(server_port), "--host", "127.0.0.1",
                  "--training-server-url", trainer_url], server_env, tmp_path / "server.log",
                 f"{server_url}/readyz"),
+        process(["serve", "grpc", "--port", str(grpc_port), "--host", "127.0.0.1",
+                 "--metrics-port", str(metrics_port), "--training-server-url", trainer_url],
+                grpc_env, tmp_path / "grpc.log", f"http://127.0.0.1:{metrics_port}/metrics"),
         httpx.Client(timeout=30) as client,
+        grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel,
     ):  # fmt: skip
+        grpc.channel_ready_future(channel).result(timeout=30)
+        stub = pb_grpc.PredictorStub(channel)
 
-        def cold() -> bool:
+        def cold() -> tuple[bool, bool]:
             models = client.get(f"{server_url}/v1/models").json()["models"]
-            return next(m["cold_start"] for m in models if m["domain"] == "llm-ttft")
+            over_http = next(m["cold_start"] for m in models if m["domain"] == "llm-ttft")
+            [model] = stub.GetModelInfo(pb.ModelInfoRequest(domain="llm-ttft")).models
+            return over_http, model.cold_start
 
-        time.sleep(1.0)  # the server's first round has found nothing to serve
-        assert cold()
-        posted = client.post(
-            f"{trainer_url}/add_training_data_bulk", json={"entries": trace()[:600]}
-        )
-        assert posted.status_code == 202
+        time.sleep(1.0)  # the servers' first rounds have found nothing to serve
+        assert cold() == (True, True)
+        rows = trace()[:600]
+        assert client.post(
+            f"{trainer_url}/add_training_data_bulk", json={"entries": rows}
+        ).is_success
         started = time.monotonic()
-        while cold() and time.monotonic() - started < 30:
+        while any(cold()) and time.monotonic() - started < 30:
             time.sleep(0.05)
-        assert not cold(), (tmp_path / "server.log").read_text()[-2000:]
+        logs = [(tmp_path / f).read_text()[-1000:] for f in ("server.log", "grpc.log")]
+        assert cold() == (False, False), logs
