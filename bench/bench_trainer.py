@@ -32,9 +32,9 @@ from slocast.store import SampleStore, sqlite_url
 from slocast.trainer.service import Trainer, TrainerConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.conftest import LLMD, free_port
+from tests.conftest import LLMD
 from tests.store.conftest import postgres_available, postgres_server
-from tests.trainer.test_e2e import process
+from tests.trainer.test_e2e import trainer_and_server
 from tests.trainer.test_service import synthetic_llm_rows
 
 TRAIN_ROWS, MORE_ROWS = 2000, 1000
@@ -70,20 +70,9 @@ def served_version(client: httpx.Client, url: str) -> str:
 def ingest_to_served(work: Path, rows: list[dict[str, Any]], sync_s: float) -> list[float]:
     """Seconds from the ingest's 202 to a new TTFT model on the prediction server: the first
     model, then the next after more rows."""
-    trainer_port, server_port = free_port(), free_port()
-    trainer, server = f"http://127.0.0.1:{trainer_port}", f"http://127.0.0.1:{server_port}"
     home = work / f"sync{sync_s:g}"
     home.mkdir(parents=True)
-    trainer_env = {"SLOCAST_HOME": str(home / "trainer")}
-    server_env = {"SLOCAST_HOME": str(home / "server"), "MODEL_SYNC_INTERVAL_SEC": f"{sync_s:g}"}
-    host = ["--host", "127.0.0.1", "--port"]
-    with (
-        process(["trainer", *host, str(trainer_port)], trainer_env, home / "trainer.log",
-                f"{trainer}/readyz"),
-        process(["serve", "http", *host, str(server_port), "--training-server-url", trainer],
-                server_env, home / "server.log", f"{server}/readyz"),
-        httpx.Client(timeout=30) as client,
-    ):  # fmt: skip
+    with trainer_and_server(home, sync_s) as (trainer, server), httpx.Client(timeout=30) as client:
         waits = []
         for batch in (rows[:TRAIN_ROWS], rows[TRAIN_ROWS : TRAIN_ROWS + MORE_ROWS]):
             before = served_version(client, server)

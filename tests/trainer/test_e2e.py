@@ -46,25 +46,40 @@ def process(
                 proc.wait(timeout=20)
 
 
+# A trainer that retrains as soon as a hundred rows are in, every half second.
+FAST_RETRAIN = {"LATENCY_RETRAINING_INTERVAL_SEC": "0.5", "LATENCY_MIN_SAMPLES_FOR_RETRAIN": "100"}
+
+
+@contextmanager
+def trainer_and_server(
+    home: Path, sync_s: float, trainer_env: dict[str, str] | None = None
+) -> Iterator[tuple[str, str]]:
+    """A `slocast trainer` and a `slocast serve http` synced to it, logs under ``home``;
+    yields their URLs."""
+    trainer_port, server_port = free_port(), free_port()
+    trainer, server = f"http://127.0.0.1:{trainer_port}", f"http://127.0.0.1:{server_port}"
+    env = {"SLOCAST_HOME": str(home / "trainer"), **(trainer_env or {})}
+    server_env = {"SLOCAST_HOME": str(home / "server"), "MODEL_SYNC_INTERVAL_SEC": f"{sync_s:g}"}
+    with (
+        process(["trainer", "--port", str(trainer_port), "--host", "127.0.0.1"], env,
+                home / "trainer.log", f"{trainer}/readyz"),
+        process(["serve", "http", "--port", str(server_port), "--host", "127.0.0.1",
+                 "--training-server-url", trainer], server_env, home / "server.log",
+                f"{server}/readyz"),
+    ):  # fmt: skip
+        yield trainer, server
+
+
 def trace() -> list[dict[str, Any]]:
     with gzip.open(LLMD / "chatbot-synthetic-h200.jsonl.gz", "rt") as handle:
         return [json.loads(line) for line in handle]
 
 
 def test_router_loop_learns_and_serves_calibrated_bounds(tmp_path: Path) -> None:
-    trainer_port, server_port = free_port(), free_port()
-    trainer_url, server_url = f"http://127.0.0.1:{trainer_port}", f"http://127.0.0.1:{server_port}"
-    env = {"SLOCAST_HOME": str(tmp_path / "trainer"), "LATENCY_RETRAINING_INTERVAL_SEC": "0.5",
-           "LATENCY_MIN_SAMPLES_FOR_RETRAIN": "100"}  # fmt: skip
-    server_env = {"SLOCAST_HOME": str(tmp_path / "server"), "MODEL_SYNC_INTERVAL_SEC": "0.5"}
     with (
-        process(["trainer", "--port", str(trainer_port), "--host", "127.0.0.1"], env,
-                tmp_path / "trainer.log", f"{trainer_url}/readyz"),
-        process(["serve", "http", "--port", str(server_port), "--host", "127.0.0.1",
-                 "--training-server-url", trainer_url], server_env, tmp_path / "server.log",
-                f"{server_url}/readyz"),
+        trainer_and_server(tmp_path, 0.5, FAST_RETRAIN) as (trainer_url, server_url),
         httpx.Client(timeout=30) as client,
-    ):  # fmt: skip
+    ):
         rows = trace()
         served: list[tuple[float, float, float, float]] = []
         learned = False
@@ -145,18 +160,10 @@ def test_prediction_servers_serve_a_published_bundle_before_their_next_poll(
     from slocast.serving.pb import slocast_pb2 as pb
     from slocast.serving.pb import slocast_pb2_grpc as pb_grpc
 
-    trainer_port, server_port, grpc_port, metrics_port = (free_port() for _ in range(4))
-    trainer_url, server_url = f"http://127.0.0.1:{trainer_port}", f"http://127.0.0.1:{server_port}"
-    env = {"SLOCAST_HOME": str(tmp_path / "trainer"), "LATENCY_RETRAINING_INTERVAL_SEC": "0.5",
-           "LATENCY_MIN_SAMPLES_FOR_RETRAIN": "100"}  # fmt: skip
-    server_env = {"SLOCAST_HOME": str(tmp_path / "server"), "MODEL_SYNC_INTERVAL_SEC": "60"}
-    grpc_env = {**server_env, "SLOCAST_HOME": str(tmp_path / "grpc")}
+    grpc_port, metrics_port = free_port(), free_port()
+    grpc_env = {"SLOCAST_HOME": str(tmp_path / "grpc"), "MODEL_SYNC_INTERVAL_SEC": "60"}
     with (
-        process(["trainer", "--port", str(trainer_port), "--host", "127.0.0.1"], env,
-                tmp_path / "trainer.log", f"{trainer_url}/readyz"),
-        process(["serve", "http", "--port", str(server_port), "--host", "127.0.0.1",
-                 "--training-server-url", trainer_url], server_env, tmp_path / "server.log",
-                f"{server_url}/readyz"),
+        trainer_and_server(tmp_path, 60, FAST_RETRAIN) as (trainer_url, server_url),
         process(["serve", "grpc", "--port", str(grpc_port), "--host", "127.0.0.1",
                  "--metrics-port", str(metrics_port), "--training-server-url", trainer_url],
                 grpc_env, tmp_path / "grpc.log", f"http://127.0.0.1:{metrics_port}/metrics"),
