@@ -429,10 +429,11 @@ def create_trainer_app(
         )
 
     # -- bundles for prediction servers -----------------------------------------------------------
-    def current_etag() -> str:
+    def current_bundles() -> tuple[dict[str, str | None], str]:
+        """Each domain's current bundle, and the ETag of that listing."""
         current = {d: trainer.registry.current(d) for d in trainer.registry.domains()}
         digest = hashlib.sha256(orjson.dumps(current, option=orjson.OPT_SORT_KEYS)).hexdigest()
-        return f'"{digest[:16]}"'
+        return current, f'"{digest[:16]}"'
 
     @app.get("/v1/bundles")
     async def bundles(
@@ -445,17 +446,18 @@ def create_trainer_app(
         bundle as it is published instead of at its next poll."""
         known = request.headers.get("if-none-match")
         deadline = time.monotonic() + min(wait_s, WATCH_HOLD_S)
-        etag = current_etag()
+        current, etag = current_bundles()
         while etag == known and time.monotonic() < deadline:
             await asyncio.sleep(WATCH_CHECK_S)
             if await request.is_disconnected():  # a server that stopped: no one to answer
                 return Response(status_code=304, headers={"ETag": etag})
-            etag = current_etag()
+            current, etag = current_bundles()
         if etag == known:
             return Response(status_code=304, headers={"ETag": etag})
+        # The listing is the one the ETag names: read once, not again after the wait.
         listing = {
-            d: {"current": trainer.registry.current(d), "versions": trainer.registry.versions(d)}
-            for d in trainer.registry.domains()
+            d: {"current": version, "versions": trainer.registry.versions(d)}
+            for d, version in current.items()
         }
         response = json_response({"bundles": listing})
         response.headers["ETag"] = etag
