@@ -150,6 +150,7 @@ def save_bundle(
             "aci_params": None if forecaster.aci is None else forecaster.aci.params(),
             "use_request": forecaster.use_request,
             "request_until": forecaster.request_until,
+            # Readers from before the grace read only this.
             "request_is_cap": forecaster.request_is_cap,
             "request_grace": forecaster.request_grace,
             "known_per_group": dict(forecaster.known_per_group),
@@ -405,9 +406,8 @@ def load_bundle(path: Path, prefer_compiled: bool = True, threads: int = 0) -> M
         request_until=int(cal.get("request_until", 1)),
         history=history,
     )
-    forecaster.request_is_cap = bool(cal["request_is_cap"])
     # Bundles from before the grace: capped at the request only where it was a hard limit.
-    grace = cal.get("request_grace", 0.0 if forecaster.request_is_cap else None)
+    grace = cal.get("request_grace", 0.0 if cal["request_is_cap"] else None)
     forecaster.request_grace = None if grace is None else float(grace)
     forecaster.known_per_group = Counter(
         {str(k): int(v) for k, v in cal["known_per_group"].items()}

@@ -115,7 +115,6 @@ class CalibratedForecaster:
         self.online = online
         # False when several forecasters share one base model that the caller fits once.
         self.fit_base = fit_base
-        self.request_is_cap = False
         # Bounds are capped at request + grace (None: no cap; set by fit).
         self.request_grace: float | None = None
         self.request_limit_share = request_limit_share
@@ -147,9 +146,6 @@ class CalibratedForecaster:
             request = train[self.spec.user_request].to_numpy(np.float64)
             miss_share = self.request_limit_share * (1.0 - self.coverage)
             self.request_grace = request_grace(outcome, request, miss_share)
-            # A hard limit: no more jobs ran past it than the cap may miss (a task or two that
-            # a node did not hold to its memory must not end the thin groups' fallback).
-            self.request_is_cap = self.request_grace == 0.0
         if self.history is not None:
             self.history.reset()
         self._ready = False
@@ -256,11 +252,24 @@ class CalibratedForecaster:
             Bounds(point, upper), upper_z, by_request, model_upper, history_upper, by_history
         )
 
+    @property
+    def request_is_cap(self) -> bool:
+        """Whether the request is a hard limit: its grace is 0, no more training jobs ran past
+        it than the cap may miss (a task or two that a node did not hold to its memory must not
+        end the thin groups' fallback)."""
+        return self.request_grace == 0.0
+
+    @property
+    def cap_grace(self) -> float | None:
+        """The grace past the request at which the served bounds stop (None: they do not)."""
+        return self.request_grace if self.use_request else None
+
     def _capped(self, upper: np.ndarray, request: np.ndarray | None) -> np.ndarray:
         """Bounds capped at the request plus the grace past jobs took beyond theirs."""
-        if request is None or not self.use_request or self.request_grace is None:
+        grace = self.cap_grace
+        if request is None or grace is None:
             return upper
-        limit = request + self.request_grace
+        limit = request + grace
         return np.where(np.isfinite(request), np.minimum(upper, limit), upper)
 
     def _history_z(self, history: np.ndarray) -> np.ndarray:

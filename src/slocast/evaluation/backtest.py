@@ -209,9 +209,7 @@ def run_backtest(
             compute_metrics(y, bounds.upper, coverage, under_cost_ratio),
             per_group_coverage(y, bounds.upper, groups),
             time.perf_counter() - started,
-            getattr(method, "request_grace", None)
-            if getattr(method, "use_request", False)
-            else None,
+            getattr(method, "cap_grace", None),
         )
     return result
 

@@ -351,5 +351,5 @@ def _description(model: LoadedModel) -> dict[str, Any]:
         "cold_start": model.cold_start,
         "loaded_at": model.loaded_at.isoformat(),
         "features": list(model.spec.features),
-        "request_grace": forecaster.request_grace if forecaster else None,
+        "request_grace": forecaster.cap_grace if forecaster else None,
     }
