@@ -11,7 +11,19 @@ import pandas as pd
 from slocast.calibration.forecaster import CalibratedForecaster, CalibrationParams, build_slocast
 from slocast.datasets.history import add_group_history
 from slocast.models import GBMConfig, QuantileForecaster
+from slocast.schema import DomainSpec
 from tests.conftest import SYNTH_SPEC, synthetic_frame
+
+
+def _calibrated(
+    frame: pd.DataFrame, params: CalibrationParams, spec: DomainSpec = SYNTH_SPEC
+) -> CalibratedForecaster:
+    """slocast fitted on the first 800 jobs and conformalized on the next 200."""
+    base = QuantileForecaster(spec, 0.9, config=GBMConfig(n_estimators=40))
+    forecaster = build_slocast(base, params)
+    forecaster.fit(frame.iloc[:800])
+    forecaster.conformalize(frame.iloc[800:1000])
+    return forecaster
 
 
 def _fitted(
@@ -20,10 +32,7 @@ def _fitted(
     frame = synthetic_frame(1200)
     if not request_is_a_limit:
         frame.loc[:99, "request"] = frame.loc[:99, "y"] / 2  # some jobs ran past their request
-    base = QuantileForecaster(SYNTH_SPEC, 0.9, config=GBMConfig(n_estimators=40))
-    forecaster = build_slocast(base, CalibrationParams(request_until=request_until))
-    forecaster.fit(frame.iloc[:800])
-    forecaster.conformalize(frame.iloc[800:1000])
+    forecaster = _calibrated(frame, CalibrationParams(request_until=request_until))
     newcomer = frame.iloc[1000:].copy()
     newcomer["g"] = "new"  # a process never seen in training
     return forecaster, newcomer
@@ -91,10 +100,8 @@ def test_a_group_with_nothing_on_record_gets_the_lower_of_the_two_bounds() -> No
     Once it has a record, all its jobs take the expert that cost less on it."""
     spec = replace(SYNTH_SPEC, user_request=None)
     frame, spec = add_group_history(synthetic_frame(1200).drop(columns="request"), spec, "g")
-    base = QuantileForecaster(spec, 0.9, config=GBMConfig(n_estimators=40))
-    forecaster = build_slocast(base, CalibrationParams())
-    forecaster.fit(frame.iloc[:800])
-    forecaster.conformalize(frame.iloc[800:1000])
+    forecaster = _calibrated(frame, CalibrationParams(), spec)
+    base = forecaster.base
     jobs = frame.iloc[1000:1060].assign(g="new")
     # The new process's recent outcomes: some of its jobs ask far less than the model says.
     jobs["g_p90_y"] = np.where(np.arange(len(jobs)) % 2 == 0, 0.5, 50.0)
@@ -126,10 +133,7 @@ def test_bounds_stop_at_the_request_plus_the_grace_jobs_took_past_it() -> None:
     frame = _killed_past_the_limit(grace=0.5, overrun=100.0)
     graces = {}
     for share in (0.05, 0.0):
-        base = QuantileForecaster(SYNTH_SPEC, 0.9, config=GBMConfig(n_estimators=40))
-        forecaster = build_slocast(base, CalibrationParams(request_limit_share=share))
-        forecaster.fit(frame.iloc[:800])
-        forecaster.conformalize(frame.iloc[800:1000])
+        forecaster = _calibrated(frame, CalibrationParams(request_limit_share=share))
         assert not forecaster.request_is_cap  # jobs did run past their request
         graces[share] = forecaster.request_grace
         if share:
@@ -153,10 +157,7 @@ def test_a_request_a_job_or_two_ran_past_is_still_a_hard_limit() -> None:
     cap may miss: thin groups keep their request, and bounds stop at it."""
     frame = synthetic_frame(1200)
     frame.loc[[3, 7], "y"] = frame["request"][[3, 7]] * 1.5
-    base = QuantileForecaster(SYNTH_SPEC, 0.9, config=GBMConfig(n_estimators=40))
-    forecaster = build_slocast(base, CalibrationParams(request_until=5))
-    forecaster.fit(frame.iloc[:800])
-    forecaster.conformalize(frame.iloc[800:1000])
+    forecaster = _calibrated(frame, CalibrationParams(request_until=5))
     assert forecaster.request_grace == 0.0 and forecaster.request_is_cap
     jobs = frame.iloc[1000:].assign(g="new")
     forecaster.observe(jobs.iloc[:4], forecaster.predict(jobs.iloc[:4]))
