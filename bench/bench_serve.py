@@ -224,7 +224,7 @@ def main() -> None:
     native_bundles = [load_bundle(d, prefer_compiled=False) for d in dirs]
     ttft = bundles[0]
     threads = os.cpu_count() or 1
-    (booster, X), tpot_booster = (xgboost_like(b, threads) for b in bundles)
+    (booster, X), (tpot_booster, tpot_X) = (xgboost_like(b, threads) for b in bundles)
     lgb_booster = native_bundles[0].forecaster.base.upper_model.native  # type: ignore[union-attr]
     results: list[tuple[str, int, list[float]]] = []
 
@@ -248,9 +248,9 @@ def main() -> None:
         native = DataPlane(native_bundles, LRUCache(0))
         record("native XGBoost (baseline)", n, lambda x=x: booster.predict(xgb.DMatrix(x)))
         # llm-d's /predict routes run both its models in process: for reference, not the ratio.
-        both = lambda x=x, y=tpot_booster[1][:n]: (  # noqa: E731
+        both = lambda x=x, y=tpot_X[:n]: (  # noqa: E731
             booster.predict(xgb.DMatrix(x)),
-            tpot_booster[0].predict(xgb.DMatrix(y)),
+            tpot_booster.predict(xgb.DMatrix(y)),
         )
         record("llm-d's call in process: XGBoost TTFT + TPOT", n, both)
         record("native LightGBM", n, lambda x=x: lgb_booster.predict(x, num_threads=threads))
