@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent import futures
 from pathlib import Path
 from typing import Any
@@ -81,6 +81,19 @@ def timings(call: Callable[[], object], repeat: int) -> list[float]:
         started = time.perf_counter()
         call()
         out.append(time.perf_counter() - started)
+    return out
+
+
+def interleaved(
+    calls: Sequence[Callable[[], object]], rounds: int = 40, block: int = 20
+) -> list[list[float]]:
+    """Timings of each call, measured in alternating blocks: a drift in the machine's speed
+    over the run (this VM's p50s move by 20 % from one minute to the next) hits every call
+    alike, so their ratio holds still."""
+    out: list[list[float]] = [[] for _ in calls]
+    for _ in range(rounds):
+        for call, times in zip(calls, out, strict=True):
+            times += timings(call, block)
     return out
 
 
@@ -227,6 +240,10 @@ def main() -> None:
     (booster, X), (tpot_booster, tpot_X) = (xgboost_like(b, threads) for b in bundles)
     lgb_booster = native_bundles[0].forecaster.base.upper_model.native  # type: ignore[union-attr]
     results: list[tuple[str, int, list[float]]] = []
+    # Per batch size: one XGBoost model's call, and llm-d's (its TTFT and TPOT models both).
+    references: dict[int, tuple[Callable[[], object], Callable[[], object]]] = {}
+    # Per batch size: slocast's HTTP round trip against those, measured interleaved.
+    duel: dict[int, list[list[float]]] = {}
 
     def record(name: str, n: int, call: Callable[[], object], repeat: int = 300) -> None:
         results.append((name, n, timings(call, repeat)))
@@ -253,6 +270,7 @@ def main() -> None:
             tpot_booster.predict(xgb.DMatrix(y)),
         )
         record("llm-d's call in process: XGBoost TTFT + TPOT", n, both)
+        references[n] = (lambda x=x: booster.predict(xgb.DMatrix(x)), both)
         record("native LightGBM", n, lambda x=x: lgb_booster.predict(x, num_threads=threads))
         # Rows as the HTTP routes hand them over: decoded from the body, one attribute per field.
         decoded = LatencyRows().bulk(json.dumps({"requests": items}).encode())
@@ -293,9 +311,14 @@ def main() -> None:
         lean = KeepAliveClient(port)
         one = lean.request("/predict", json.dumps(rows(1)[0]).encode())
         record("HTTP /predict", 1, lambda: lean.send(one), 3000)
-        for n in (1, 100, 1000):
-            bulk = lean.request("/predict/bulk/strict", json.dumps({"requests": rows(n)}).encode())
-            record("HTTP /predict/bulk/strict", n, lambda b=bulk: lean.send(b), 300)
+        bulk = {
+            n: lean.request("/predict/bulk/strict", json.dumps({"requests": rows(n)}).encode())
+            for n in (1, 100, 1000)
+        }
+        for n, request in bulk.items():
+            record("HTTP /predict/bulk/strict", n, lambda b=request: lean.send(b), 300)
+        duel[1] = interleaved([lambda: lean.send(one), *references[1]])
+        duel[1000] = interleaved([lambda: lean.send(bulk[1000]), *references[1000]])
         results.append(("HTTP /predict at 1,000 req/s", 1, paced(lambda: lean.send(one), 1000, 5)))
         lean.close()
         with httpx.Client(base_url=url) as client:
@@ -318,7 +341,40 @@ def main() -> None:
         ref = baseline[1] if n == 1 else baseline[1000] * n / 1000
         cells = [f"{p50 * 1e6:,.0f}", f"{p99 * 1e6:,.0f}", f"{1 / p50:,.0f}", f"{n / p50:,.0f}"]
         table.add_row(name, str(n), *cells, f"{p50 / ref:.2f}x")
-    Console(width=150).print(table)
+    console = Console(width=150)
+    console.print(table)
+    console.print(head_to_head(duel))
+
+
+def head_to_head(duel: dict[int, list[list[float]]]) -> Table:
+    """The issue's bar: slocast's whole HTTP round trip against a bare in-process model call."""
+    table = Table(
+        title="slocast's HTTP round trip vs a model called in process, interleaved (p50 µs)"
+    )
+    columns = (
+        "rows",
+        "slocast HTTP",
+        "one XGBoost model",
+        "ratio",
+        "llm-d's call (TTFT + TPOT)",
+        "ratio",
+        "issue target",
+    )
+    for column in columns:
+        table.add_column(column, justify="right")
+    targets = {1: "≤ 1.5x", 1000: "≤ 1.0x"}
+    for n, times in duel.items():
+        ours, one_model, llmd = (statistics.median(t) for t in times)
+        table.add_row(
+            str(n),
+            f"{ours * 1e6:,.0f}",
+            f"{one_model * 1e6:,.0f}",
+            f"{ours / one_model:.2f}x",
+            f"{llmd * 1e6:,.0f}",
+            f"{ours / llmd:.2f}x",
+            targets[n],
+        )
+    return table
 
 
 if __name__ == "__main__":

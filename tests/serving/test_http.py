@@ -9,13 +9,17 @@ from typing import Any
 
 import httpx
 import numpy as np
+import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from slocast.artifacts import ModelBundle, load_bundle, save_bundle
 from slocast.calibration.forecaster import CalibrationParams, fit_on_history
 from slocast.datasets import load_dataset
 from slocast.models import GBMConfig, QuantileForecaster
 from slocast.serving import DataPlane, HTTPConfig, LRUCache, create_app
+from slocast.serving.http import prediction_array, prediction_objects
 from tests.conftest import LLMD, SYNTH_SPEC, late_jobs_frame
 
 pytestmark = pytest.mark.anyio
@@ -282,3 +286,19 @@ async def test_pod_type_of_a_disaggregated_trace_reaches_the_model(
         one = (await client.post("/predict", json=state[0] | {"pod_type": "decode"})).json()
     assert np.median(bounds["decode"] / bounds["prefill"]) > 2.0
     assert one["ttft_ms"] == pytest.approx(bounds["decode"][0])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    pairs=st.lists(st.tuples(st.floats(), st.floats()), min_size=1, max_size=40),
+    shared=st.dictionaries(st.text(), st.one_of(st.text(), st.floats(), st.none()), max_size=3),
+)
+def test_the_prediction_array_is_the_objects_encoded(
+    pairs: list[tuple[float, float]], shared: dict[str, Any]
+) -> None:
+    """The bulk route's fast encoding writes the very bytes the per-row objects encode to:
+    NaN and infinities as null, every float as orjson writes it, any repeated fields (even
+    ones holding the punctuation it rewrites)."""
+    ttft, tpot = (list(column) for column in zip(*pairs, strict=True))
+    expected = orjson.dumps(prediction_objects(ttft, tpot, shared))
+    assert orjson.dumps(prediction_array(ttft, tpot, shared)) == expected

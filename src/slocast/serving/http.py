@@ -14,13 +14,23 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, MutableMapping
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Mapping,
+    MutableMapping,
+    Sequence,
+)
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -43,7 +53,7 @@ from slocast.serving.schemas import (
     domain_request_model,
 )
 
-__all__ = ["HTTPConfig", "ReloadResult", "create_app"]
+__all__ = ["HTTPConfig", "ReloadResult", "create_app", "prediction_array", "prediction_objects"]
 
 
 @dataclass(frozen=True)
@@ -135,6 +145,35 @@ class _Middleware:
             self._observe(route, status, started)
 
 
+def prediction_objects(
+    ttft: Sequence[float], tpot: Sequence[float], shared: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """llm-d's prediction objects: the two bounds, then the fields every one repeats."""
+    return [{"ttft_ms": a, "tpot_ms": b, **shared} for a, b in zip(ttft, tpot, strict=True)]
+
+
+def prediction_array(
+    ttft: Sequence[float], tpot: Sequence[float], shared: Mapping[str, Any]
+) -> orjson.Fragment:
+    """The JSON array of :func:`prediction_objects`, in half the time for a large batch.
+
+    Building a dict per row and encoding its repeated fields again for each costs more than
+    the bounds themselves. Here orjson writes the (ttft, tpot) pairs as one nested array, and
+    the pairs' punctuation is rewritten into the objects' keys (a number has no ``,`` or ``]``
+    in JSON), the repeated fields encoded once. The bytes are the same as encoding the objects.
+    """
+    pairs = orjson.dumps(np.column_stack((ttft, tpot)), option=orjson.OPT_SERIALIZE_NUMPY)
+    close = b"," + orjson.dumps(shared)[1:] if shared else b"}"
+    # [[a,b],[c,d]] -> [{"ttft_ms":a,"tpot_ms":b,<shared>},{"ttft_ms":c,"tpot_ms":d,<shared>}]
+    body = (
+        pairs[2:-2]
+        .replace(b"],[", b"|")
+        .replace(b",", b',"tpot_ms":')
+        .replace(b"|", close + b',{"ttft_ms":')
+    )
+    return orjson.Fragment(b'[{"ttft_ms":' + body + close + b"]")
+
+
 async def _read_body(receive: Callable[..., Any]) -> bytes:
     chunks = []
     while True:
@@ -191,14 +230,16 @@ def create_app(
             "quantile": model.coverage,
         }
 
-    def llm_predictions(ttft: list[float], tpot: list[float]) -> list[dict[str, Any]]:
-        """llm-d's prediction objects; the fields every one repeats are built once."""
-        shared = {
+    def shared_fields() -> dict[str, Any]:
+        """The fields every llm-d prediction object of one answer repeats."""
+        return {
             "predicted_at": datetime.now(UTC).isoformat(),
             **llm_meta(),
             "last_model_load": dataplane.last_load().isoformat(),
         }
-        return [{"ttft_ms": a, "tpot_ms": b, **shared} for a, b in zip(ttft, tpot, strict=True)]
+
+    def llm_predictions(ttft: list[float], tpot: list[float]) -> list[dict[str, Any]]:
+        return prediction_objects(ttft, tpot, shared_fields())
 
     # -- llm-d prediction server -----------------------------------------------------------
     # Rows are validated objects, one attribute per field (pydantic models or msgspec structs).
@@ -212,12 +253,11 @@ def create_app(
 
     def predict_strict(rows: list[Any], started: float) -> Response:
         ttft, tpot, _ = dataplane.predict_llm_rows(rows)
-        predictions = llm_predictions(ttft, tpot)
         return json_response(
             {
-                "predictions": predictions,
-                "total_requests": len(predictions),
-                "successful_predictions": len(predictions),
+                "predictions": prediction_array(ttft, tpot, shared_fields()),
+                "total_requests": len(ttft),
+                "successful_predictions": len(ttft),
                 "failed_predictions": 0,
                 "processing_time_ms": (time.perf_counter() - started) * 1000.0,
             }
