@@ -702,6 +702,14 @@ def simulate(
             "bound of one request is estimated from the thin tail and ranks replicas by noise)."
         ),
     ] = 0.9,
+    router_margin: Annotated[
+        float,
+        typer.Option(
+            help="Route: replicas whose bound is within this share of the lowest (or meets the "
+            "SLO) count as good enough; among them the SLO-aware router keeps the prompt where "
+            "it is cached (0: the lowest bound only, unless others meet the SLO)."
+        ),
+    ] = 0.5,
     seed: Annotated[int, typer.Option(help="Seed for every random draw.")] = 0,
     predictor_bundle: Annotated[
         Path | None,
@@ -734,7 +742,7 @@ def simulate(
             elif scenario == "route":
                 results = _run_route(
                     kind, path, names, slo_ms, requests, replicas, load, seed, step,
-                    predictor_bundle, retrain_every, router_coverage,
+                    predictor_bundle, retrain_every, router_coverage, router_margin,
                 )  # fmt: skip
             elif scenario == "place":
                 results = _run_place(kind, path, names, slo_ms, replicas, load, seed, step)
@@ -891,6 +899,7 @@ def _run_route(
     predictor_bundle: Path | None = None,
     retrain_every: int = 500,
     router_coverage: float = 0.9,
+    router_margin: float = 0.5,
 ) -> dict[str, Any]:
     from slocast.decisions.router import LeastLoaded, PrefixAware, RoundRobin, SLOAwareRouter
     from slocast.sim.route import (
@@ -904,6 +913,8 @@ def _run_route(
 
     if not 0.0 < router_coverage < 1.0:
         raise InputError("router coverage must be in (0, 1)", field="router_coverage")
+    if router_margin < 0.0:
+        raise InputError("router margin must be >= 0", field="router_margin")
     trace = load_llm_requests(kind, path, requests)
     scenario = RouteScenario(
         replicas=replicas,
@@ -930,9 +941,9 @@ def _run_route(
         "round-robin": RoundRobin,
         "least-loaded": LeastLoaded,
         "prefix-aware": PrefixAware,
-        "slo-aware": lambda: SLOAwareRouter(predictor, scenario.ttft_slo_s),
+        "slo-aware": lambda: SLOAwareRouter(predictor, scenario.ttft_slo_s, margin=router_margin),
         "slo-aware-spread": lambda: SLOAwareRouter(
-            predictor, scenario.ttft_slo_s, spread=True, seed=seed
+            predictor, scenario.ttft_slo_s, spread=True, seed=seed, margin=router_margin
         ),
     }
     results = {}

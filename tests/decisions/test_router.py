@@ -51,3 +51,18 @@ def test_spread_draws_feasible_replicas_in_proportion_to_headroom() -> None:
         return [seeded.route(replicas, 10) for _ in range(50)]
 
     assert draws(1) == draws(1) != draws(2)
+
+
+def test_slo_aware_keeps_the_prompt_where_it_is_cached_among_good_enough_replicas() -> None:
+    cached, free = state(2, prefix=0.9), state(0)  # bounds 1.2 s and 0.2 s
+    assert SLOAwareRouter(by_waiting, slo_s=2.0).route([cached, free], 10) == 0
+    # Good enough means meeting the SLO or within the margin of the lowest bound, no more.
+    far = state(5, prefix=0.9)  # 2.7 s: over the SLO and over 1.5 x 0.2 s
+    assert SLOAwareRouter(by_waiting, slo_s=2.0).route([far, free], 10) == 1
+    # When none meets the SLO, the margin alone decides (cached: 0.7 s against 0.2 s).
+    overloaded = [state(1, prefix=0.9), state(0)]
+    assert SLOAwareRouter(by_waiting, slo_s=0.1).route(overloaded, 10) == 1
+    assert SLOAwareRouter(by_waiting, slo_s=0.1, margin=3.0).route(overloaded, 10) == 0
+    # A hit within the prefix tolerance of the best is a hit: then the lower bound wins.
+    close = [state(1, prefix=0.9), state(0, prefix=0.85)]
+    assert SLOAwareRouter(by_waiting, slo_s=2.0).route(close, 10) == 1

@@ -196,6 +196,25 @@ def test_learning_router_is_refitted_on_outcomes_known_so_far(mooncake) -> None:
     assert all((f["known_at"] >= f["time"]).all() for f in fits)
 
 
+def test_near_saturation_the_slo_aware_router_keeps_the_cache_hits_it_needs(mooncake) -> None:
+    """At 1.1x the trace's rate, routing each turn to its lowest bound alone (margin 0) gives up
+    the cache hits that are the fleet's spare capacity: attainment fell far below llm-d's prefix
+    rule. Keeping prompts where they are cached among good-enough replicas beats that rule."""
+    scenario = RouteScenario(load=1.1, retrain_every=0)
+    telemetry = Telemetry()
+    simulate_route(mooncake, LeastLoaded(), scenario, telemetry)
+    rows = telemetry.frame()
+    warm_end = float(mooncake.arrival_s[int(len(mooncake) * scenario.warmup_fraction)]) / 1.1
+    predictor = train_ttft_predictor(rows[rows["known_at"] <= warm_end], 0.9)
+
+    def attainment(router: object) -> float:
+        return simulate_route(mooncake, router, scenario).summary()["slo_attainment_pct"]
+
+    prefix = attainment(PrefixAware())
+    assert attainment(SLOAwareRouter(predictor, 2.0)) > prefix
+    assert attainment(SLOAwareRouter(predictor, 2.0, margin=0.0)) < prefix - 10
+
+
 def test_prefix_reuse_lowers_ttft(mooncake) -> None:
     scenario = RouteScenario(replicas=4, load=1.0)
     spread = simulate_route(mooncake, RoundRobin(), scenario).summary()
@@ -235,6 +254,7 @@ def test_cli_json_and_plot(tmp_path: Path) -> None:
         (["--scenario", "teleport"], "unknown scenario 'teleport'"),
         (["--scenario", "autoscale", "--policy", "magic"], "unknown policy 'magic'"),
         (["--scenario", "route", "--router-coverage", "1.5"], "router coverage must be in (0, 1)"),
+        (["--scenario", "route", "--router-margin", "-1"], "router margin must be >= 0"),
     ],
 )
 def test_cli_bad_options_exit_2(args: list[str], message: str) -> None:
