@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
+
 from slocast.decisions.router import (
     SHED,
     LeastLoaded,
@@ -12,6 +14,7 @@ from slocast.decisions.router import (
     RoundRobin,
     SLOAwareRouter,
 )
+from slocast.errors import ConfigError
 from slocast.schema import Prediction
 
 
@@ -66,3 +69,5 @@ def test_slo_aware_keeps_the_prompt_where_it_is_cached_among_good_enough_replica
     # A hit within the prefix tolerance of the best is a hit: then the lower bound wins.
     close = [state(1, prefix=0.9), state(0, prefix=0.85)]
     assert SLOAwareRouter(by_waiting, slo_s=2.0).route(close, 10) == 1
+    with pytest.raises(ConfigError, match="margin"):
+        SLOAwareRouter(by_waiting, slo_s=2.0, margin=-0.1)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from slocast.errors import ConfigError
 from slocast.schema import Prediction
 
 __all__ = [
@@ -86,20 +87,26 @@ class LeastLoaded:
 PREFIX_TOLERANCE = 0.1
 
 
-def _cached(replicas: Sequence[ReplicaState], candidates: Sequence[int]) -> list[int]:
-    """The candidates whose prefix-cache hit is within the tolerance of the best one's."""
+def _cached(
+    replicas: Sequence[ReplicaState], candidates: Sequence[int], tolerance: float
+) -> list[int]:
+    """The candidates whose prefix-cache hit is within ``tolerance`` of the best one's."""
     best = max(replicas[i].prefix_score for i in candidates)
-    return [i for i in candidates if replicas[i].prefix_score >= best - PREFIX_TOLERANCE]
+    return [i for i in candidates if replicas[i].prefix_score >= best - tolerance]
 
 
 class PrefixAware:
     """llm-d's default scoring: the best prefix-cache hit first, then the least load among
-    replicas within the tolerance of that hit."""
+    replicas within ``tolerance`` of that hit."""
 
     name = "prefix-aware"
 
+    def __init__(self, tolerance: float = PREFIX_TOLERANCE) -> None:
+        self.tolerance = tolerance
+
     def route(self, replicas: Sequence[ReplicaState], input_tokens: float) -> int:
-        return min(_cached(replicas, range(len(replicas))), key=lambda i: replicas[i].load)
+        hits = _cached(replicas, range(len(replicas)), self.tolerance)
+        return min(hits, key=lambda i: replicas[i].load)
 
 
 Predictor = Callable[[Sequence[Mapping[str, object]]], Sequence[Prediction]]
@@ -145,7 +152,7 @@ class SLOAwareRouter:
         margin: float = 0.5,
     ) -> None:
         if margin < 0:
-            raise ValueError(f"margin must be >= 0, got {margin}")
+            raise ConfigError(f"margin must be >= 0, got {margin}", field="margin")
         self.predictor = predictor
         self.slo_s = slo_s
         self.shed = shed
@@ -171,4 +178,5 @@ class SLOAwareRouter:
             return int(self.rng.choice(len(replicas), p=headroom / headroom.sum()))
         enough = max(self.slo_s, lowest * (1.0 + self.margin))
         good = [i for i, bound in enumerate(bounds) if bound <= enough]
-        return min(_cached(replicas, good), key=lambda i: (bounds[i], replicas[i].load))
+        hits = _cached(replicas, good, PREFIX_TOLERANCE)
+        return min(hits, key=lambda i: (bounds[i], replicas[i].load))
