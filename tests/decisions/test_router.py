@@ -54,6 +54,10 @@ def test_spread_draws_feasible_replicas_in_proportion_to_headroom() -> None:
         return [seeded.route(replicas, 10) for _ in range(50)]
 
     assert draws(1) == draws(1) != draws(2)
+    # It draws among the replicas the router would choose from: a prompt cached on a replica
+    # that meets the SLO stays there.
+    cached = SLOAwareRouter(by_waiting, slo_s=2.0, spread=True, seed=0)
+    assert {cached.route([state(2, prefix=0.9), state(0)], 10) for _ in range(50)} == {0}
 
 
 def test_slo_aware_keeps_the_prompt_where_it_is_cached_among_good_enough_replicas() -> None:

@@ -115,7 +115,8 @@ Predictor = Callable[[Sequence[Mapping[str, object]]], Sequence[Prediction]]
 class SLOAwareRouter:
     """The prompt kept where it is cached among the replicas good enough by predicted TTFT
     upper bound (meeting the SLO, or within ``margin`` of the lowest bound), then the lowest
-    bound; shed when none meets the SLO and told to.
+    bound (or, with ``spread``, one of them drawn by its headroom under the SLO); shed when
+    none meets the SLO and told to.
 
     Sending a conversation's next turn wherever its own bound is lowest prefills the whole
     prompt again on another replica: that work delays every later request there, and near
@@ -157,9 +158,10 @@ class SLOAwareRouter:
         self.slo_s = slo_s
         self.shed = shed
         self.margin = margin
-        # spread: among replicas that meet the SLO, draw one with probability ∝ its headroom
-        # instead of always the largest -- near-equal bounds then do not herd every request
-        # onto one replica between two state updates.
+        # spread: among the chosen-from replicas (good enough, prompt cached), draw one with
+        # probability ∝ its headroom under the SLO instead of always the lowest bound --
+        # near-equal bounds then do not herd every request onto one replica between two
+        # state updates.
         self.spread = spread
         self.rng = np.random.default_rng(seed)
         self.last_bounds: list[float] = []
@@ -173,10 +175,11 @@ class SLOAwareRouter:
         lowest = min(bounds)
         if lowest > self.slo_s and self.shed:
             return SHED
-        if self.spread and lowest <= self.slo_s:
-            headroom = np.array([max(self.slo_s - b, 0.0) for b in bounds])
-            return int(self.rng.choice(len(replicas), p=headroom / headroom.sum()))
         enough = max(self.slo_s, lowest * (1.0 + self.margin))
         good = [i for i, bound in enumerate(bounds) if bound <= enough]
         hits = _cached(replicas, good, PREFIX_TOLERANCE)
+        if self.spread:
+            headroom = np.array([max(self.slo_s - bounds[i], 0.0) for i in hits])
+            if headroom.sum() > 0:
+                return hits[int(self.rng.choice(len(hits), p=headroom / headroom.sum()))]
         return min(hits, key=lambda i: (bounds[i], replicas[i].load))
