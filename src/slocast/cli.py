@@ -1030,6 +1030,14 @@ def _build_dataplane(bundle_dirs: list[Path], settings: Settings, threads: int =
     )
 
 
+def _trainer_sync(url: str, settings: Settings, dataplane: Any, threads: int) -> Any:
+    """The watch on the trainer at ``url`` that keeps ``dataplane`` current; synced bundles
+    predict on as many threads as the bundles the server started with."""
+    from slocast.serving.sync import TrainerSync
+
+    return TrainerSync(url, settings.home / "synced", dataplane, threads=threads)
+
+
 def _local_reloader(dataplane: Any, bundle_dirs: list[Path], threads: int) -> Any:
     """``/reload`` re-reads the bundle directories; a bad bundle is refused, the old one serves."""
     from slocast.serving import ReloadResult
@@ -1060,7 +1068,6 @@ _HTTP_SPEC = "SLOCAST_HTTP_WORKER_SPEC"
 def _http_app(bundle_dirs: list[Path], settings: Settings, workers: int = 1) -> tuple[Any, Any]:
     """The prediction server's ASGI app and its data plane."""
     from slocast.serving import HTTPConfig, create_app
-    from slocast.serving.sync import TrainerSync
 
     threads = _predict_threads(settings, workers)
     dataplane = _build_dataplane(bundle_dirs, settings, threads)
@@ -1071,9 +1078,7 @@ def _http_app(bundle_dirs: list[Path], settings: Settings, workers: int = 1) -> 
         sync_interval_s=settings.model_sync_interval_s,
     )
     if settings.training_server_url:
-        sync = TrainerSync(
-            settings.training_server_url, settings.home / "synced", dataplane, threads=threads
-        )
+        sync = _trainer_sync(settings.training_server_url, settings, dataplane, threads)
         interval = settings.model_sync_interval_s
         web = create_app(dataplane, config, sync.sync, lambda: sync.run(interval))
     else:
@@ -1157,18 +1162,18 @@ def serve_grpc(
     from prometheus_client import start_http_server
 
     from slocast.serving.grpc import create_grpc_server
-    from slocast.serving.sync import TrainerSync
 
     with _errors():
         settings = _settings(training_server_url=training_server_url)
         configure_logging(settings.log_format)
-        dataplane = _build_dataplane(list(bundle or []), settings)
+        threads = _predict_threads(settings)
+        dataplane = _build_dataplane(list(bundle or []), settings, threads)
         server, bound = create_grpc_server(dataplane, f"{host}:{port}")
         if metrics_port is not None:
             start_http_server(metrics_port, registry=dataplane.metrics.registry)
         if settings.training_server_url:
             # The same watch as `serve http`, on a loop of its own beside grpcio's threads.
-            sync = TrainerSync(settings.training_server_url, settings.home / "synced", dataplane)
+            sync = _trainer_sync(settings.training_server_url, settings, dataplane, threads)
             watch = sync.run(settings.model_sync_interval_s)
             threading.Thread(target=asyncio.run, args=(watch,), daemon=True).start()
         server.start()
