@@ -263,14 +263,15 @@ def main() -> None:
         # Every row looked up, whatever the batch (servers skip the cache above 64 rows).
         hit = DataPlane(bundles, LRUCache(100_000), cache_max_batch=n)
         native = DataPlane(native_bundles, LRUCache(0))
-        record("native XGBoost (baseline)", n, lambda x=x: booster.predict(xgb.DMatrix(x)))
+        xgb_call = lambda x=x: booster.predict(xgb.DMatrix(x))  # noqa: E731
+        record("native XGBoost (baseline)", n, xgb_call)
         # llm-d's /predict routes run both its models in process: for reference, not the ratio.
         both = lambda x=x, y=tpot_X[:n]: (  # noqa: E731
             booster.predict(xgb.DMatrix(x)),
             tpot_booster.predict(xgb.DMatrix(y)),
         )
         record("llm-d's call in process: XGBoost TTFT + TPOT", n, both)
-        references[n] = (lambda x=x: booster.predict(xgb.DMatrix(x)), both)
+        references[n] = (xgb_call, both)
         record("native LightGBM", n, lambda x=x: lgb_booster.predict(x, num_threads=threads))
         # Rows as the HTTP routes hand them over: decoded from the body, one attribute per field.
         decoded = LatencyRows().bulk(json.dumps({"requests": items}).encode())
