@@ -78,6 +78,7 @@ EXPECTED = {
         "KeysManager",
         "LeastLoaded",
         "Observation",
+        "PhaseForecaster",
         "PredictiveAutoscaler",
         "PrefixAware",
         "RateForecaster",

@@ -27,7 +27,7 @@ from slocast import __version__
 from slocast.artifacts import load_bundle, save_bundle, sha256_file
 from slocast.calibration.forecaster import CalibrationParams, fit_on_history
 from slocast.datasets import Dataset, load_dataset, parse_dataset_arg
-from slocast.errors import InputError, SlocastError
+from slocast.errors import EmptyDataError, InputError, SlocastError
 from slocast.evaluation import EvaluationResult, write_report
 from slocast.evaluation.report import METRIC_COLUMNS
 from slocast.evaluation.sweep import SweepJob, backtest
@@ -674,6 +674,14 @@ def simulate(
     ] = None,
     percentile: Annotated[float, typer.Option(help="Autoscale: SLO percentile.")] = 0.99,
     start_s: Annotated[int, typer.Option(help="Rate traces: first second to replay.")] = 0,
+    history_s: Annotated[
+        int,
+        typer.Option(
+            help="Autoscale: seconds before --start-s on record when the replay starts (up to "
+            "the trace's start); the predictive scaler replays them through its forecasters, "
+            "the reactive policies have no use for them."
+        ),
+    ] = 86_400,
     duration_s: Annotated[
         int | None, typer.Option(help="Rate traces: seconds to replay (default: 6 h).")
     ] = 6 * 3600,
@@ -737,7 +745,7 @@ def simulate(
             if scenario == "autoscale":
                 results = _run_autoscale(
                     kind, path, names, slo_ms, percentile, start_s, duration_s,
-                    service_ms, startup_s, seed, step,
+                    service_ms, startup_s, seed, step, history_s,
                 )  # fmt: skip
             elif scenario == "route":
                 results = _run_route(
@@ -859,6 +867,7 @@ def _run_autoscale(
     startup_s: float,
     seed: int,
     step: Callable[[str], None],
+    history_s: int = 0,
 ) -> dict[str, Any]:
     from slocast.sim import AutoscaleScenario, simulate_autoscale
     from slocast.sim.traces import load_rates
@@ -867,7 +876,14 @@ def _run_autoscale(
         raise InputError(
             "the autoscale scenario replays a rate trace (twitter:PATH)", field="trace"
         )
-    rates = load_rates(path, start_s, duration_s)
+    if history_s < 0 or start_s < 0:
+        raise InputError("--history-s and --start-s must be >= 0", field="history_s")
+    first = max(0, start_s - history_s)
+    on_record = start_s - first
+    rates = load_rates(path, first, None if duration_s is None else on_record + duration_s)
+    history, rates = rates[:on_record], rates[on_record:]
+    if len(rates) == 0:
+        raise EmptyDataError("no seconds in the selected slice", source=str(path))
     scenario = AutoscaleScenario(
         service_rate=1000.0 / service_ms,
         slo_s=(slo_ms or 10.0 * service_ms) / 1000.0,
@@ -882,7 +898,14 @@ def _run_autoscale(
         def report(done: float, name: str = name) -> None:
             step(f"{name}: {done:.0%}")
 
-        results[name] = simulate_autoscale(rates, policy, scenario, report)
+        results[name] = simulate_autoscale(rates, policy, scenario, report, history)
+        phase = getattr(policy, "phase", None)
+        if phase is not None:
+            results[name].extra.update(
+                history_s=float(on_record),
+                reservations=float(policy.reservations),
+                phase_period_s=float(phase.period or 0),
+            )
     return results
 
 

@@ -118,6 +118,23 @@ def test_predictive_rides_a_burst_better_than_hpa_with_fewer_replicas() -> None:
     assert predictive["dropped"] < hpa["dropped"]
 
 
+def test_predictive_foresees_a_step_at_a_phase_it_has_on_record() -> None:
+    # Half an hour around the step at 13:02 (second 46,923); twelve hours before it on record,
+    # with steps at the same phase of the half hour.
+    every = load_rates(shared_file(TWITTER), start_s=46_200 - 43_200, duration_s=43_200 + 1800)
+    history, window = every[:43_200], every[43_200:]
+    scenario = AutoscaleScenario()
+    runs = {}
+    for recurring in (False, True):
+        policy = PredictiveAutoscaler(scenario.service_rate, scenario.slo_s, recurring=recurring)
+        runs[recurring] = simulate_autoscale(window, policy, scenario, history=history)
+    blind, foresight = runs[False].summary(), runs[True].summary()
+    assert runs[True].arrived == runs[True].served + runs[True].dropped
+    assert blind["slo_attainment_pct"] < 97.0  # the step's first seconds wait in a backlog
+    assert foresight["slo_attainment_pct"] >= 99.5
+    assert foresight["replica_seconds"] <= blind["replica_seconds"]  # no backlog to drain
+
+
 @pytest.fixture(scope="module")
 def mooncake() -> object:
     return load_llm_requests("mooncake", shared_file(MOONCAKE), limit=1500)
@@ -235,7 +252,7 @@ def test_cli_json_and_plot(tmp_path: Path) -> None:
     trace = f"twitter:{shared_file(TWITTER)}"
     run = _simulate(
         "--scenario", "autoscale", "--trace", trace, "--duration-s", "900", "--json",
-        "--plot", str(tmp_path / "autoscale.png"),
+        "--start-s", "3600", "--history-s", "1800", "--plot", str(tmp_path / "autoscale.png"),
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
     out = json.loads(run.stdout)
@@ -245,6 +262,9 @@ def test_cli_json_and_plot(tmp_path: Path) -> None:
         assert {"slo_attainment_pct", "p50_ms", "p90_ms", "p99_ms", "replica_seconds",
                 "dropped"} <= set(summary)  # fmt: skip
         assert summary["arrived"] == summary["served"] + summary["dropped"]
+    predictive = out["policies"]["predictive"]
+    assert predictive["history_s"] == 1800  # replayed before the slice
+    assert {"reservations", "phase_period_s"} <= set(predictive)
     assert (tmp_path / "autoscale.png").stat().st_size > 10_000
 
 
@@ -255,6 +275,8 @@ def test_cli_json_and_plot(tmp_path: Path) -> None:
         (["--scenario", "autoscale", "--policy", "magic"], "unknown policy 'magic'"),
         (["--scenario", "route", "--router-coverage", "1.5"], "router coverage must be in (0, 1)"),
         (["--scenario", "route", "--router-margin", "-1"], "router margin must be >= 0"),
+        (["--scenario", "autoscale", "--history-s", "-1"], "--history-s and --start-s must be"),
+        (["--scenario", "autoscale", "--start-s", "99999999"], "no seconds in the selected"),
     ],
 )
 def test_cli_bad_options_exit_2(args: list[str], message: str) -> None:

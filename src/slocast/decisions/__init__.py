@@ -19,6 +19,7 @@ from slocast.decisions.compensator import Compensation, compensate_cpu
 from slocast.decisions.hedge import HedgeForecaster
 from slocast.decisions.placement import KeysManager, kl_dispersed_choice, place_stage
 from slocast.decisions.queueing import erlang_c, mean_response, mean_wait, replicas_for_slo
+from slocast.decisions.recurring import PhaseForecaster
 from slocast.decisions.router import (
     SHED,
     LeastLoaded,
@@ -39,6 +40,7 @@ __all__ = [
     "KeysManager",
     "LeastLoaded",
     "Observation",
+    "PhaseForecaster",
     "PredictiveAutoscaler",
     "PrefixAware",
     "RateForecaster",

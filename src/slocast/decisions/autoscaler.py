@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from slocast.decisions.queueing import replicas_for_slo
+from slocast.decisions.recurring import PhaseForecaster
 from slocast.errors import ConfigError
 
 __all__ = [
@@ -276,6 +277,12 @@ class PredictiveAutoscaler:
     It decides every ``sync_s`` (5 s, where the HPA's default is 15 s): the forecast covers the
     calm minutes, and a step the forecast could not see is met by the last period's measured
     rate -- the sooner it is measured, the fewer requests arrive before new replicas serve.
+    Steps that recur at the same phase of a wall-clock period (cron jobs) are foreseen by the
+    :class:`~slocast.decisions.recurring.PhaseForecaster` (``recurring``): it reserves the
+    replicas for them a start-up time ahead. The reservation bypasses the scale-down cooldown,
+    so a step that does not come releases them at the next decision. :meth:`prime` replays the
+    rates on record before the controller starts (what a deployment reads from its metrics
+    store), so the phases are known from the first minute.
     """
 
     name = "predictive"
@@ -289,22 +296,53 @@ class PredictiveAutoscaler:
         forecaster: RateForecaster | None = None,
         sync_s: float = 5.0,
         startup_s: float = 20.0,
+        recurring: bool = True,
     ) -> None:
         self.sync_s = sync_s
         self.corrector = ReplicaCorrector(
             service_rate, slo_s, percentile, limits, startup_s=startup_s
         )
         self.forecaster = forecaster or RateForecaster()
+        self.phase = (
+            PhaseForecaster(
+                lead_s=math.ceil(startup_s),
+                span_s=max(1, math.ceil(sync_s)),
+                coverage=self.forecaster.coverage,
+            )
+            if recurring
+            else None
+        )
         # Forecasts whose window has not fully happened yet: (series index, point).
         self.pending: deque[tuple[int, float]] = deque()
+        # Decisions where the replicas held for a recurring step were more than the rest asked.
+        self.reservations = 0
 
-    def decide_with_series(self, now: float, obs: Observation, series: np.ndarray) -> int:
-        """``series``: requests per second observed up to ``now`` (the last entry is newest)."""
+    def prime(self, series: np.ndarray) -> None:
+        """Replay past per-second rates through the forecasters, one control period at a time,
+        as if this controller had run then (nothing is scaled)."""
+        step = max(1, round(self.sync_s))
+        for end in range(step, len(series) + 1, step):
+            self._forecast(series[:end])
+
+    def _forecast(self, series: np.ndarray) -> tuple[float, float | None]:
+        """The rate bound for the next window, and the rate to reserve replicas for (if any)."""
         horizon = self.forecaster.horizon
         while self.pending and len(series) - self.pending[0][0] >= horizon:
             start, point = self.pending.popleft()
             self.forecaster.observe(point, float(series[start : start + horizon].mean()))
-        self.pending.append((len(series), self.forecaster.point(series)))
+        point = self.forecaster.point(series)
+        self.pending.append((len(series), point))
+        reserve = self.phase.reservation(series, point) if self.phase is not None else None
+        return self.forecaster.upper(series), reserve
+
+    def decide_with_series(self, now: float, obs: Observation, series: np.ndarray) -> int:
+        """``series``: requests per second observed up to ``now`` (the last entry is newest)."""
+        upper, reserve = self._forecast(series)
         # A burst the forecast did not see is already in the last period's measurement.
-        rate = max(self.forecaster.upper(series), obs.arrival_rate)
-        return self.corrector.decide(now, replace(obs, arrival_rate=rate))
+        rate = max(upper, obs.arrival_rate)
+        replicas = self.corrector.decide(now, replace(obs, arrival_rate=rate))
+        if reserve is None:
+            return replicas
+        held = self.corrector.gate.limits.clamp(self.corrector.base_replicas(reserve))
+        self.reservations += int(held > replicas)
+        return max(replicas, held)

@@ -131,12 +131,23 @@ def simulate_autoscale(
     policy: Any,
     scenario: AutoscaleScenario,
     progress: Callable[[float], None] | None = None,
+    history: np.ndarray | None = None,
 ) -> PolicyResult:
-    """Replay ``rates`` (requests per second) under ``policy``; see the module docstring."""
+    """Replay ``rates`` (requests per second) under ``policy``; see the module docstring.
+
+    ``history``: the rates of the seconds before ``rates``, on record when the replay starts. A
+    policy that reads the series (``decide_with_series``) sees them in front of what the
+    replay has shown so far, and one with a ``prime`` method replays them first."""
     env = simpy.Environment()
     result = PolicyResult(getattr(policy, "name", type(policy).__name__), scenario.slo_s)
     service = _Service(env, scenario, result)
     counts = np.rint(rates).astype(np.int64)
+    past = np.rint(history).astype(np.int64) if history is not None else counts[:0]
+    # What a series-reading policy sees: the record, then the replay up to now.
+    series = np.concatenate([past, counts]).astype(np.float64)
+    prime = getattr(policy, "prime", None)
+    if prime is not None and len(past):
+        prime(series[: len(past)])
     rng = np.random.default_rng(scenario.seed)
     offsets = [np.sort(rng.random(n)) for n in counts]
     first_minute = float(counts[:60].mean()) if len(counts) else 0.0
@@ -178,7 +189,7 @@ def simulate_autoscale(
             )
             with_series = getattr(policy, "decide_with_series", None)
             if with_series is not None:
-                target = with_series(env.now, obs, counts[: int(env.now)].astype(np.float64))
+                target = with_series(env.now, obs, series[: len(past) + int(env.now)])
             else:
                 target = policy.decide(env.now, obs)
             service.scale_to(int(target))
