@@ -867,7 +867,7 @@ def _run_autoscale(
     startup_s: float,
     seed: int,
     step: Callable[[str], None],
-    history_s: int = 0,
+    history_s: int,
 ) -> dict[str, Any]:
     from slocast.sim import AutoscaleScenario, simulate_autoscale
     from slocast.sim.traces import load_rates

@@ -94,13 +94,16 @@ def test_recurring_can_be_switched_off() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad",
+    ("bad", "field"),
     [
-        {"periods": (30,)},  # not longer than lead + span + jitter
-        {"coverage": 1.0},
-        {"span_s": 0},
+        ({"periods": (30,)}, "periods"),  # not longer than lead + span + jitter
+        ({"coverage": 1.0}, "coverage"),
+        ({"span_s": 0}, "span_s"),
+        ({"lead_s": -1}, "lead_s"),
+        ({"jitters": ()}, "jitters"),
     ],
 )
-def test_bad_settings_are_rejected(bad: dict[str, object]) -> None:
-    with pytest.raises(ConfigError):
+def test_bad_settings_are_rejected_naming_the_field(bad: dict[str, object], field: str) -> None:
+    with pytest.raises(ConfigError) as error:
         PhaseForecaster(**bad)  # type: ignore[arg-type]
+    assert error.value.field == field

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from slocast.calibration.conformal import conformal_quantile
 from slocast.errors import ConfigError
 
 __all__ = ["PhaseForecaster"]
@@ -51,10 +52,9 @@ class PhaseForecaster:
     step's onset may wander around its phase from one cycle to the next, in control periods
     (a phase is sampled at the decisions within that many periods of it, two or more on each
     side) -- each period is tried with each jitter (a wider one reserves earlier and longer),
-    and the scores choose; ``memory_s``:
-    how far back cycles and scores count (the loss half-life is half of it), at most
-    ``max_cycles`` cycles of a period; ``min_cycles``: the fewest past cycles a phase needs
-    before its bound counts.
+    and the scores choose; ``memory_s``: how far back cycles and scores count (the loss
+    half-life is half of it), at most ``max_cycles`` cycles of a period; ``min_cycles``: the
+    fewest past cycles a phase needs before its bound counts.
     """
 
     lead_s: int = 20
@@ -65,6 +65,9 @@ class PhaseForecaster:
     memory_s: int = 86_400
     max_cycles: int = 48
     min_cycles: int = 2
+    jitters_s: list[int] = field(init=False)  # the jitters in seconds, narrowest first
+    # The partitions after the pooled one: every (period, jitter in seconds).
+    phases: list[tuple[int, int]] = field(init=False)
     _excess: np.ndarray = field(init=False, repr=False)  # a ring, by second of the series
     _remembered: int = field(default=-1, init=False, repr=False)  # the newest second in it
     _pooled: np.ndarray = field(init=False, repr=False)  # a ring of the latest excesses
@@ -77,8 +80,12 @@ class PhaseForecaster:
     def __post_init__(self) -> None:
         if not 0.0 < self.coverage < 1.0:
             raise ConfigError("coverage must be in (0, 1)", field="coverage")
-        if self.lead_s < 0 or self.span_s < 1 or min(self.jitters, default=-1) < 0:
-            raise ConfigError("need lead_s >= 0, span_s >= 1, jitters >= 0", field="lead_s")
+        if self.lead_s < 0:
+            raise ConfigError("lead_s must be >= 0", field="lead_s")
+        if self.span_s < 1:
+            raise ConfigError("span_s must be >= 1", field="span_s")
+        if min(self.jitters, default=-1) < 0:
+            raise ConfigError("jitters must be one or more counts >= 0", field="jitters")
         self.jitters_s = sorted(j * self.span_s for j in self.jitters)
         widest = self.jitters_s[-1]
         if any(p <= self.lead_s + self.span_s + widest for p in self.periods):
@@ -86,7 +93,6 @@ class PhaseForecaster:
                 "every period must be longer than lead + span + the widest jitter",
                 field="periods",
             )
-        # The partitions after the pooled one: every (period, jitter).
         self.phases = [(p, j) for p in self.periods for j in self.jitters_s]
         self._pooled = np.empty(max(1, self.memory_s // self.span_s))
         # Per period: how far behind a decision its cycles' samples lie (cycle x offset, the
@@ -103,15 +109,21 @@ class PhaseForecaster:
         self._losses = np.zeros(1 + len(self.phases))
 
     @property
+    def _best(self) -> int:
+        """Index of the best-scoring partition (0: pooled; ties go to it, first)."""
+        return int(np.argmin(self._losses))
+
+    @property
     def phase(self) -> tuple[int, int] | None:
         """The (period, jitter) whose phase the bound follows now (None: the pooled bound)."""
-        best = int(np.argmin(self._losses))  # ties go to the pooled bound, first
+        best = self._best
         return None if best == 0 else self.phases[best - 1]
 
     @property
     def period(self) -> int | None:
         """The period whose phase the bound follows now (None: the pooled bound)."""
-        return None if self.phase is None else self.phase[0]
+        phase = self.phase
+        return None if phase is None else phase[0]
 
     def losses(self) -> dict[str, float]:
         """Discounted pinball loss of each partition ("pooled", "PERIOD±JITTER" in seconds)."""
@@ -128,7 +140,7 @@ class PhaseForecaster:
         t = len(series)
         bounds = self._bounds(t, point)
         self._pending.append((t, point, bounds))
-        best = int(np.argmin(self._losses))
+        best = self._best
         if best == 0 or not np.isfinite(bounds[best]) or bounds[best] <= bounds[0]:
             return None
         return float(bounds[best])
@@ -166,7 +178,7 @@ class PhaseForecaster:
         if self._pooled_seen < math.ceil(1.0 / (1.0 - self.coverage)):
             return bounds
         pooled = self._pooled[: min(self._pooled_seen, len(self._pooled))]
-        bounds[0] = point + _upper(pooled, self.coverage)
+        bounds[0] = point + conformal_quantile(pooled, self.coverage)
         size, widest = len(self._excess), self.jitters_s[-1]
         i = 1
         for behind in self._behind:
@@ -177,14 +189,7 @@ class PhaseForecaster:
                 samples = every[:, widest - jitter : widest + jitter + 1]
                 seen = np.isfinite(samples)
                 if seen.any(axis=1).sum() >= self.min_cycles:
-                    phase = point + _upper(samples[seen], self.coverage)
+                    phase = point + conformal_quantile(samples[seen], self.coverage)
                     bounds[i] = max(bounds[0], phase)
                 i += 1
         return bounds
-
-
-def _upper(values: np.ndarray, coverage: float) -> float:
-    """The conformal upper quantile: the ``ceil(coverage·(n+1))``-th smallest (the largest
-    when there are too few values for that)."""
-    k = min(len(values), math.ceil(coverage * (len(values) + 1)))
-    return float(np.partition(values, k - 1)[k - 1])
