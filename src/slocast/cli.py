@@ -876,8 +876,9 @@ def _run_autoscale(
         raise InputError(
             "the autoscale scenario replays a rate trace (twitter:PATH)", field="trace"
         )
-    if history_s < 0 or start_s < 0:
-        raise InputError("--history-s and --start-s must be >= 0", field="history_s")
+    for flag, value in (("start_s", start_s), ("history_s", history_s)):
+        if value < 0:
+            raise InputError(f"--{flag.replace('_', '-')} must be >= 0", field=flag)
     first = max(0, start_s - history_s)
     on_record = start_s - first
     rates = load_rates(path, first, None if duration_s is None else on_record + duration_s)

@@ -275,7 +275,8 @@ def test_cli_json_and_plot(tmp_path: Path) -> None:
         (["--scenario", "autoscale", "--policy", "magic"], "unknown policy 'magic'"),
         (["--scenario", "route", "--router-coverage", "1.5"], "router coverage must be in (0, 1)"),
         (["--scenario", "route", "--router-margin", "-1"], "router margin must be >= 0"),
-        (["--scenario", "autoscale", "--history-s", "-1"], "--history-s and --start-s must be"),
+        (["--scenario", "autoscale", "--history-s", "-1"], "--history-s must be >= 0"),
+        (["--scenario", "autoscale", "--start-s", "-1"], "--start-s must be >= 0"),
         (["--scenario", "autoscale", "--start-s", "99999999"], "no seconds in the selected"),
     ],
 )
