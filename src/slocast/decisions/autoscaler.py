@@ -324,22 +324,22 @@ class PredictiveAutoscaler:
         for end in range(step, len(series) + 1, step):
             self._forecast(series[:end])
 
-    def _forecast(self, series: np.ndarray) -> tuple[float, float | None]:
-        """The rate bound for the next window, and the rate to reserve replicas for (if any)."""
+    def _forecast(self, series: np.ndarray) -> float | None:
+        """Feed the windows that have passed to the forecasters and record this decision's
+        point forecast; returns the rate to reserve replicas for (if any)."""
         horizon = self.forecaster.horizon
         while self.pending and len(series) - self.pending[0][0] >= horizon:
             start, point = self.pending.popleft()
             self.forecaster.observe(point, float(series[start : start + horizon].mean()))
         point = self.forecaster.point(series)
         self.pending.append((len(series), point))
-        reserve = self.phase.reservation(series, point) if self.phase is not None else None
-        return self.forecaster.upper(series), reserve
+        return self.phase.reservation(series, point) if self.phase is not None else None
 
     def decide_with_series(self, now: float, obs: Observation, series: np.ndarray) -> int:
         """``series``: requests per second observed up to ``now`` (the last entry is newest)."""
-        upper, reserve = self._forecast(series)
+        reserve = self._forecast(series)
         # A burst the forecast did not see is already in the last period's measurement.
-        rate = max(upper, obs.arrival_rate)
+        rate = max(self.forecaster.upper(series), obs.arrival_rate)
         replicas = self.corrector.decide(now, replace(obs, arrival_rate=rate))
         if reserve is None:
             return replicas
