@@ -21,7 +21,13 @@ EXPECTED = {
         "__version__",
         "get_domain",
     },
-    "slocast.calibration": {"POOLED", "AdaptiveConformal", "ConformalUpper", "conformal_quantile"},
+    "slocast.calibration": {
+        "POOLED",
+        "AdaptiveConformal",
+        "ConformalUpper",
+        "conformal_quantile",
+        "pinball_loss",
+    },
     "slocast.datasets": {"KINDS", "Dataset", "DatasetKind", "load_dataset", "parse_dataset_arg"},
     "slocast.serving": {
         "LLM_DOMAINS",

@@ -38,6 +38,8 @@ from typing import Any
 
 import numpy as np
 
+from slocast.calibration.conformal import pinball_loss
+
 __all__ = ["AdaptiveConformal", "level_for"]
 
 
@@ -160,7 +162,7 @@ class AdaptiveConformal:
         else:
             errors = (beta[None, :] < self._alphas[:, None]).mean(axis=1)
             gap = beta[None, :] - self._alphas[:, None]
-            loss = (target * gap - np.minimum(gap, 0.0)).mean(axis=1)
+            loss = pinball_loss(gap, target).mean(axis=1)
             weights = self._weights * np.exp(-self._eta * weight * (loss - loss.min()))
             weights /= weights.sum()
             self._weights = (1.0 - self._mix) * weights + self._mix / self.experts

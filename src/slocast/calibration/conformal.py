@@ -41,7 +41,7 @@ import numpy as np
 from slocast.errors import LifecycleError
 from slocast.schema import POOLED
 
-__all__ = ["POOLED", "ConformalUpper", "conformal_quantile"]
+__all__ = ["POOLED", "ConformalUpper", "conformal_quantile", "pinball_loss"]
 
 # Joins a group and a level bin into one window's key (no group key contains it).
 _CELL = "\x1f"
@@ -57,6 +57,17 @@ def _age_weights(n: int, decay: float) -> np.ndarray:
     """Weights of ``n`` scores, oldest first: ``decay ** age``, the newest aged 1 (the new job
     itself weighs 1)."""
     return np.asarray(decay ** np.arange(n, 0, -1, dtype=np.float64), dtype=np.float64)
+
+
+def pinball_loss(residual: np.ndarray, level: float) -> np.ndarray:
+    """Pinball loss of a ``level`` quantile, per ``residual`` (outcome minus quantile): the
+    proper scoring rule for that quantile (a miss costs ``level`` per unit, a margin
+    ``1 - level``).
+
+    >>> pinball_loss(np.array([2.0, -2.0]), 0.9).round(2).tolist()
+    [1.8, 0.2]
+    """
+    return np.maximum(level * residual, (level - 1.0) * residual)
 
 
 def conformal_quantile(scores: np.ndarray, coverage: float, decay: float = 1.0) -> float:

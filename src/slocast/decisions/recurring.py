@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from slocast.calibration.conformal import conformal_quantile
+from slocast.calibration.conformal import conformal_quantile, pinball_loss
 from slocast.errors import ConfigError
 
 __all__ = ["PhaseForecaster"]
@@ -156,10 +156,8 @@ class PhaseForecaster:
                 continue
             # A partition without enough cycles yet served the pooled bound.
             bounds = np.where(np.isfinite(bounds), bounds, bounds[0])
-            diff = (point + excess) - bounds
-            loss = np.maximum(self.coverage * diff, (self.coverage - 1.0) * diff)
             self._losses *= 0.5 ** ((t - self._scored_at) / (self.memory_s / 2))
-            self._losses += loss
+            self._losses += pinball_loss((point + excess) - bounds, self.coverage)
             self._scored_at = t
 
     def _remember(self, t: int, excess: float) -> None:

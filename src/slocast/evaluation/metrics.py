@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from slocast.calibration.conformal import pinball_loss
+
 __all__ = ["MethodMetrics", "compute_metrics", "per_group_coverage", "rolling_coverage"]
 
 
@@ -48,8 +50,7 @@ def compute_metrics(
     over_pct = (
         100.0 * (upper[covered] - y[covered]).sum() / actual_covered if actual_covered > 0 else 0.0
     )
-    diff = y - upper
-    pinball = np.mean(np.maximum(coverage * diff, (coverage - 1.0) * diff))
+    pinball = np.mean(pinball_loss(y - upper, coverage))
     return MethodMetrics(
         coverage=float(covered.mean()),
         mean_bound=float(upper.mean()),
