@@ -68,25 +68,37 @@ def test_trim_only_adds_replicas_and_backs_off_once_latency_recovers() -> None:
     corrector = ReplicaCorrector(service_rate=10.0, slo_s=1.0, limits=limits)
     base = corrector.base_replicas(60.0)
     # Long calm: latency far under the setpoint never takes replicas below the Erlang-C base.
-    assert {corrector.decide(15.0 * k, obs(60.0, 0.3)) for k in range(100)} == {base}
-    slow = [corrector.decide(1500.0 + 15.0 * k, obs(60.0, 2.0)) for k in range(5)]
+    assert {corrector.decide(15.0 * k, obs(60.0, 0.3, base)) for k in range(100)} == {base}
+    slow = [corrector.decide(1500.0 + 15.0 * k, obs(60.0, 2.0, base)) for k in range(5)]
     assert slow[-1] > base
-    calm = [corrector.decide(1600.0 + 15.0 * k, obs(60.0, 0.3)) for k in range(100)]
+    calm = [corrector.decide(1600.0 + 15.0 * k, obs(60.0, 0.3, slow[-1])) for k in range(100)]
     assert calm[-1] == base
 
 
-def test_backlog_adds_the_replicas_that_drain_it_including_its_growth() -> None:
+def test_backlog_adds_the_replicas_that_drain_it_as_it_will_be_when_they_serve() -> None:
     limits = ScalingLimits(cooldown_s=0.0)
     corrector = ReplicaCorrector(
         service_rate=10.0, slo_s=1.0, limits=limits, drain_s=10.0, startup_s=20.0
     )
     base = corrector.base_replicas(200.0)
-    assert corrector.decide(0.0, obs(200.0, 0.3)) == base
-    # 1000 requests queued in 5 s: it grows 200/s for the 20 s new replicas take to serve.
-    backlog = 1000 + 200.0 * 20.0
-    assert corrector.decide(5.0, Observation(200.0, 0.3, base, 1.0, queued=1000)) == math.ceil(
-        base + backlog / (10.0 * 10.0)
+    # 1000 queued and 10 replicas serving 100/s of 200/s: in the 20 s new replicas take to
+    # serve, the queue grows by 2000; draining 3000 in 10 s takes 30 replicas more.
+    first = corrector.decide(0.0, Observation(200.0, 0.3, 10, 1.0, queued=1000))
+    assert first == math.ceil(base + 3000 / (10.0 * 10.0))
+
+
+def test_backlog_counts_the_replicas_already_on_their_way() -> None:
+    limits = ScalingLimits(cooldown_s=0.0)
+    corrector = ReplicaCorrector(
+        service_rate=10.0, slo_s=1.0, limits=limits, drain_s=10.0, startup_s=20.0
     )
+    ordered = corrector.decide(0.0, Observation(200.0, 0.3, 10, 1.0, queued=1000))
+    # 15 s later the queue has grown as foreseen, but the replicas ordered at 0 serve in 5 s
+    # and clear it before anything ordered now could: nothing more to drain.
+    later = corrector.decide(15.0, Observation(200.0, 0.3, ordered, 1.0, queued=2500))
+    # (Sized from the queue's growth alone, 100/s over the 20 s start-up, it would order
+    # (2500 + 2000) / 100 = 45 replicas more, for a backlog that will be gone.)
+    assert later == corrector.base_replicas(200.0)
 
 
 def test_limits_bound_every_decision() -> None:

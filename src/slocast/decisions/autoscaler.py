@@ -125,10 +125,13 @@ class ReplicaCorrector:
     - The error is clipped to [−1, ``max_error``]: a backlog makes the measured latency many
       times the SLO, and an unclipped error would order replicas that arrive (after their
       start-up time) only once the backlog is gone -- the overshoot then swings back. The
-      backlog is sized directly instead: it keeps growing at its measured rate until replicas
-      ordered now serve (``startup_s``), and ``backlog / (μ · drain_s)`` more replicas clear
-      that in about ``drain_s``. Under FCFS every request behind a backlog waits for it, so the
-      sooner it is gone the fewer requests miss.
+      backlog is sized directly instead: projected to when replicas ordered now serve
+      (``startup_s``, :meth:`projected_backlog`), and ``backlog / (μ · drain_s)`` more
+      replicas clear that in about ``drain_s``. Under FCFS every request behind a backlog waits
+      for it, so the sooner it is gone the fewer requests miss. The projection counts the
+      replicas already on their way: sized from the queue's growth over the last period
+      alone, a backlog was ordered its drain again at every decision while the first order
+      was still booting, and the surplus was paid for a whole scale-down cooldown.
     """
 
     name = "erlang-pid"
@@ -153,6 +156,10 @@ class ReplicaCorrector:
         self.drain_s = drain_s
         self.startup_s = startup_s
         self.last_queued = 0
+        # This controller's own orders, oldest first: (decided at, replicas). Replicas someone
+        # else holds beyond them (a reservation for a foreseen step) serve a load that the
+        # backlog's projection does not include, so they do not count as draining it.
+        self.orders: deque[tuple[float, int]] = deque()
         self.service_rate = service_rate
         self.slo_s = slo_s
         self.percentile = percentile
@@ -164,7 +171,50 @@ class ReplicaCorrector:
     def base_replicas(self, arrival_rate: float) -> int:
         return replicas_for_slo(arrival_rate, self.service_rate, self.slo_s, self.percentile)
 
+    def projected_backlog(
+        self, now: float, queued: int, arrival_rate: float, growth: float = 0.0
+    ) -> float:
+        """The queue when replicas ordered at ``now`` start serving: a fluid queue fed at
+        ``arrival_rate`` and served, second by second until then, by the replicas up in that
+        second -- those on order at a decision ``startup_s`` or more before it, never more than
+        are on order now (a removal takes effect at once). Reads the orders :meth:`decide`
+        records. ``growth``: the queue's measured growth per second. A queue that did not
+        shrink says at least as much came in as the replicas up now serve, whatever the mean
+        rate says (bursts within the period); that inflow feeds the projection then.
+
+        >>> c = ReplicaCorrector(service_rate=10.0, slo_s=1.0, startup_s=20.0)
+        >>> c.orders.extend([(-math.inf, 10), (0.0, 30)])  # 20 more ordered at t = 0
+        >>> c.projected_backlog(0.0, 1000, 200.0)   # 10 serve 100/s of 200/s for 20 s
+        3000.0
+        >>> c.projected_backlog(15.0, 1000, 200.0)  # 5 s more, then 30 serve 300/s
+        0.0
+        >>> c.orders.clear(); c.orders.append((-math.inf, 5))  # 5 replicas serve 50/s
+        >>> [c.projected_backlog(0.0, 100, 40.0, growth) for growth in (-10.0, 0.0, 20.0)]
+        [0.0, 100.0, 500.0]
+        """
+        on_order = self.orders[-1][1]
+
+        def up(second: int) -> int:  # replicas serving from now + second on
+            at_most = next(
+                r for at, r in reversed(self.orders) if at + self.startup_s <= now + second
+            )
+            return min(at_most, on_order)
+
+        inflow = max(arrival_rate, self.service_rate * up(0) + growth)
+        backlog = float(queued)
+        for second in range(math.ceil(self.startup_s)):
+            backlog = max(0.0, backlog + inflow - self.service_rate * up(second))
+        return backlog
+
+    def _record(self, now: float, replicas: int) -> None:
+        """Remember an order, and forget those an order that has booted by now supersedes."""
+        self.orders.append((now, replicas))
+        while len(self.orders) > 1 and self.orders[1][0] + self.startup_s <= now:
+            self.orders.popleft()
+
     def decide(self, now: float, obs: Observation) -> int:
+        if not self.orders:  # the replicas running at the first decision are up
+            self.orders.append((-math.inf, obs.replicas))
         dt = 0.0 if self.last_time is None else now - self.last_time
         self.last_time = now
         error = (obs.latency - self.setpoint) / self.setpoint
@@ -173,9 +223,11 @@ class ReplicaCorrector:
         factor = 1.0 + min(high, max(low, trim))
         growth = (obs.queued - self.last_queued) / dt if dt > 0 else 0.0
         self.last_queued = obs.queued
-        backlog = obs.queued + max(growth, 0.0) * self.startup_s
+        backlog = self.projected_backlog(now, obs.queued, obs.arrival_rate, growth)
         drain = backlog / (self.service_rate * self.drain_s)
-        return self.gate.apply(now, self.base_replicas(obs.arrival_rate) * factor + drain)
+        replicas = self.gate.apply(now, self.base_replicas(obs.arrival_rate) * factor + drain)
+        self._record(now, replicas)
+        return replicas
 
 
 class HPA:
