@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -23,13 +24,16 @@ METRICS = {
 }
 
 
-def slocast(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def slocast(
+    *args: str, stdin: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "slocast", *args],
         capture_output=True,
         text=True,
         input=stdin,
         timeout=300,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -81,8 +85,12 @@ def test_evaluate_table_and_user_request_column(tmp_path: Path) -> None:
 
 def test_train_then_predict(tmp_path: Path) -> None:
     bundle = tmp_path / "bundle"
-    run = slocast("train", "--dataset", TTFT, "--out", str(bundle))
+    run = slocast(
+        "train", "--dataset", TTFT, "--out", str(bundle), env={"SLOCAST_TRAIN_THREADS": "1"}
+    )
     assert run.returncode == 0, run.stderr
+    models = [f.read_text() for f in bundle.glob("*.txt")]
+    assert models and all("[num_threads: 1]" in m for m in models)
     with gzip.open(LLMD / "chatbot-synthetic-h200.jsonl.gz", "rt") as trace:
         lines = trace.read().splitlines()[:5]
     run = slocast("predict", "--bundle", str(bundle), "--input", "-", stdin="\n".join(lines))

@@ -330,7 +330,7 @@ def train(
                 data.spec,
                 settings.target_coverage,
                 settings.model_family,
-                GBMConfig(seed=settings.seed),
+                GBMConfig(seed=settings.seed, threads=settings.train_threads),
             )
             version = _write_bundle(
                 data, dataset, base, _params(settings), settings, out, compile_models, step
@@ -1251,6 +1251,7 @@ def trainer(
                 calibration=_params(settings),
                 ensemble_mode=settings.ensemble_mode,
                 compile_models=settings.trainer_compile,
+                threads=settings.train_threads,
             ),
         )
         web = create_trainer_app(service, settings.max_batch, settings.model_family)

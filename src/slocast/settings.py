@@ -56,6 +56,13 @@ class Settings(BaseSettings):
     )
     model_family: ModelFamily = Field("lightgbm", description="Quantile GBM library.")
     seed: int = Field(0, description="Seed for every random choice (models, sampling).")
+    train_threads: int = Field(
+        2,
+        ge=1,
+        description="Threads one model fit uses (`slocast train`, the trainer). Not the "
+        "machine's cores by default: in a container the host's core count overstates its CPU "
+        "limit, and a trainer beside a prediction server shares the cores with it.",
+    )
     under_cost_ratio: float = Field(
         5.0,
         gt=0.0,

@@ -41,7 +41,8 @@ def synthetic_llm_rows(n: int, seed: int) -> list[dict[str, float]]:
 @pytest.fixture
 def trainer(tmp_path: Path) -> Trainer:
     store = SampleStore(sqlite_url(tmp_path / "home"))
-    return Trainer(store, TrainerConfig(home=tmp_path / "home", min_samples=100, n_estimators=150))
+    config = TrainerConfig(home=tmp_path / "home", min_samples=100, n_estimators=150, threads=1)
+    return Trainer(store, config)
 
 
 def test_a_trainer_replaces_its_cold_start_model_and_keeps_the_promise(trainer: Trainer) -> None:
@@ -51,6 +52,9 @@ def test_a_trainer_replaces_its_cold_start_model_and_keeps_the_promise(trainer: 
     assert decision.accepted and decision.reason == "first model for this domain"
     bundle = trainer.current_bundle("llm-ttft")
     assert bundle is not None and bundle.version == decision.version
+    # The fits ran on the threads configured (LightGBM writes its parameters into the model).
+    models = [f.read_text() for f in bundle.path.glob("*.txt")]
+    assert models and all("[num_threads: 1]" in m for m in models)
     dataplane = DataPlane([bundle])
     assert not dataplane.models["llm-ttft"].cold_start
     fresh = synthetic_llm_rows(2000, seed=2)

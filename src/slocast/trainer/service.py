@@ -46,6 +46,7 @@ class TrainerConfig:
     test_share: float = 0.1
     family: str = "lightgbm"
     n_estimators: int = 200
+    threads: int = 2  # per fit
     keep_bundles: int = 5
     compile_models: bool = False
     gate_rows: int = 200
@@ -313,7 +314,9 @@ class Trainer:
             self.config.coverage,
             "gated" if gated else self.config.family,
             GBMConfig(
-                n_estimators=self.config.n_estimators, gate_feature=QUEUE_GATE if gated else ""
+                n_estimators=self.config.n_estimators,
+                threads=self.config.threads,
+                gate_feature=QUEUE_GATE if gated else "",
             ),
         )
         forecaster, n_train, _ = fit_on_history(train, base, self.config.calibration, 0.2)
