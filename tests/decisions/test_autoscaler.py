@@ -133,6 +133,13 @@ def test_rate_forecaster_bound_covers_what_it_promises() -> None:
     assert 0.85 <= np.mean(hits) <= 0.97
 
 
+def test_rate_forecaster_carries_a_rise_forward_but_not_a_fall() -> None:
+    forecaster = RateForecaster(window=60)
+    rising = np.concatenate([np.full(60, 50.0), np.full(60, 75.0)])
+    assert forecaster.point(rising) == pytest.approx(75.0 * 1.5)
+    assert forecaster.point(rising[::-1]) == pytest.approx(50.0)
+
+
 def test_predictive_autoscaler_scores_each_forecast_once_its_window_passed() -> None:
     scaler = PredictiveAutoscaler(service_rate=20.0, slo_s=0.25)
     series = np.full(600, 40.0)

@@ -282,7 +282,8 @@ class KedaRps:
 class RateForecaster:
     """Calibrated upper bound on the next window's arrival rate, from the recent series.
 
-    Point forecast: the mean rate of the last ``window`` seconds scaled by the recent trend.
+    Point forecast: the mean rate of the last ``window`` seconds, scaled up by a recent rise
+    (a fall is not extrapolated).
     Upper bound: point × exp(q), where q is the ``coverage`` quantile of the log ratios
     (next window's mean rate / point) seen so far over a sliding history -- split conformal
     on the forecaster's own past errors, so the bound keeps its coverage as traffic changes.
@@ -311,7 +312,10 @@ class RateForecaster:
         if len(recent) >= 2 * self.window:
             before = float(recent[-2 * self.window : -self.window].mean())
             if before > 0:
-                mean *= min(2.0, max(0.5, mean / before))  # trend, bounded
+                # A rise is carried forward (bounded); a fall is not: the bound is the point
+                # times a quantile of realised / point, and a fall extrapolated where the rate
+                # levelled off put large ratios in that record, widening every later bound.
+                mean *= min(2.0, max(1.0, mean / before))
         return max(mean, 1e-9)
 
     def observe(self, forecast_point: float, realised_rate: float) -> None:
