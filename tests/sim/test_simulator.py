@@ -193,6 +193,25 @@ def test_a_replica_busy_prefilling_does_not_look_idle() -> None:
     assert during.prefill_tokens_in_flight == 100_000.0
 
 
+def test_a_prompt_waits_for_room_in_the_kv_cache() -> None:
+    # Two 300-token prompts 1 ms apart on one replica; the first decodes 49 more tokens (~1 s).
+    two = LLMRequests(np.array([0.0, 0.001]), np.array([300.0, 300.0]), np.array([50.0, 5.0]),
+                      [(), ()])  # fmt: skip
+
+    def ttfts(capacity: float) -> list[float]:
+        telemetry = Telemetry()
+        scenario = RouteScenario(replicas=1, warmup_fraction=0.0, kv_capacity_tokens=capacity)
+        result = simulate_route(two, LeastLoaded(), scenario, telemetry)
+        assert result.served == 2
+        return list(telemetry.frame().sort_values("time")["actual_ttft_ms"] / 1000.0)
+
+    roomy, tight = ttfts(10_000.0), ttfts(500.0)
+    assert roomy[1] < 0.05  # admitted next to the first: its own prefill after the first's
+    # 301 tokens held by the first leave no room for 300 more: it waits for the first to end.
+    decode_s = 49 * (RouteScenario.decode_step_s + RouteScenario.decode_step_s_per_seq)
+    assert tight[1] > decode_s and tight[0] == pytest.approx(roomy[0])
+
+
 def test_learning_router_is_refitted_on_outcomes_known_so_far(mooncake) -> None:
     fits: list[pd.DataFrame] = []
 
@@ -214,14 +233,15 @@ def test_learning_router_is_refitted_on_outcomes_known_so_far(mooncake) -> None:
 
 
 def test_near_saturation_the_slo_aware_router_keeps_the_cache_hits_it_needs(mooncake) -> None:
-    """At 1.1x the trace's rate, routing each turn to its lowest bound alone (margin 0) gives up
-    the cache hits that are the fleet's spare capacity: attainment fell far below llm-d's prefix
-    rule. Keeping prompts where they are cached among good-enough replicas beats that rule."""
-    scenario = RouteScenario(load=1.1, retrain_every=0)
+    """At 1.05x these requests' rate (least-loaded keeps 5 % within the SLO), routing each turn
+    to its lowest bound alone (margin 0) gives up the cache hits that are the fleet's spare
+    capacity: attainment fell far below llm-d's prefix rule (measured: 37 % vs 48 %). Keeping
+    prompts where they are cached among good-enough replicas beats that rule (52.5 %)."""
+    scenario = RouteScenario(load=1.05, retrain_every=0)
     telemetry = Telemetry()
     simulate_route(mooncake, LeastLoaded(), scenario, telemetry)
     rows = telemetry.frame()
-    warm_end = float(mooncake.arrival_s[int(len(mooncake) * scenario.warmup_fraction)]) / 1.1
+    warm_end = float(mooncake.arrival_s[int(len(mooncake) * scenario.warmup_fraction)]) / 1.05
     predictor = train_ttft_predictor(rows[rows["known_at"] <= warm_end], 0.9)
 
     def attainment(router: object) -> float:

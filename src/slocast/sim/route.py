@@ -1,10 +1,13 @@
 """Routing scenario: LLM requests from a real trace across simulated model-server replicas.
 
-Each replica is a continuous-batching engine (simpy process): it admits waiting requests while
-fewer than ``max_running`` decode, prefilling each admitted prompt in turn (the uncached part
-only: ``prefill_s_per_token`` per token), then decodes all running sequences one step at a time
-(``decode_step_s + decode_step_s_per_seq × running`` per step). TTFT = queueing + prefill;
-a prompt's 512-token prefix blocks already in the replica's LRU block cache are not
+Each replica is a continuous-batching engine (simpy process): it admits waiting requests in
+arrival order while fewer than ``max_running`` decode and the KV cache has room for the next
+prompt (as vLLM's scheduler does: the head of the queue waits for blocks, nothing jumps it),
+prefilling each admitted prompt in turn (the uncached part only: ``prefill_s_per_token`` per
+token), then decodes all running sequences one step at a time (``decode_step_s +
+decode_step_s_per_seq × running`` per step). Decoding grows the cache past its capacity
+without preempting anyone (outputs are short next to these traces' prompts). TTFT = queueing +
+prefill; a prompt's 512-token prefix blocks already in the replica's LRU block cache are not
 prefilled again (Mooncake traces carry the block hashes; Azure traces have none).
 
 The SLO-aware router's predictor is learned, as slocast would learn it in production, from
@@ -109,7 +112,6 @@ class _Replica:
     def state(self, request: _Request) -> ReplicaState:
         hit = self.cached_blocks(request.blocks)
         total = max(len(request.blocks), 1)
-        in_use = sum(r.input_tokens + r.output_tokens - r.remaining for r in self.running)
         prefill = sum(r.input_tokens for r in self.waiting)
         running = len(self.running)
         if self.prefilling is not None:
@@ -118,7 +120,7 @@ class _Replica:
         return ReplicaState(
             waiting=len(self.waiting),
             running=running,
-            kv_cache_pct=100.0 * in_use / self.scenario.kv_capacity_tokens,
+            kv_cache_pct=100.0 * self.kv_in_use() / self.scenario.kv_capacity_tokens,
             prefix_score=hit / total if request.blocks else 0.0,
             prefill_tokens_in_flight=float(prefill),
             decode_tokens_in_flight=float(sum(r.remaining for r in self.running)),
@@ -136,10 +138,22 @@ class _Replica:
         while len(self.cache) > self.scenario.cache_blocks:
             self.cache.popitem(last=False)
 
+    def kv_in_use(self) -> float:
+        """KV-cache tokens held by the running sequences: prompt plus tokens generated."""
+        return sum(r.input_tokens + r.output_tokens - r.remaining for r in self.running)
+
+    def admits(self, request: _Request) -> bool:
+        """A free decode slot and room in the KV cache for its prompt (an idle replica takes
+        any prompt: one longer than the cache still has to run somewhere)."""
+        if len(self.running) >= self.scenario.max_running:
+            return False
+        room = self.scenario.kv_capacity_tokens - self.kv_in_use()
+        return not self.running or request.input_tokens <= room
+
     def engine(self) -> Any:
         s = self.scenario
         while True:
-            if self.waiting and len(self.running) < s.max_running:
+            if self.waiting and self.admits(self.waiting[0]):
                 request = self.waiting.popleft()
                 hit = self.cached_blocks(request.blocks) * BLOCK_TOKENS
                 request.uncached = max(request.input_tokens - hit, 1.0)
