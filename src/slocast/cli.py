@@ -1245,6 +1245,7 @@ def trainer(
                 home=settings.home,
                 coverage=settings.target_coverage,
                 retrain_interval_s=settings.retrain_interval_s,
+                recalibrate_interval_s=settings.recalibrate_interval_s,
                 min_samples=settings.min_samples_for_retrain,
                 test_share=settings.test_share,
                 family=settings.model_family,

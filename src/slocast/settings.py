@@ -167,6 +167,13 @@ class Settings(BaseSettings):
         validation_alias=_alias("retrain_interval_s", "LATENCY_RETRAINING_INTERVAL_SEC"),
         description="Trainer: seconds between retrain checks.",
     )
+    recalibrate_interval_s: float = Field(
+        1.0,
+        gt=0,
+        description="Trainer: seconds between republishing the current models' live "
+        "calibration (ACI level, score windows) when outcomes arrived, however long the "
+        "retrain interval: drift reaches the prediction servers between retrains.",
+    )
     min_samples_for_retrain: int = Field(
         100,
         ge=10,

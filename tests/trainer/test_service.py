@@ -168,6 +168,32 @@ def test_a_coverage_drop_triggers_an_early_retrain(tmp_path: Path) -> None:
     assert trainer.early_retrains["llm-ttft"] == 1
 
 
+def test_calibration_follows_outcomes_between_slow_retrains(tmp_path: Path) -> None:
+    """A retrain an hour away does not hold the live calibration back: outcomes are
+    republished with the same trees at the recalibration pace."""
+    import time
+
+    trainer = Trainer(
+        SampleStore(sqlite_url(tmp_path / "home")),
+        TrainerConfig(home=tmp_path / "home", min_samples=100, n_estimators=40, threads=1,
+                      retrain_interval_s=3600.0, recalibrate_interval_s=0.1),
+    )  # fmt: skip
+    trainer.ingest("llm-ttft", synthetic_llm_rows(600, seed=11))
+    [first] = trainer.run_once(["llm-ttft"])
+    trainer.start(["llm-ttft"])
+    try:
+        trainer.ingest("llm-ttft", synthetic_llm_rows(100, seed=12))
+        deadline = time.monotonic() + 30
+        while trainer.registry.current("llm-ttft") == first.version:
+            assert time.monotonic() < deadline, "the calibration was not republished"
+            time.sleep(0.05)
+    finally:
+        trainer.stop()
+    current = trainer.current_bundle("llm-ttft")
+    assert current is not None and current.manifest["provenance"]["recalibrated"]
+    assert len(trainer.decisions) == 1  # the same trees: no retrain ran
+
+
 def test_ingest_is_acknowledged_while_a_retrain_holds_the_models(tmp_path: Path) -> None:
     """A retrain holds the live models for its whole fit; ingest stores and answers without
     waiting, and the retrain thread feeds the queued outcomes to the models afterwards."""

@@ -42,6 +42,9 @@ class TrainerConfig:
     home: Path
     coverage: float = 0.9
     retrain_interval_s: float = 1.0
+    # The live calibration follows outcomes at its own pace: a fit every minute is cheap to
+    # configure, a bound a minute behind drift is not.
+    recalibrate_interval_s: float = 1.0
     min_samples: int = 100
     test_share: float = 0.1
     family: str = "lightgbm"
@@ -396,8 +399,9 @@ class Trainer:
         return decisions
 
     def start(self, domains: Sequence[str]) -> None:
-        """Two background threads: retraining, and republishing calibration, which must not
-        wait for a fit to follow drift."""
+        """Two background threads: retraining every ``retrain_interval_s``, and republishing
+        calibration every ``recalibrate_interval_s``, which must not wait for a fit to follow
+        drift."""
 
         def loop() -> None:
             while not self._stop.is_set():
@@ -412,7 +416,7 @@ class Trainer:
                     log.exception("retrain failed; will retry")
 
         def recalibrate_loop() -> None:
-            while not self._stop.wait(self.config.retrain_interval_s):
+            while not self._stop.wait(self.config.recalibrate_interval_s):
                 try:
                     self._apply_outcomes()
                     for domain in domains:
