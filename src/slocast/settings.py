@@ -170,9 +170,10 @@ class Settings(BaseSettings):
     recalibrate_interval_s: float = Field(
         1.0,
         gt=0,
-        description="Trainer: seconds between republishing the current models' live "
-        "calibration (ACI level, score windows) when outcomes arrived, however long the "
-        "retrain interval: drift reaches the prediction servers between retrains.",
+        description="Trainer: the least seconds between two republishes of the current "
+        "models' live calibration (ACI level, score windows), which follow outcomes as they "
+        "arrive, however long the retrain interval: drift reaches the prediction servers "
+        "between retrains.",
     )
     min_samples_for_retrain: int = Field(
         100,

@@ -46,8 +46,10 @@ def process(
                 proc.wait(timeout=20)
 
 
-# A trainer that retrains as soon as a hundred rows are in, every half second.
-FAST_RETRAIN = {"LATENCY_RETRAINING_INTERVAL_SEC": "0.5", "LATENCY_MIN_SAMPLES_FOR_RETRAIN": "100"}
+# A trainer that retrains as soon as a hundred rows are in, every half second, and republishes
+# its calibration at most every half second.
+FAST_RETRAIN = {"LATENCY_RETRAINING_INTERVAL_SEC": "0.5", "LATENCY_MIN_SAMPLES_FOR_RETRAIN": "100",
+                "SLOCAST_RECALIBRATE_INTERVAL_S": "0.5"}  # fmt: skip
 
 
 @contextmanager

@@ -42,8 +42,8 @@ class TrainerConfig:
     home: Path
     coverage: float = 0.9
     retrain_interval_s: float = 1.0
-    # The live calibration follows outcomes at its own pace: a fit every minute is cheap to
-    # configure, a bound a minute behind drift is not.
+    # The live calibration is republished as outcomes arrive, at most once per this: a fit
+    # every minute is cheap to configure, a bound a minute behind drift is not.
     recalibrate_interval_s: float = 1.0
     min_samples: int = 100
     test_share: float = 0.1
@@ -161,6 +161,7 @@ class Trainer:
                 self.live[domain] = load_bundle(bundle.path, prefer_compiled=False).forecaster
         self._stop = threading.Event()
         self._wake = threading.Event()  # an early retrain is wanted
+        self._outcomes_arrived = threading.Event()  # calibration has something to follow
         self.recent_hits: dict[str, deque[bool]] = {}
         self._alarmed: set[str] = set()
         self.early_retrains: Counter[str] = Counter()
@@ -183,6 +184,7 @@ class Trainer:
         stored = self.store.add(domain, rows, buckets, heldout)
         self._outcomes.append((domain, rows))
         self._apply_outcomes(blocking=False)
+        self._outcomes_arrived.set()
         return stored
 
     def _apply_outcomes(self, blocking: bool = True) -> None:
@@ -400,8 +402,8 @@ class Trainer:
 
     def start(self, domains: Sequence[str]) -> None:
         """Two background threads: retraining every ``retrain_interval_s``, and republishing
-        calibration every ``recalibrate_interval_s``, which must not wait for a fit to follow
-        drift."""
+        calibration when outcomes arrive (at most once per ``recalibrate_interval_s``), which
+        must not wait for a fit to follow drift."""
 
         def loop() -> None:
             while not self._stop.is_set():
@@ -416,13 +418,21 @@ class Trainer:
                     log.exception("retrain failed; will retry")
 
         def recalibrate_loop() -> None:
-            while not self._stop.wait(self.config.recalibrate_interval_s):
+            # Outcomes are followed as they arrive, at most once per interval: a quiet trainer
+            # publishes nothing, a busy one one bundle per interval.
+            while not self._stop.is_set():
+                self._outcomes_arrived.wait()
+                self._outcomes_arrived.clear()
+                if self._stop.is_set():
+                    break
                 try:
                     self._apply_outcomes()
                     for domain in domains:
                         self.recalibrate(domain)
                 except Exception:
                     log.exception("recalibration failed; will retry")
+                    self._outcomes_arrived.set()
+                self._stop.wait(self.config.recalibrate_interval_s)
 
         self._thread = threading.Thread(target=loop, name="slocast-retrain", daemon=True)
         self._thread.start()
@@ -434,6 +444,7 @@ class Trainer:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
+        self._outcomes_arrived.set()
         for thread in (self._thread, self._recalibrator):
             if thread is not None:
                 thread.join(timeout=30)
