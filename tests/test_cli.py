@@ -153,3 +153,27 @@ def test_report_writes_a_self_contained_page(tmp_path: Path) -> None:
     assert html.count("data:image/png;base64,") == 3 and "slocast" in html
     bad = slocast("report", "--dataset", "nope:x")
     assert bad.returncode == 2 and "unknown dataset kind 'nope'" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "missing", "extra"),
+    [
+        (["trainer"], "uvicorn", "serve"),
+        (["trainer"], "sqlalchemy", "store"),
+        (["serve", "http", "--bundle", "x"], "uvicorn", "serve"),
+        (["serve", "grpc", "--bundle", "x"], "grpc", "serve"),
+    ],
+)
+def test_a_missing_extra_names_what_to_install(args: list[str], missing: str, extra: str) -> None:
+    """A core install (as `make demo` makes) asked to serve: exit 2 and the pip line, not an
+    ImportError's traceback."""
+    hide = f"import sys; sys.modules[{missing!r}] = None; sys.argv = ['slocast', *{args!r}]"
+    run = subprocess.run(
+        [sys.executable, "-c", f"{hide}; from slocast.cli import app; app()"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 2, run.stderr
+    assert f"needs {missing}: pip install 'slocast[{extra}]'" in run.stderr
+    assert "Traceback" not in run.stderr

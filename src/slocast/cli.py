@@ -1135,6 +1135,8 @@ def serve_http(
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
 ) -> None:
     """Serve calibrated bounds over HTTP (llm-d prediction-server API + /v1 routes)."""
+    with _errors():
+        _require("uvicorn", "serve", "slocast serve http")
     import uvicorn
 
     overrides = {
@@ -1180,6 +1182,8 @@ def serve_grpc(
     ] = None,
 ) -> None:
     """Serve calibrated bounds over gRPC (slocast.v1.Predictor, health, reflection)."""
+    with _errors():
+        _require("grpc", "serve", "slocast serve grpc")
     import asyncio
     import threading
 
@@ -1222,6 +1226,9 @@ def trainer(
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
 ) -> None:
     """Continuous training server: durable ingest, background retraining, gated bundles."""
+    with _errors():
+        _require("uvicorn", "serve", "slocast trainer")
+        _require("sqlalchemy", "store", "slocast trainer")
     import uvicorn
 
     from slocast.store import SampleStore, sqlite_url
