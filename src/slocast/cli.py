@@ -969,6 +969,11 @@ def _run_route(
         "slo-aware-spread": lambda: SLOAwareRouter(
             predictor, scenario.ttft_slo_s, spread=True, seed=seed, margin=router_margin
         ),
+        # Admission control: a request no replica can serve within the SLO is turned away
+        # (a miss in the attainment), not queued behind others it would delay.
+        "slo-aware-shed": lambda: SLOAwareRouter(
+            predictor, scenario.ttft_slo_s, shed=True, margin=router_margin
+        ),
     }
     results = {}
     for router in _pick(every, names):

@@ -165,8 +165,7 @@ class SLOAwareRouter:
         self.spread = spread
         self.rng = np.random.default_rng(seed)
         self.last_bounds: list[float] = []
-        if spread:
-            self.name = "slo-aware-spread"
+        self.name = "slo-aware" + ("-spread" if spread else "") + ("-shed" if shed else "")
 
     def route(self, replicas: Sequence[ReplicaState], input_tokens: float) -> int:
         predictions = self.predictor([r.features(input_tokens) for r in replicas])
