@@ -49,7 +49,7 @@ class TrainerConfig:
     test_share: float = 0.1
     family: str = "lightgbm"
     n_estimators: int = 200
-    threads: int = 2  # per fit
+    threads: int = GBMConfig.threads  # per fit: the model default unless told
     keep_bundles: int = 5
     compile_models: bool = False
     gate_rows: int = 200
