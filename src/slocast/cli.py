@@ -29,7 +29,7 @@ from slocast.calibration.forecaster import CalibrationParams, fit_on_history
 from slocast.datasets import Dataset, load_dataset, parse_dataset_arg
 from slocast.errors import EmptyDataError, InputError, SlocastError
 from slocast.evaluation import EvaluationResult, write_report
-from slocast.evaluation.report import METRIC_COLUMNS
+from slocast.evaluation.report import METRIC_COLUMNS, floor_notes
 from slocast.evaluation.sweep import SweepJob, backtest
 from slocast.logs import configure_logging
 from slocast.models.base import GBMConfig
@@ -269,6 +269,8 @@ def evaluate(
             grace = result.methods["slocast"].request_grace
             if grace is not None:
                 console.print(_grace_line(grace, result.spec.unit, settings))
+            for note in floor_notes(result):
+                console.print(note)
             if data.dropped:
                 console.print(f"dropped rows: {data.dropped}")
         if page:
@@ -583,6 +585,8 @@ def tune(
             if not console.is_terminal:
                 console = Console(width=160)
             console.print(_tune_table(result))
+            for note in floor_notes(result.backtest):
+                console.print(note)
             console.print(_retry_table(result))
         if page:
             err.print(f"report: {page}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,7 +17,7 @@ from slocast.evaluation import (
     standard_methods,
     time_split,
 )
-from slocast.evaluation.backtest import replay
+from slocast.evaluation.backtest import replay, request_until_known
 from slocast.models import Bounds, GBMConfig
 from tests.conftest import SYNTH_SPEC, synthetic_frame
 
@@ -115,3 +117,48 @@ def test_metrics_and_rolling_coverage() -> None:
     assert m.over_alloc_pct == pytest.approx(100 * 3 / 8)
     assert m.business_score == pytest.approx(5 * 25 + 100 * 3 / 8)
     np.testing.assert_allclose(rolling_coverage(y, np.array([0.0, 9, 9, 9]), 2), [0, 0.5, 1, 1])
+
+
+def test_request_until_known_serves_the_request_until_the_group_has_an_outcome() -> None:
+    frame = synthetic_frame(1000)
+    # A new group "d" submits 40 jobs together in the test period, all done at 950; its later
+    # jobs come after that.
+    burst = frame.index[900:940]
+    frame.loc[burst, "g"] = "d"
+    frame.loc[burst, "time"] = 900.0
+    frame.loc[burst, "known_at"] = 950.0
+    frame.loc[frame.index[960:], "g"] = "d"
+    frame = frame.sort_values("time", kind="stable")
+    split = time_split(frame, SYNTH_SPEC, 0.2, 0.25)
+    floor = request_until_known(split, SYNTH_SPEC)
+    assert floor is not None
+    test = split.test
+    y, request = test["y"].to_numpy(), test["request"].to_numpy()
+    new = (test["g"] == "d").to_numpy() & (test["time"] < 950.0).to_numpy()
+    assert new.sum() == 40
+    assert np.array_equal(floor[new], request[new])  # nothing of "d" is known yet
+    assert np.array_equal(floor[~new], y[~new])  # every other group has outcomes on record
+    # Its score on the test slice sits beside the methods; those that give a group nothing is
+    # known of its request (slocast, the request itself) score no lower. The others may: here
+    # they size group "d" below its request from the start.
+    result = run_backtest(
+        Dataset(frame, SYNTH_SPEC, "synthetic", len(frame), {}),
+        standard_methods(SYNTH_SPEC, 0.9, config=GBMConfig(n_estimators=50)),
+        0.9,
+        0.2,
+        0.25,
+    )
+    reference = result.references["request_until_known"]
+    assert reference.coverage == 1.0 and reference.under_alloc_pct == 0.0
+    for name in ("slocast", "user_request"):
+        assert result.methods[name].metrics.business_score >= reference.business_score
+    assert result.methods["quantile_raw"].metrics.business_score < reference.business_score
+    assert result.to_json()["references"]["request_until_known"]["business_score"] == (
+        pytest.approx(reference.business_score)
+    )
+
+
+def test_no_request_no_floor() -> None:
+    spec = dataclasses.replace(SYNTH_SPEC, user_request=None)
+    split = time_split(synthetic_frame(400), spec, 0.2, 0.25)
+    assert request_until_known(split, spec) is None

@@ -22,7 +22,15 @@ from slocast.models.base import Bounds, Forecaster
 from slocast.models.quantile import MIN_TRAIN_ROWS
 from slocast.schema import DomainSpec
 
-__all__ = ["EvaluationResult", "MethodResult", "TimeSplit", "replay", "run_backtest", "time_split"]
+__all__ = [
+    "EvaluationResult",
+    "MethodResult",
+    "TimeSplit",
+    "replay",
+    "request_until_known",
+    "run_backtest",
+    "time_split",
+]
 
 Progress = Callable[[str], None]
 
@@ -147,6 +155,8 @@ class EvaluationResult:
     split: TimeSplit
     target_coverage: float
     methods: dict[str, MethodResult] = field(default_factory=dict)
+    # Not methods: yardsticks scored on the same test slice (see request_until_known).
+    references: dict[str, MethodMetrics] = field(default_factory=dict)
 
     @property
     def y_test(self) -> np.ndarray:
@@ -163,6 +173,7 @@ class EvaluationResult:
             "target_coverage": self.target_coverage,
             "methods": {name: m.metrics.to_dict() for name, m in self.methods.items()},
             "per_group_coverage": {name: m.per_group for name, m in self.methods.items()},
+            "references": {name: m.to_dict() for name, m in self.references.items()},
             "seconds": {name: round(m.seconds, 3) for name, m in self.methods.items()},
             "request_grace": {
                 name: m.request_grace
@@ -190,6 +201,11 @@ def run_backtest(
     split.require_outcomes()
     result = EvaluationResult(dataset.source, spec, dataset.rows, split, coverage)
     y = split.test[spec.target].to_numpy(np.float64)
+    floor = request_until_known(split, spec)
+    if floor is not None:
+        result.references[REQUEST_UNTIL_KNOWN] = compute_metrics(
+            y, floor, coverage, under_cost_ratio
+        )
     groups = group_keys(split.test, spec)
     for method in methods:
         if progress:
@@ -212,6 +228,36 @@ def run_backtest(
             getattr(method, "cap_grace", None),
         )
     return result
+
+
+REQUEST_UNTIL_KNOWN = "request_until_known"
+
+
+def request_until_known(split: TimeSplit, spec: DomainSpec) -> np.ndarray | None:
+    """An oracle's allocations: the job's own outcome once its group has a finished job on
+    record at its submit time, its request before that (None without requests or groups).
+
+    No method that serves the request to a group nothing is known of can score better on the
+    test slice; where most of the request's waste sits in the first jobs of new groups (a
+    workflow submits a new process's samples together), this floor shows how much of it any
+    such method can remove.
+    """
+    if spec.user_request is None or spec.group is None:
+        return None
+    events = pd.concat([split.train, split.calibration, split.pending, split.test])
+    # A job is never known before it was submitted (clock skew in traces), as in replay.
+    known = np.maximum(
+        events[spec.known_at].to_numpy(np.float64), events[spec.time].to_numpy(np.float64)
+    )
+    first_known = pd.Series(known).groupby(group_keys(events, spec)).min()
+    test = split.test
+    first = first_known.reindex(group_keys(test, spec)).to_numpy(np.float64)
+    on_record = first < test[spec.time].to_numpy(np.float64)
+    return np.where(
+        on_record,
+        test[spec.target].to_numpy(np.float64),
+        test[spec.user_request].to_numpy(np.float64),
+    )
 
 
 def _unserved(n: int) -> Bounds:

@@ -15,10 +15,10 @@ matplotlib.use("Agg")  # reports are written headless (CI, servers): never open 
 import matplotlib.pyplot as plt
 import numpy as np
 
-from slocast.evaluation.backtest import EvaluationResult
+from slocast.evaluation.backtest import REQUEST_UNTIL_KNOWN, EvaluationResult
 from slocast.evaluation.metrics import rolling_coverage
 
-__all__ = ["METRIC_COLUMNS", "figure", "html_page", "write_report"]
+__all__ = ["METRIC_COLUMNS", "figure", "floor_notes", "html_page", "write_report"]
 
 METRIC_COLUMNS = (
     ("coverage", "coverage", "{:.3f}"),
@@ -81,12 +81,28 @@ def _plot_waste(result: EvaluationResult, path: Path) -> None:
         ax.set(xlabel="log10(bound / actual) on covered jobs", ylabel="jobs")
 
 
-def _grace_note(result: EvaluationResult) -> list[str]:
-    """Where slocast's bounds stop past the user's request (none: no request to cap at)."""
+def _notes(result: EvaluationResult) -> list[str]:
+    """Where slocast's bounds stop past the user's request, and the request's floor."""
     method = result.methods.get("slocast")
+    notes = floor_notes(result)
     if method is None or method.request_grace is None:
+        return notes
+    grace = f"slocast's bounds stop at the request + {method.request_grace:g} {result.spec.unit}"
+    return [grace, *notes]
+
+
+def floor_notes(result: EvaluationResult) -> list[str]:
+    """The score of :func:`request_until_known` against the request's (none without one)."""
+    floor = result.references.get(REQUEST_UNTIL_KNOWN)
+    request = result.methods.get("user_request")
+    if floor is None or request is None or request.metrics.business_score <= 0:
         return []
-    return [f"slocast's bounds stop at the request + {method.request_grace:g} {result.spec.unit}"]
+    ratio = floor.business_score / request.metrics.business_score
+    return [
+        f"floor for request fallback: {floor.business_score:.1f} ({ratio:.2f}x the request's "
+        "score) is what an oracle scores that knows every job's outcome once its group has a "
+        "finished job, and gives the request before that"
+    ]
 
 
 def _markdown(result: EvaluationResult, images: list[Path]) -> str:
@@ -98,7 +114,7 @@ def _markdown(result: EvaluationResult, images: list[Path]) -> str:
         f"train {data['train_rows']}, "
         f"calibration {data['calibration_rows']}, test {data['test_rows']}, split by time)",
         f"- promised coverage: {result.target_coverage:.2f}",
-        *[f"- {note}" for note in _grace_note(result)],
+        *[f"- {note}" for note in _notes(result)],
         "",
         "| method | " + " | ".join(label for _, label, _ in METRIC_COLUMNS) + " |",
         "|---|" + "---:|" * len(METRIC_COLUMNS),
@@ -141,7 +157,7 @@ def _html(result: EvaluationResult, images: list[Path], title: str) -> str:
     body = (
         f"<p>promised coverage {result.target_coverage:.2f}; "
         f"test rows {len(result.split.test)} (the latest by time)</p>"
-        + "".join(f"<p>{html.escape(note)}</p>" for note in _grace_note(result))
+        + "".join(f"<p>{html.escape(note)}</p>" for note in _notes(result))
         + f"<table><tr><th>method</th>{head}</tr>{''.join(rows)}</table>"
     )
     return html_page(title, body, images)

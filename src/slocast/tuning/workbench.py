@@ -123,6 +123,9 @@ class TuneResult:
                 "cv": best.cv,
             },
             "baselines": {name: metrics_summary(m) for name, m in self.baselines.items()},
+            "references": {
+                name: metrics_summary(m) for name, m in self.backtest.references.items()
+            },
             "families": {
                 name: {
                     "params": f.candidate.describe(),
