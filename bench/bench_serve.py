@@ -18,8 +18,10 @@ and slocast's `predict_threads = 0`), so the comparison is like for like.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
+import multiprocessing
 import os
 import socket
 import statistics
@@ -172,12 +174,28 @@ class _Floor:
         raise NotImplementedError
 
 
-def bench_grpc(bundles: list[ModelBundle], record: Callable[..., None]) -> None:
-    """Predict, PredictBatch (1,000 jobs as items and as columns) and PredictStream (200 messages
-    per stream) on a real server, then the same calls on a servicer that does no work."""
+def serve_floor(port: int, one: bytes, batch: bytes) -> None:
+    """Run a :class:`_Floor` server on ``port`` until killed (in its own process, as the real
+    server runs, so neither competes with the client for one interpreter lock)."""
     import grpc
 
-    from slocast.serving.grpc import create_grpc_server
+    from slocast.serving.pb import slocast_pb2 as pb
+    from slocast.serving.pb import slocast_pb2_grpc as pb_grpc
+
+    floor = _Floor(pb.PredictResponse.FromString(one), pb.PredictBatchResponse.FromString(batch))
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    pb_grpc.add_PredictorServicer_to_server(floor, server)
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    server.start()
+    server.wait_for_termination()
+
+
+def bench_grpc(dirs: list[Path], record: Callable[..., None]) -> None:
+    """Predict, PredictBatch (1,000 jobs as items and as columns) and PredictStream (200 messages
+    per stream) against a real `slocast serve grpc` process, then the same calls against a
+    server process whose servicer does no work."""
+    import grpc
+
     from slocast.serving.pb import slocast_pb2 as pb
     from slocast.serving.pb import slocast_pb2_grpc as pb_grpc
 
@@ -203,24 +221,45 @@ def bench_grpc(bundles: list[ModelBundle], record: Callable[..., None]) -> None:
         stream_call = lambda: list(stub.PredictStream(iter(stream)))  # noqa: E731
         record(f"gRPC PredictStream (200 msgs){label}", 200, stream_call, 30)
 
-    server, port = create_grpc_server(DataPlane(bundles, LRUCache(0)), "127.0.0.1:0")
-    server.start()
-    try:
+    def against(port: int, label: str) -> tuple[Any, Any]:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            grpc.channel_ready_future(channel).result(timeout=60)
             stub = pb_grpc.PredictorStub(channel)
-            calls(stub, "")
-            floor = _Floor(stub.Predict(one), stub.PredictBatch(batch))
-    finally:
-        server.stop(grace=None)
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
-    pb_grpc.add_PredictorServicer_to_server(floor, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
+            calls(stub, label)
+            return stub.Predict(one), stub.PredictBatch(batch)
+
+    port = free_port()
+    with slocast_server(["grpc", "--port", str(port), "--host", "127.0.0.1"], dirs):
+        answers = against(port, "")
+    port = free_port()
+    floor_args = (port, *(answer.SerializeToString() for answer in answers))
+    floor = multiprocessing.get_context("spawn").Process(target=serve_floor, args=floor_args)
+    floor.start()
     try:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            calls(pb_grpc.PredictorStub(channel), " (grpcio floor, no work)")
+        against(port, " (grpcio floor, no work)")
     finally:
-        server.stop(grace=None)
+        floor.terminate()
+        floor.join()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def slocast_server(args: list[str], dirs: list[Path]) -> Iterator[None]:
+    """A `slocast serve ...` process serving ``dirs``, for the duration of the block."""
+    command = [sys.executable, "-m", "slocast", "serve", *args]
+    for d in dirs:
+        command += ["--bundle", str(d)]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
 
 
 def main() -> None:
@@ -284,24 +323,8 @@ def main() -> None:
         if n == 1:  # the issue's in-process figure: one model's calibrated bound, one row
             one_model = lambda i=items: ttft.predict_matrix(i, upper_only=True)  # noqa: E731
             record(f"{ttft.engine} bundle: one domain's bound", n, one_model, 3000)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    args = [
-        sys.executable,
-        "-m",
-        "slocast",
-        "serve",
-        "http",
-        "--port",
-        str(port),
-        "--host",
-        "127.0.0.1",
-    ]
-    for d in dirs:
-        args += ["--bundle", str(d)]
-    server = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
+    port = free_port()
+    with slocast_server(["http", "--port", str(port), "--host", "127.0.0.1"], dirs):
         url = f"http://127.0.0.1:{port}"
         for _ in range(300):
             try:
@@ -325,10 +348,7 @@ def main() -> None:
         with httpx.Client(base_url=url) as client:
             body = rows(1)[0]
             record("HTTP /predict (httpx client)", 1, lambda: client.post("/predict", json=body))
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-    bench_grpc(bundles, record)
+    bench_grpc(dirs, record)
     baseline = {n: statistics.median(t) for name, n, t in results if name.startswith("native XGB")}
     title = (
         "slocast serving: latency per call; ratio vs native XGBoost on the same rows "
