@@ -15,8 +15,9 @@ from slocast.artifacts import ModelBundle, load_bundle, save_bundle
 from slocast.calibration.forecaster import CalibrationParams, fit_on_history
 from slocast.datasets import load_dataset
 from slocast.models import GBMConfig, QuantileForecaster
+from slocast.schema import get_domain
 from slocast.serving import DataPlane, LRUCache
-from slocast.serving.grpc import SERVICE_NAME, create_grpc_server
+from slocast.serving.grpc import SERVICE_NAME, _item_columns, create_grpc_server
 from slocast.serving.pb import slocast_pb2 as pb
 from slocast.serving.pb import slocast_pb2_grpc as pb_grpc
 from tests.conftest import SIZEY, shared_file
@@ -128,18 +129,36 @@ def columns_of(rows: list[dict[str, Any]]) -> Any:
 def test_column_batches_give_the_item_batches_bounds(
     channel: tuple[grpc.Channel, DataPlane],
 ) -> None:
-    stub = pb_grpc.PredictorStub(channel[0])
+    chan, dataplane = channel
+    stub = pb_grpc.PredictorStub(chan)
     rows = trace_rows(300)
+    expected = dataplane.predict("llm-tpot", rows, 0.8)  # one dict per job, in process
+    # A batch this large goes the columns' way inside the server, sent as items or columns.
     items = stub.PredictBatch(
         pb.PredictBatchRequest(domain="llm-tpot", items=[item(r) for r in rows], coverage=0.8)
     ).predictions
     columns = stub.PredictBatch(
         pb.PredictBatchRequest(domain="llm-tpot", columns=columns_of(rows), coverage=0.8)
     ).columns
-    assert list(columns.upper) == pytest.approx([p.upper for p in items])
-    assert list(columns.point) == pytest.approx([p.point for p in items])
-    assert columns.coverage == 0.8 and columns.model_version == items[0].model_version
+    for got in ([p.upper for p in items], list(columns.upper)):
+        assert got == pytest.approx([p.upper for p in expected])
+    for got in ([p.point for p in items], list(columns.point)):
+        assert got == pytest.approx([p.point for p in expected])
+    assert {(p.coverage, p.model_version) for p in items} == {(0.8, expected[0].model_version)}
+    assert columns.coverage == 0.8 and columns.model_version == expected[0].model_version
     assert len(set(columns.upper)) > 50
+
+
+def test_a_large_item_batch_with_a_bad_item_names_it(
+    channel: tuple[grpc.Channel, DataPlane],
+) -> None:
+    stub = pb_grpc.PredictorStub(channel[0])
+    items = [item(r) for r in trace_rows(100)]
+    del items[70].numeric["input_token_length"]
+    with pytest.raises(grpc.RpcError) as error:
+        stub.PredictBatch(pb.PredictBatchRequest(domain="llm-ttft", items=items))
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "[70].input_token_length" in error.value.details()
 
 
 def test_column_batches_with_categories_groups_and_requests(tmp_path: Path) -> None:
@@ -154,17 +173,61 @@ def test_column_batches_with_categories_groups_and_requests(tmp_path: Path) -> N
     rows = data.frame[list(dict.fromkeys(inputs))].iloc[-400:].to_dict("records")
     rows[0][spec.categorical[0]] = "a-process-never-seen"
     expected = dataplane.predict(spec.name, rows)
+    as_items = [
+        pb.Item(
+            numeric={k: float(v) for k, v in r.items() if isinstance(v, int | float) and v == v},
+            categorical={k: v for k, v in r.items() if isinstance(v, str)},
+        )
+        for r in rows
+    ]
+    complete = [i for i, r in enumerate(rows) if all(v == v for v in r.values())]
+    assert 100 < len(complete) < len(rows)  # both ways through the server, below
     server, port = create_grpc_server(dataplane, "127.0.0.1:0")
     server.start()
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as chan:
-            got = pb_grpc.PredictorStub(chan).PredictBatch(
+            stub = pb_grpc.PredictorStub(chan)
+            got = stub.PredictBatch(
                 pb.PredictBatchRequest(domain=spec.name, columns=columns_of(rows))
+            ).columns
+            # Items with a value missing go one dict per job; complete ones as columns.
+            mixed = stub.PredictBatch(pb.PredictBatchRequest(domain=spec.name, items=as_items))
+            whole = stub.PredictBatch(
+                pb.PredictBatchRequest(domain=spec.name, items=[as_items[i] for i in complete])
             )
     finally:
         server.stop(grace=None)
-    assert list(got.columns.upper) == pytest.approx([p.upper for p in expected])
-    assert list(got.columns.point) == pytest.approx([p.point for p in expected])
+    for uppers, points, wanted in (
+        (got.upper, got.point, expected),
+        ([p.upper for p in mixed.predictions], [p.point for p in mixed.predictions], expected),
+        (
+            [p.upper for p in whole.predictions],
+            [p.point for p in whole.predictions],
+            [expected[i] for i in complete],
+        ),
+    ):
+        assert list(uppers) == pytest.approx([p.upper for p in wanted])
+        assert list(points) == pytest.approx([p.point for p in wanted])
+
+
+def test_item_columns_only_for_complete_items() -> None:
+    spec = get_domain("task-memory")
+    full = {"cpus": 2.0, "time_limit": 60.0, "memory": 4e9, "rchar": 1e6}
+    good = pb.Item(numeric=full, categorical={"process": "ALIGN"})
+    columns = _item_columns([good, good], spec)
+    assert columns is not None
+    numeric, categorical = columns
+    assert set(numeric) == set(spec.numbers) and list(numeric["memory"]) == [4e9, 4e9]
+    assert categorical == {"process": ["ALIGN", "ALIGN"]}
+    no_rchar = pb.Item(numeric={**full, "rchar": float("nan")}, categorical={"process": "A"})
+    del no_rchar.numeric["rchar"]
+    for bad in (
+        no_rchar,
+        pb.Item(numeric={**full, "rchar": float("nan")}, categorical={"process": "A"}),
+        pb.Item(numeric=full, categorical={"process": ""}),
+        pb.Item(numeric=full),
+    ):
+        assert _item_columns([good, bad], spec) is None
 
 
 def _bad_columns() -> list[tuple[Any, str]]:

@@ -16,7 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from slocast.errors import ConfigError, InputError, SlocastError
-from slocast.schema import Prediction
+from slocast.schema import DomainSpec, Prediction
 from slocast.serving.dataplane import DataPlane
 from slocast.serving.pb import slocast_pb2 as pb
 from slocast.serving.pb import slocast_pb2_grpc as pb_grpc
@@ -40,6 +40,31 @@ _MODEL_INFO_FIELDS = (
 
 def _item(message: Any) -> dict[str, Any]:
     return {**dict(message.numeric), **dict(message.categorical)}
+
+
+_NAN = float("nan")
+
+
+def _item_columns(
+    items: Sequence[Any], spec: DomainSpec
+) -> tuple[dict[str, np.ndarray], dict[str, list[str | None]]] | None:
+    """``items`` as the columns form of a batch, or None where an item lacks an input or sends
+    NaN or an empty text for one: the per-item path then serves it, or names the item."""
+    numbers = [item.numeric for item in items]
+    numeric = {}
+    for name in spec.numbers:
+        column = np.fromiter((m.get(name, _NAN) for m in numbers), np.float64, len(numbers))
+        if np.isnan(column).any():
+            return None
+        numeric[name] = column
+    texts = [item.categorical for item in items]
+    categorical: dict[str, list[str | None]] = {}
+    for name in dict.fromkeys([*spec.categorical, *([spec.group] if spec.group else [])]):
+        values = [t.get(name) for t in texts]
+        if None in values or "" in values:
+            return None
+        categorical[name] = values
+    return numeric, categorical
 
 
 def _prediction(p: Prediction) -> Any:
@@ -87,11 +112,29 @@ class PredictorService:
                 if request.items:
                     raise InputError("send items or columns, not both", field="columns")
                 return self._predict_columns(request)
+            if len(request.items) > self.dataplane.cache_max_batch:
+                # Past the cache's batch size, items go the columns' way: no dict per job.
+                response = self._predict_items_as_columns(request)
+                if response is not None:
+                    return response
             items = [_item(item) for item in request.items]
             predictions = self._predict(request.domain, items, _coverage(request))
         except SlocastError as exc:
             _abort(context, exc)
         return pb.PredictBatchResponse(predictions=[_prediction(p) for p in predictions])
+
+    def _predict_items_as_columns(self, request: Any) -> Any | None:
+        columns = _item_columns(request.items, self.dataplane.model(request.domain).spec)
+        if columns is None:
+            return None
+        coverage = _coverage(request)
+        bounds, model = self.dataplane.predict_columns(request.domain, *columns, coverage)
+        promised = model.coverage if coverage is None else coverage
+        response = pb.PredictBatchResponse()
+        add = response.predictions.add
+        for point, upper in zip(bounds.point.tolist(), bounds.upper.tolist(), strict=True):
+            add(point=point, upper=upper, coverage=promised, model_version=model.version)
+        return response
 
     def _predict_columns(self, request: Any) -> Any:
         columns = request.columns
