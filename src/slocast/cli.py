@@ -722,6 +722,14 @@ def simulate(
             "it is cached (0: the lowest bound only, unless others meet the SLO)."
         ),
     ] = 0.5,
+    shed_above: Annotated[
+        float,
+        typer.Option(
+            help="Route: slo-aware-shed turns a request away when its predicted median TTFT "
+            "exceeds this multiple of the SLO on every replica (1: wherever it goes, it is "
+            "likelier to miss the SLO than to meet it)."
+        ),
+    ] = 1.0,
     seed: Annotated[int, typer.Option(help="Seed for every random draw.")] = 0,
     predictor_bundle: Annotated[
         Path | None,
@@ -754,7 +762,7 @@ def simulate(
             elif scenario == "route":
                 results = _run_route(
                     kind, path, names, slo_ms, requests, replicas, load, seed, step,
-                    predictor_bundle, retrain_every, router_coverage, router_margin,
+                    predictor_bundle, retrain_every, router_coverage, router_margin, shed_above,
                 )  # fmt: skip
             elif scenario == "place":
                 results = _run_place(kind, path, names, slo_ms, replicas, load, seed, step)
@@ -928,6 +936,7 @@ def _run_route(
     retrain_every: int = 500,
     router_coverage: float = 0.9,
     router_margin: float = 0.5,
+    shed_above: float = 1.0,
 ) -> dict[str, Any]:
     from slocast.decisions.router import LeastLoaded, PrefixAware, RoundRobin, SLOAwareRouter
     from slocast.sim.route import (
@@ -943,6 +952,8 @@ def _run_route(
         raise InputError("router coverage must be in (0, 1)", field="router_coverage")
     if router_margin < 0.0:
         raise InputError("router margin must be >= 0", field="router_margin")
+    if shed_above <= 0.0:
+        raise InputError("shed-above must be > 0", field="shed_above")
     trace = load_llm_requests(kind, path, requests)
     scenario = RouteScenario(
         replicas=replicas,
@@ -976,7 +987,7 @@ def _run_route(
         # Admission control: a request no replica can serve within the SLO is turned away
         # (a miss in the attainment), not queued behind others it would delay.
         "slo-aware-shed": lambda: SLOAwareRouter(
-            predictor, scenario.ttft_slo_s, shed=True, margin=router_margin
+            predictor, scenario.ttft_slo_s, shed=True, margin=router_margin, shed_above=shed_above
         ),
     }
     results = {}

@@ -22,8 +22,11 @@ def state(waiting: int, running: int = 0, prefix: float = 0.0) -> ReplicaState:
     return ReplicaState(waiting, running, 0.0, prefix, 0.0, 0.0)
 
 
-def by_waiting(rows):  # bound grows with the queue: 0.5 s per waiting request
-    return [Prediction(0.1, 0.2 + 0.5 * float(r["num_request_waiting"]), 0.9, "t") for r in rows]
+def by_waiting(rows):  # median and bound grow with the queue: 0.25 s and 0.5 s per request
+    return [
+        Prediction(0.1 + 0.25 * w, 0.2 + 0.5 * w, 0.9, "t")
+        for w in (float(r["num_request_waiting"]) for r in rows)
+    ]
 
 
 def test_baselines_follow_their_rules() -> None:
@@ -40,6 +43,14 @@ def test_slo_aware_takes_most_headroom_and_sheds_only_when_told() -> None:
     hopeless = [state(10), state(9)]
     assert SLOAwareRouter(by_waiting, slo_s=1.0).route(hopeless, 10) == 1  # best effort
     assert SLOAwareRouter(by_waiting, slo_s=1.0, shed=True).route(hopeless, 10) == SHED
+    # Medians of 2.35 s and 2.6 s against a 1 s SLO: shed past 2x the SLO, served below 3x.
+    assert SLOAwareRouter(by_waiting, 1.0, shed=True, shed_above=2).route(hopeless, 10) == SHED
+    assert SLOAwareRouter(by_waiting, 1.0, shed=True, shed_above=3).route(hopeless, 10) == 1
+    # A request likelier to meet the SLO than not somewhere is served, whatever its bound:
+    # bound 1.2 s, median 0.6 s.
+    assert SLOAwareRouter(by_waiting, 1.0, shed=True).route([state(2), state(5)], 10) == 0
+    with pytest.raises(ConfigError, match="shed_above"):
+        SLOAwareRouter(by_waiting, 1.0, shed=True, shed_above=0)
 
 
 def test_spread_draws_feasible_replicas_in_proportion_to_headroom() -> None:

@@ -167,7 +167,7 @@ def test_the_routers_ttft_model_learns_from_simulator_telemetry(mooncake) -> Non
 
 def test_shedding_router_drops_what_it_cannot_serve(mooncake) -> None:
     def pessimist(rows):  # every replica predicted far above the SLO
-        return [Prediction(1.0, 1e6, 0.9, "t") for _ in rows]
+        return [Prediction(1e5, 1e6, 0.9, "t") for _ in rows]
 
     result = simulate_route(mooncake, SLOAwareRouter(pessimist, 2.0, shed=True), RouteScenario())
     assert result.dropped == result.arrived and result.served == 0
@@ -251,12 +251,13 @@ def test_near_saturation_the_slo_aware_router_keeps_the_cache_hits_it_needs(moon
     kept = attainment(SLOAwareRouter(predictor, 2.0))
     assert kept > prefix
     assert attainment(SLOAwareRouter(predictor, 2.0, margin=0.0)) < prefix - 10
-    # Turning away what no replica can serve in time keeps the rest within it (measured:
-    # 73.9 % of all arrivals within the SLO, 26 % shed, p99 of the served 1.47 s).
+    # Turning away what is likelier to miss the SLO than meet it on every replica keeps the
+    # rest about within it (measured: 84.4 % of all arrivals within the SLO, 14.1 % shed, p99
+    # of the served 2.07 s; shedding where the 90 % bound missed: 73.9 %, 26 % shed, 1.47 s).
     shedding = SLOAwareRouter(predictor, 2.0, shed=True)
     shed = simulate_route(mooncake, shedding, scenario).summary()
-    assert shedding.name == "slo-aware-shed" and shed["dropped"] > 0
-    assert shed["slo_attainment_pct"] > kept + 10 and shed["p99_ms"] <= 2000.0
+    assert shedding.name == "slo-aware-shed" and 0 < shed["dropped"] < 0.2 * shed["arrived"]
+    assert shed["slo_attainment_pct"] > kept + 25 and shed["p99_ms"] <= 1.1 * 2000.0
 
 
 def test_prefix_reuse_lowers_ttft(mooncake) -> None:
@@ -302,6 +303,7 @@ def test_cli_json_and_plot(tmp_path: Path) -> None:
         (["--scenario", "autoscale", "--policy", "magic"], "unknown policy 'magic'"),
         (["--scenario", "route", "--router-coverage", "1.5"], "router coverage must be in (0, 1)"),
         (["--scenario", "route", "--router-margin", "-1"], "router margin must be >= 0"),
+        (["--scenario", "route", "--shed-above", "0"], "shed-above must be > 0"),
         (["--scenario", "autoscale", "--history-s", "-1"], "--history-s must be >= 0"),
         (["--scenario", "autoscale", "--start-s", "-1"], "--start-s must be >= 0"),
         (["--scenario", "autoscale", "--start-s", "99999999"], "no seconds in the selected"),

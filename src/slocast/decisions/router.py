@@ -116,7 +116,8 @@ class SLOAwareRouter:
     """The prompt kept where it is cached among the replicas good enough by predicted TTFT
     upper bound (meeting the SLO, or within ``margin`` of the lowest bound), then the lowest
     bound (or, with ``spread``, one of them drawn by its headroom under the SLO); shed when
-    none meets the SLO and told to.
+    told to and the predicted median TTFT exceeds ``shed_above`` times the SLO on every
+    replica (1: wherever it goes, the request is likelier to miss the SLO than to meet it).
 
     Sending a conversation's next turn wherever its own bound is lowest prefills the whole
     prompt again on another replica: that work delays every later request there, and near
@@ -126,9 +127,15 @@ class SLOAwareRouter:
     ``margin`` of the lowest are not told apart (a 90 % bound of one request is estimated from
     the tail). Without prefixes (no hit anywhere) it is the replica with the lowest bound.
 
+    Shedding looks at the median, not the bound: a request whose 90 % bound is past the SLO
+    may still meet it most of the time. On 8,000 Mooncake requests at 1.0x and 1.1x their
+    rate, shedding on the bound turned away 10.9 % and 14.3 % of them and kept 88.7 % and 85.4 %
+    within the SLO; on the median, 7.8 % and 11.1 %, keeping 90.9 % and 88.0 %. A predictor
+    without medians (NaN points) sheds on its bound.
+
     >>> from slocast.schema import Prediction
-    >>> fake = lambda rows: [Prediction(0.0, 0.1 * r["num_request_waiting"], 0.9, "t")
-    ...                      for r in rows]
+    >>> fake = lambda rows: [Prediction(0.05 * r["num_request_waiting"],
+    ...                                 0.1 * r["num_request_waiting"], 0.9, "t") for r in rows]
     >>> router = SLOAwareRouter(fake, slo_s=0.25)
     >>> free = ReplicaState(0, 0, 0.0, 0.0, 0.0, 0.0)
     >>> busy = ReplicaState(3, 4, 0.5, 0.0, 0.0, 0.0)
@@ -136,6 +143,8 @@ class SLOAwareRouter:
     1
     >>> SLOAwareRouter(fake, slo_s=0.05, shed=True).route([busy, busy], 100.0)
     -1
+    >>> SLOAwareRouter(fake, slo_s=0.05, shed=True, shed_above=4.0).route([busy, busy], 100.0)
+    0
     >>> cached = ReplicaState(1, 4, 0.5, 0.9, 0.0, 0.0)  # bound 0.1, within the SLO
     >>> router.route([cached, free], 100.0)
     0
@@ -151,12 +160,16 @@ class SLOAwareRouter:
         spread: bool = False,
         seed: int = 0,
         margin: float = 0.5,
+        shed_above: float = 1.0,
     ) -> None:
         if margin < 0:
             raise ConfigError(f"margin must be >= 0, got {margin}", field="margin")
+        if shed_above <= 0:
+            raise ConfigError(f"shed_above must be > 0, got {shed_above}", field="shed_above")
         self.predictor = predictor
         self.slo_s = slo_s
         self.shed = shed
+        self.shed_above = shed_above
         self.margin = margin
         # spread: among the chosen-from replicas (good enough, prompt cached), draw one with
         # probability ∝ its headroom under the SLO instead of always the lowest bound --
@@ -172,8 +185,10 @@ class SLOAwareRouter:
         bounds = [p.upper for p in predictions]
         self.last_bounds = bounds
         lowest = min(bounds)
-        if lowest > self.slo_s and self.shed:
-            return SHED
+        if self.shed:
+            medians = [p.point if p.point == p.point else p.upper for p in predictions]
+            if min(medians) > self.slo_s * self.shed_above:
+                return SHED
         enough = max(self.slo_s, lowest * (1.0 + self.margin))
         good = [i for i, bound in enumerate(bounds) if bound <= enough]
         hits = _cached(replicas, good, PREFIX_TOLERANCE)
