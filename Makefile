@@ -72,7 +72,7 @@ typecheck: $(STAMP)
 bench: bench-evaluate bench-serve bench-trainer bench-tune bench-sim
 
 bench-evaluate: $(STAMP)
-	$(BIN)/python bench/bench_evaluate.py
+	$(BIN)/slocast bench evaluate
 
 docs: $(STAMP)  ## the documentation site (reference pages generated from the code) in site/
 	$(BIN)/python docs/gen_reference.py
@@ -82,13 +82,13 @@ clean:
 	rm -rf $(VENV) reports site .slocast .pytest_cache .mypy_cache .ruff_cache
 
 bench-serve: $(STAMP)
-	$(BIN)/python bench/bench_serve.py
+	$(BIN)/slocast bench serve
 
 bench-trainer: $(STAMP)
-	$(BIN)/python bench/bench_trainer.py
+	$(BIN)/slocast bench trainer
 
 bench-tune: $(STAMP)
-	$(BIN)/python bench/bench_tune.py
+	$(BIN)/slocast bench tune
 
 bench-sim: $(STAMP)
-	$(BIN)/python bench/bench_sim.py
+	$(BIN)/slocast bench sim

@@ -110,6 +110,7 @@ def test_train_then_predict(tmp_path: Path) -> None:
         (("evaluate", "--dataset", TTFT, "--target-coverage", "1.2"), "target_coverage"),
         (("evaluate", "--dataset", TTFT, "--family", "forest"), "model_family"),
         (("predict", "--bundle", "/nonexistent"), "not a slocast bundle"),
+        (("bench", "serve", "warp"), "unknown benchmark 'warp'"),
     ],
 )
 def test_bad_input_exits_2_with_a_message(args: tuple[str, ...], message: str) -> None:

@@ -1299,6 +1299,49 @@ def trainer(
         service.stop()
 
 
+BENCHMARKS = ("evaluate", "serve", "trainer", "tune", "sim")
+
+
+def _bench_dir() -> Path:
+    """``bench/`` of the slocast checkout this package runs from, or of the working directory.
+
+    The benchmarks train on the repository's bundled data and start servers from it: they are
+    scripts of the source tree, not part of an installed package."""
+    for root in (Path(__file__).resolve().parents[2], Path.cwd()):
+        if (root / "bench" / "bench_serve.py").is_file():
+            return root / "bench"
+    raise InputError(
+        "the benchmarks are the bench/ scripts of a slocast checkout: run this from one",
+        field="bench",
+    )
+
+
+@app.command()
+def bench(
+    names: Annotated[
+        list[str] | None,
+        typer.Argument(help=f"Benchmarks to run: {', '.join(BENCHMARKS)} (default: all)."),
+    ] = None,
+) -> None:
+    """Run the speed benchmarks: each prints a table with ratios against a baseline measured
+    in the same run."""
+    import subprocess
+
+    with _errors():
+        unknown = [n for n in names or () if n not in BENCHMARKS]
+        if unknown:
+            raise InputError(
+                f"unknown benchmark {unknown[0]!r}; choose from {', '.join(BENCHMARKS)}",
+                field="names",
+            )
+        directory = _bench_dir()
+        for name in names or BENCHMARKS:
+            err.print(f"[bold]bench {name}[/bold]")
+            done = subprocess.run([sys.executable, str(directory / f"bench_{name}.py")])
+            if done.returncode != 0:
+                raise SlocastError(f"benchmark {name} failed (exit {done.returncode})")
+
+
 def _read_input(path: Path) -> str:
     if not path.is_file():
         raise InputError(f"no such file: {path}", source=str(path))
