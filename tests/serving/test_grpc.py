@@ -147,6 +147,13 @@ def test_column_batches_give_the_item_batches_bounds(
     assert {(p.coverage, p.model_version) for p in items} == {(0.8, expected[0].model_version)}
     assert columns.coverage == 0.8 and columns.model_version == expected[0].model_version
     assert len(set(columns.upper)) > 50
+    # Hits and misses add up to the predictions, whichever way a batch went.
+    registry = dataplane.metrics.registry
+    counts = {
+        name: registry.get_sample_value(f"slocast_{name}_total", {"domain": "llm-tpot"})
+        for name in ("predictions", "cache_hits", "cache_misses")
+    }
+    assert counts["predictions"] == 900 == counts["cache_hits"] + counts["cache_misses"]
 
 
 def test_a_large_item_batch_with_a_bad_item_names_it(

@@ -265,7 +265,7 @@ class DataPlane:
                     raise InputError(
                         f"missing {kind} column {name!r}", field=f"columns.{kind}.{name}"
                     )
-        self._count(model, size, cache_misses=0)
+        self._count(model, size, cache_misses=size)  # a miss: computed, not looked up
         return model.predictor.predict_columns(numeric, categorical, size, coverage), model
 
     def predict_llm(

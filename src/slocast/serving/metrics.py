@@ -48,8 +48,16 @@ class ServingMetrics:
         self.predictions = Counter(
             "slocast_predictions", "Predictions served.", ["domain"], registry=r
         )
-        self.cache_hits = Counter("slocast_cache_hits", "Cache hits.", ["domain"], registry=r)
-        self.cache_misses = Counter("slocast_cache_misses", "Cache misses.", ["domain"], registry=r)
+        # Every prediction is one or the other: a batch too large to look up counts as misses.
+        self.cache_hits = Counter(
+            "slocast_cache_hits", "Predictions served from the cache.", ["domain"], registry=r
+        )
+        self.cache_misses = Counter(
+            "slocast_cache_misses",
+            "Predictions the model computed (not found in the cache, or not looked up).",
+            ["domain"],
+            registry=r,
+        )
         self.model_info = Gauge(
             "slocast_model_info",
             "1 for the model version serving each domain.",
