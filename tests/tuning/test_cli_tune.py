@@ -69,6 +69,11 @@ def test_tune_json_bundles_and_report(iwd: str, tmp_path: Path) -> None:
         assert load_bundle(tmp_path / "bundles" / name).version
     for name in ("comparison.png", "pareto.png", "tune.html", "tune.md", "tune.json"):
         assert (tmp_path / "rep" / name).stat().st_size > 500
+    # The floor of any method that gives a process nothing is known of its request, beside
+    # the request on the same test slice.
+    floor = out["references"]["request_until_known"]
+    assert floor["coverage"] == 1.0 and floor["business_score"] < request["business_score"]
+    assert "floor for request fallback" in (tmp_path / "rep" / "tune.md").read_text()
 
 
 def test_preprocess_only_then_skip_preprocessing(iwd: str, tmp_path: Path) -> None:

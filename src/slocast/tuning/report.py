@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from slocast.evaluation.report import figure, html_page
+from slocast.evaluation.report import figure, floor_notes, html_page
 from slocast.tuning.strategies import pareto_front
 from slocast.tuning.workbench import TuneResult, metrics_summary
 
@@ -129,12 +129,14 @@ def write_tune_report(result: TuneResult, out_dir: Path) -> Path:
     waste = result.per_group_waste()
     waste_columns = ["group", "jobs", "under_alloc_pct", "waste_share_pct"]
     title = f"slocast tune: {result.domain} ({Path(result.dataset).name})"
+    notes = floor_notes(result.backtest)
     lines = [
         f"# {title}",
         "",
         f"Test slice: the latest {result.test_rows} of {result.rows} jobs by time. "
         f"Best family by cross-validation: **{result.best}**.",
         "",
+        *[f"{note}.\n" for note in notes],
         *_markdown_table(rows, columns),
         "",
         "## Memory-time with retries (failed attempts included)",
@@ -151,6 +153,7 @@ def write_tune_report(result: TuneResult, out_dir: Path) -> Path:
     body = (
         f"<p>test slice: latest {result.test_rows} of {result.rows} jobs; best family "
         f"(cross-validated): <b>{html.escape(result.best)}</b></p>"
+        + "".join(f"<p>{html.escape(note)}.</p>" for note in notes)
         + _html_table(rows, columns)
         + "<h2>Memory-time with retries</h2>"
         + _html_table(retry_rows, retry_columns)
