@@ -7,10 +7,12 @@ p50/p99 per call and throughput for:
     models, both (slocast's llm-d routes compute both bounds too; the ratio stays one model's),
   - the TTFT bound's trees alone, compiled by each engine this machine has (lleaves, TL2cgen),
   - slocast's data plane (features + model + conformal offsets + cache), cache miss and hit,
-  - a real `slocast serve http` process: /predict and /predict/bulk/strict (1, 100, 1,000 rows),
-    through a lean keep-alive client (prebuilt request bytes on one socket: what is timed is the
-    server and the loopback, not a Python client library) and, for reference, through httpx;
-    then /predict paced at 1,000 req/s (open loop) for the p99 under load.
+  - a real `slocast serve http` process: /predict (one row the cache holds, and rows it has
+    never seen) and /predict/bulk/strict (1, 100, 1,000 rows), through a lean keep-alive
+    client (prebuilt request bytes on one socket: what is timed is the server and the
+    loopback, not a Python client library) and, for reference, through httpx;
+    then /predict paced at 1,000 req/s (open loop, every row new) for the p99 under load,
+  - a real `slocast serve grpc` process, and a no-work gRPC servicer for grpcio's own cost.
 The ratio column divides by native XGBoost's in-process call for the same number of rows.
 Every library predicts on all the machine's cores for a batch (XGBoost's and LightGBM's default,
 and slocast's `predict_threads = 0`), so the comparison is like for like.
@@ -146,6 +148,11 @@ def paced(call: Callable[[], object], rate: float, seconds: float) -> list[float
     return out
 
 
+def unseen_rows(n: int) -> list[dict[str, float]]:
+    """``n`` rows no two alike (the KV-cache use spread over its range), so none is a cache hit."""
+    return [{**row, "kv_cache_percentage": i / n} for i, row in enumerate(rows(n))]
+
+
 def rows(n: int) -> list[dict[str, float]]:
     with gzip.open(TRACE, "rt") as handle:
         base = [json.loads(line) for line in handle]
@@ -199,11 +206,14 @@ def bench_grpc(dirs: list[Path], record: Callable[..., None]) -> None:
     from slocast.serving.pb import slocast_pb2 as pb
     from slocast.serving.pb import slocast_pb2_grpc as pb_grpc
 
+    def as_items(jobs: list[dict[str, float]]) -> list[Any]:
+        return [
+            pb.Item(numeric={k: float(v) for k, v in r.items() if isinstance(v, int | float)})
+            for r in jobs
+        ]
+
     jobs = rows(1000)
-    items = [
-        pb.Item(numeric={k: float(v) for k, v in r.items() if isinstance(v, int | float)})
-        for r in jobs
-    ]
+    items = as_items(jobs)
     columns = pb.Columns()
     for name in jobs[0]:
         columns.numeric[name].values.extend(float(r[name]) for r in jobs)
@@ -217,7 +227,14 @@ def bench_grpc(dirs: list[Path], record: Callable[..., None]) -> None:
         if not label:
             columns_call = lambda: stub.PredictBatch(as_columns)  # noqa: E731
             record("gRPC PredictBatch (columns)", 1000, columns_call, 100)
-        record(f"gRPC Predict{label}", 1, lambda: stub.Predict(one), 500)
+        record(f"gRPC Predict{label or ', cache hit'}", 1, lambda: stub.Predict(one), 500)
+        if not label:
+            fresh = iter(
+                pb.PredictRequest(domain="llm-ttft", item=item)
+                for item in as_items(unseen_rows(600))
+            )
+            miss = lambda: stub.Predict(next(fresh))  # noqa: E731
+            record("gRPC Predict, cache miss", 1, miss, 500)
         stream_call = lambda: list(stub.PredictStream(iter(stream)))  # noqa: E731
         record(f"gRPC PredictStream (200 msgs){label}", 200, stream_call, 30)
 
@@ -334,16 +351,22 @@ def main() -> None:
                 time.sleep(0.1)
         lean = KeepAliveClient(port)
         one = lean.request("/predict", json.dumps(rows(1)[0]).encode())
-        record("HTTP /predict", 1, lambda: lean.send(one), 3000)
+        record("HTTP /predict, cache hit", 1, lambda: lean.send(one), 3000)
+        # Every call below a request the server has not seen: what a router's traffic costs.
+        fresh = iter(
+            [lean.request("/predict", json.dumps(row).encode()) for row in unseen_rows(10_000)]
+        )
+        record("HTTP /predict, cache miss", 1, lambda: lean.send(next(fresh)), 3000)
         bulk = {
             n: lean.request("/predict/bulk/strict", json.dumps({"requests": rows(n)}).encode())
             for n in (1, 100, 1000)
         }
         for n, request in bulk.items():
             record("HTTP /predict/bulk/strict", n, lambda b=request: lean.send(b), 300)
-        duel[1] = interleaved([lambda: lean.send(one), *references[1]])
+        duel[1] = interleaved([lambda: lean.send(next(fresh)), *references[1]])
         duel[1000] = interleaved([lambda: lean.send(bulk[1000]), *references[1000]])
-        results.append(("HTTP /predict at 1,000 req/s", 1, paced(lambda: lean.send(one), 1000, 5)))
+        at_rate = paced(lambda: lean.send(next(fresh)), 1000, 5)
+        results.append(("HTTP /predict at 1,000 req/s, cache miss", 1, at_rate))
         lean.close()
         with httpx.Client(base_url=url) as client:
             body = rows(1)[0]
