@@ -178,3 +178,10 @@ def test_a_missing_extra_names_what_to_install(args: list[str], missing: str, ex
     assert run.returncode == 2, run.stderr
     assert f"needs {missing}: pip install 'slocast[{extra}]'" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_every_benchmark_the_cli_names_is_a_script_of_the_checkout() -> None:
+    from slocast.cli import BENCHMARKS, _bench_dir
+
+    scripts = {p.stem.removeprefix("bench_") for p in _bench_dir().glob("bench_*.py")}
+    assert scripts == set(BENCHMARKS)
