@@ -51,6 +51,12 @@ class DomainSpec:
         request = (self.user_request,) if self.user_request else ()
         return tuple(dict.fromkeys(self.numeric + request))
 
+    @property
+    def texts(self) -> tuple[str, ...]:
+        """Every text input a job carries: the categorical features and the group."""
+        group = (self.group,) if self.group else ()
+        return tuple(dict.fromkeys(self.categorical + group))
+
     def without_features(self, dropped: set[str]) -> DomainSpec:
         """The same spec with some feature columns removed (e.g. constant in this log); a
         removed group column leaves the spec without groups."""

@@ -109,10 +109,7 @@ def replay(
         raise ValueError("replay needs jobs with a unique index (pending and test overlap)")
     served_upper = np.full(len(events), np.nan)
     served_point = np.full(len(events), np.nan)
-    # A job is never known before it was submitted (clock skew in traces).
-    known = np.maximum(
-        events[spec.known_at].to_numpy(np.float64), events[spec.time].to_numpy(np.float64)
-    )
+    known = _known_times(events, spec)
     order = np.argsort(known, kind="stable")
     known_sorted = known[order]
     offset = len(pending)
@@ -245,11 +242,7 @@ def request_until_known(split: TimeSplit, spec: DomainSpec) -> np.ndarray | None
     if spec.user_request is None or spec.group is None:
         return None
     events = pd.concat([split.train, split.calibration, split.pending, split.test])
-    # A job is never known before it was submitted (clock skew in traces), as in replay.
-    known = np.maximum(
-        events[spec.known_at].to_numpy(np.float64), events[spec.time].to_numpy(np.float64)
-    )
-    first_known = pd.Series(known).groupby(group_keys(events, spec)).min()
+    first_known = pd.Series(_known_times(events, spec)).groupby(group_keys(events, spec)).min()
     test = split.test
     first = first_known.reindex(group_keys(test, spec)).to_numpy(np.float64)
     on_record = first < test[spec.time].to_numpy(np.float64)
@@ -258,6 +251,14 @@ def request_until_known(split: TimeSplit, spec: DomainSpec) -> np.ndarray | None
         test[spec.target].to_numpy(np.float64),
         test[spec.user_request].to_numpy(np.float64),
     )
+
+
+def _known_times(jobs: pd.DataFrame, spec: DomainSpec) -> np.ndarray:
+    """When each job's outcome is known: never before it was submitted (clock skew in traces)."""
+    known: np.ndarray = np.maximum(
+        jobs[spec.known_at].to_numpy(np.float64), jobs[spec.time].to_numpy(np.float64)
+    )
+    return known
 
 
 def _unserved(n: int) -> Bounds:

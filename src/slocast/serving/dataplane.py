@@ -255,10 +255,9 @@ class DataPlane:
                     field=f"columns.{name}",
                 )
         self._check_batch(size, coverage, "columns")
-        categories = [*spec.categorical, *([spec.group] if spec.group else [])]
         for names, given, kind in (
             (spec.numbers, numeric, "numeric"),
-            (categories, categorical, "categorical"),
+            (spec.texts, categorical, "categorical"),
         ):
             for name in names:
                 if name not in given and name not in spec.optional and name != spec.group:

@@ -59,7 +59,7 @@ def _item_columns(
         numeric[name] = column
     texts = [item.categorical for item in items]
     categorical: dict[str, list[str | None]] = {}
-    for name in dict.fromkeys([*spec.categorical, *([spec.group] if spec.group else [])]):
+    for name in spec.texts:
         values = [t.get(name) for t in texts]
         if None in values or "" in values:
             return None
