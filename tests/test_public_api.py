@@ -83,6 +83,7 @@ EXPECTED = {
         "KedaRps",
         "KeysManager",
         "LeastLoaded",
+        "LeastWork",
         "Observation",
         "PhaseForecaster",
         "PredictiveAutoscaler",

@@ -938,7 +938,13 @@ def _run_route(
     router_margin: float = 0.5,
     shed_above: float = 1.0,
 ) -> dict[str, Any]:
-    from slocast.decisions.router import LeastLoaded, PrefixAware, RoundRobin, SLOAwareRouter
+    from slocast.decisions.router import (
+        LeastLoaded,
+        LeastWork,
+        PrefixAware,
+        RoundRobin,
+        SLOAwareRouter,
+    )
     from slocast.sim.route import (
         RouteScenario,
         Telemetry,
@@ -979,6 +985,7 @@ def _run_route(
     every = {
         "round-robin": RoundRobin,
         "least-loaded": LeastLoaded,
+        "least-work": LeastWork,
         "prefix-aware": PrefixAware,
         "slo-aware": lambda: SLOAwareRouter(predictor, scenario.ttft_slo_s, margin=router_margin),
         "slo-aware-spread": lambda: SLOAwareRouter(

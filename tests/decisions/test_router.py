@@ -9,6 +9,7 @@ import pytest
 from slocast.decisions.router import (
     SHED,
     LeastLoaded,
+    LeastWork,
     PrefixAware,
     ReplicaState,
     RoundRobin,
@@ -35,6 +36,17 @@ def test_baselines_follow_their_rules() -> None:
     assert [rr.route(replicas, 10) for _ in range(4)] == [0, 1, 2, 0]
     assert LeastLoaded().route(replicas, 10) == 1
     assert PrefixAware().route(replicas, 10) == 2  # prefix hit first, then load
+
+
+def test_least_work_counts_prompt_tokens_queued_not_requests() -> None:
+    # One long prompt queued outweighs three short ones; equal work goes to the lesser load.
+    replicas = [
+        ReplicaState(1, 0, 0.0, 0.0, 8000.0, 0.0),
+        ReplicaState(3, 0, 0.0, 0.0, 600.0, 0.0),
+        ReplicaState(2, 2, 0.0, 0.0, 600.0, 900.0),
+    ]
+    assert LeastLoaded().route(replicas, 10) == 0
+    assert LeastWork().route(replicas, 10) == 1
 
 
 def test_slo_aware_takes_most_headroom_and_sheds_only_when_told() -> None:

@@ -23,6 +23,7 @@ from slocast.decisions.recurring import PhaseForecaster
 from slocast.decisions.router import (
     SHED,
     LeastLoaded,
+    LeastWork,
     PrefixAware,
     ReplicaState,
     RoundRobin,
@@ -39,6 +40,7 @@ __all__ = [
     "KedaRps",
     "KeysManager",
     "LeastLoaded",
+    "LeastWork",
     "Observation",
     "PhaseForecaster",
     "PredictiveAutoscaler",

@@ -25,6 +25,7 @@ from slocast.schema import Prediction
 __all__ = [
     "SHED",
     "LeastLoaded",
+    "LeastWork",
     "PrefixAware",
     "ReplicaState",
     "RoundRobin",
@@ -80,6 +81,23 @@ class LeastLoaded:
 
     def route(self, replicas: Sequence[ReplicaState], input_tokens: float) -> int:
         return min(range(len(replicas)), key=lambda i: replicas[i].load)
+
+
+class LeastWork:
+    """Fewest prompt tokens waiting or in prefill (ties: fewest requests).
+
+    A request count weighs a 100-token prompt and a 10,000-token one alike; the prompt tokens
+    queued ahead are the prefill the next prompt waits for, and an llm-d gateway scrapes them
+    (tokens in flight). It knows nothing of the prefix cache or of the decode slots.
+    """
+
+    name = "least-work"
+
+    def route(self, replicas: Sequence[ReplicaState], input_tokens: float) -> int:
+        return min(
+            range(len(replicas)),
+            key=lambda i: (replicas[i].prefill_tokens_in_flight, replicas[i].load),
+        )
 
 
 # How much less of the prompt a replica may have cached than the best one and still count
