@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from slocast import ConfigError, Prediction, get_domain
+from slocast.artifacts import validate_records
 from slocast.errors import DataFormatError, InputError, SlocastError
 from slocast.schema import DOMAINS, DomainSpec
 from slocast.settings import load_settings
@@ -20,6 +22,22 @@ def test_builtin_domains_never_use_outcome_columns_as_features() -> None:
 def test_spec_round_trips_through_dict() -> None:
     spec = get_domain("task-memory")
     assert DomainSpec.from_dict(spec.to_dict()) == spec
+    signed = replace(spec, non_negative=False)
+    assert DomainSpec.from_dict(signed.to_dict()) == signed
+    # Bundles written before the field: every builtin number is a count, size or duration.
+    older = {k: v for k, v in spec.to_dict().items() if k != "non_negative"}
+    assert DomainSpec.from_dict(older).non_negative
+
+
+def test_inputs_out_of_the_domains_range_are_refused_naming_the_job_and_field() -> None:
+    spec = get_domain("task-memory")
+    job = {"cpus": 2, "time_limit": 3600.0, "memory": 4e9, "rchar": 1e6, "process": "ALIGN"}
+    validate_records([job, job | {"rchar": float("nan")}], spec)  # NaN: a missing input
+    for field, value in [("cpus", -1), ("memory", float("inf")), ("rchar", 2**70)]:
+        with pytest.raises(InputError, match=f"'{field}' must be in") as error:
+            validate_records([job, job | {field: value}], spec)
+        assert error.value.field == f"[1].{field}"
+    validate_records([job | {"cpus": -1}], replace(spec, non_negative=False))
 
 
 def test_unknown_domain_is_a_config_error() -> None:

@@ -6,10 +6,15 @@ from dataclasses import dataclass, field, replace
 
 from slocast.errors import ConfigError
 
-__all__ = ["DOMAINS", "POOLED", "DomainSpec", "Prediction", "get_domain"]
+__all__ = ["DOMAINS", "MAX_NUMBER", "POOLED", "DomainSpec", "Prediction", "get_domain"]
 
 # The group key of jobs without a group (and of statistics pooled over all groups).
 POOLED = "__pooled__"
+
+# The largest number a job may carry. float64 holds every integer up to it exactly, cache keys
+# and stored rows pack numbers into 64 bits, and no count, size or duration comes near it
+# (2**53 bytes are 8 PiB): past it, an input is refused rather than predicted on.
+MAX_NUMBER = 2**53
 
 
 @dataclass(frozen=True)
@@ -24,7 +29,9 @@ class DomainSpec:
     ``scale_with`` names load features the target grows with (time to first token with the
     queue ahead): models learn the target relative to a line fitted on that load, so bounds
     follow a load heavier than any seen in training instead of flattening at the largest one
-    (see :class:`~slocast.features.FeaturePipeline`).
+    (see :class:`~slocast.features.FeaturePipeline`). ``non_negative``: every number a job
+    carries (features and request) is a count, size, duration or share, so one below 0 is bad
+    input, refused before any model sees it.
     """
 
     name: str
@@ -40,6 +47,7 @@ class DomainSpec:
     time_unit: str = "s"
     description: str = ""
     scale_with: tuple[str, ...] = ()
+    non_negative: bool = True
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -50,6 +58,11 @@ class DomainSpec:
         """Every numeric input a job carries: the numeric features and the request."""
         request = (self.user_request,) if self.user_request else ()
         return tuple(dict.fromkeys(self.numeric + request))
+
+    @property
+    def number_range(self) -> tuple[float, float]:
+        """The range every numeric input must lie in (NaN, for missing, aside)."""
+        return (0.0 if self.non_negative else -MAX_NUMBER, MAX_NUMBER)
 
     @property
     def texts(self) -> tuple[str, ...]:
@@ -84,6 +97,7 @@ class DomainSpec:
             "time_unit": self.time_unit,
             "description": self.description,
             "scale_with": list(self.scale_with),
+            "non_negative": self.non_negative,
         }
 
     @classmethod
@@ -110,6 +124,7 @@ class DomainSpec:
             time_unit=str(data.get("time_unit", "s")),
             description=str(data.get("description", "")),
             scale_with=names("scale_with"),
+            non_negative=bool(data.get("non_negative", True)),
         )
 
 

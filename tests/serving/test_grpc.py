@@ -77,10 +77,14 @@ def _bad_requests() -> list[tuple[Any, str]]:
     missing = pb.Item(numeric={"kv_cache_percentage": 0.1})
     as_text = item({k: v for k, v in row.items() if k != "input_token_length"})
     as_text.categorical["input_token_length"] = "long"
+    negative = item(row | {"num_request_waiting": -3})
+    infinite = item(row | {"prefill_tokens_in_flight": float("inf")})
     return [
         (pb.PredictBatchRequest(domain="llm-ttft", items=[]), "items"),
         (pb.PredictBatchRequest(domain="llm-ttft", items=[missing]), "input_token_length"),
         (pb.PredictBatchRequest(domain="llm-ttft", items=[as_text]), "input_token_length"),
+        (pb.PredictBatchRequest(domain="llm-ttft", items=[negative]), "num_request_waiting"),
+        (pb.PredictBatchRequest(domain="llm-ttft", items=[infinite]), "prefill_tokens_in_flight"),
     ]
 
 
@@ -249,7 +253,10 @@ def _bad_columns() -> list[tuple[Any, str]]:
     both = pb.PredictBatchRequest(
         domain="llm-ttft", columns=columns_of(rows), items=[item(rows[0])]
     )
+    negative = columns_of(rows)
+    negative.numeric["input_token_length"].values[1] = -1.0
     return [
+        (pb.PredictBatchRequest(domain="llm-ttft", columns=negative), "input_token_length"),
         (pb.PredictBatchRequest(domain="llm-ttft", columns=uneven), "input_token_length"),
         (pb.PredictBatchRequest(domain="llm-ttft", columns=missing), "num_request_waiting"),
         (pb.PredictBatchRequest(domain="llm-ttft", columns=as_text), "kv_cache_percentage"),

@@ -114,6 +114,51 @@ async def test_one_bad_item_rejects_the_batch_naming_it(change: dict[str, Any], 
     assert ["body", "requests", 2, field] in locs
 
 
+def _with(row: dict[str, Any], field: str, literal: str) -> bytes:
+    """``row`` as JSON with ``field`` set to a raw JSON literal (one json.dumps cannot write)."""
+    return json.dumps(row | {field: "@"}).replace('"@"', literal).encode()
+
+
+@pytest.mark.parametrize(
+    ("literal", "field"),
+    [
+        ("1180591620717411303424", "num_request_waiting"),  # 2**70: past any 64-bit integer
+        ("9007199254740994", "input_token_length"),  # 2**53 + 2
+        ("1e400", "kv_cache_percentage"),  # infinite once parsed
+        ("-1e9", "prefill_tokens_in_flight"),
+    ],
+)
+async def test_out_of_range_numbers_are_422_naming_the_field_on_every_route(
+    literal: str, field: str
+) -> None:
+    row = trace_rows(1)[0]
+    one = _with(row, field, literal)
+    headers = {"content-type": "application/json"}
+    async with client_for(DataPlane()) as client:
+        for route, body, loc in [
+            ("/predict", one, ["body", field]),
+            ("/predict/bulk/strict", b'{"requests": [%s]}' % one, ["body", "requests", 0, field]),
+            ("/v1/llm-ttft/predict", b'{"items": [%s]}' % one, ["body", "items", 0, field]),
+        ]:
+            response = await client.post(route, content=body, headers=headers)
+            assert response.status_code == 422, (route, response.text)
+            assert loc in [e["loc"] for e in response.json()["detail"]], route
+        loose = await client.post(
+            "/predict/bulk", content=b'{"requests": [%s]}' % one, headers=headers
+        )
+    assert loose.status_code == 200  # the bad item is reported, with the request echoed
+    assert loose.json()["failed_predictions"] == 1 and field in loose.json()["errors"][0]["error"]
+
+
+async def test_json_nested_past_the_decoders_depth_is_a_422() -> None:
+    async with client_for(DataPlane()) as client:
+        for route in ("/predict", "/predict/bulk/strict"):
+            response = await client.post(
+                route, content=b'{"a": ' * 5000, headers={"content-type": "application/json"}
+            )
+            assert response.status_code == 422, (route, response.text)
+
+
 async def test_batch_limits() -> None:
     async with client_for(DataPlane()) as client:
         assert (await client.post("/predict/bulk/strict", json={"requests": []})).status_code == 422

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
+import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -92,3 +94,43 @@ def test_a_constraint_msgspec_cannot_check_is_refused_when_the_decoder_is_built(
 
     with pytest.raises(TypeError, match=r"Odd\.even"):
         as_struct(Odd)
+
+
+# Numbers no field may hold (past 64 bits, past 2**53, infinite once parsed, NaN, negative) and
+# values of the wrong kind, written into the body as raw JSON literals.
+EXTREMES = ["1180591620717411303424", "9007199254740994", "1e400", "-1e400", "NaN",
+            "Infinity", "-1e9", "-0.5", '"12"', "true", "null", "[]", "{}"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def cold_app() -> Any:
+    from slocast.serving import DataPlane, HTTPConfig, create_app
+
+    return create_app(DataPlane(), HTTPConfig(max_batch=100))
+
+
+async def _post_all(app: Any, bodies: list[tuple[str, str]]) -> list[httpx.Response]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        headers = {"content-type": "application/json"}
+        return [await client.post(r, content=b, headers=headers) for r, b in bodies]
+
+
+@settings(max_examples=150, deadline=None)
+@given(row=rows(), field=st.sampled_from(FIELDS), literal=st.sampled_from(EXTREMES))
+def test_no_route_answers_a_bad_number_with_a_server_error(
+    cold_app: Any, row: dict[str, Any], field: str, literal: str
+) -> None:
+    one = json.dumps(row | {field: "@"}).replace('"@"', literal)
+    bodies = [
+        ("/predict", one),
+        ("/predict/bulk/strict", f'{{"requests": [{one}]}}'),
+        ("/predict/bulk", f'{{"requests": [{one}]}}'),
+        ("/v1/llm-ttft/predict", f'{{"items": [{one}]}}'),
+    ]
+    for (route, body), response in zip(
+        bodies, asyncio.run(_post_all(cold_app, bodies)), strict=True
+    ):
+        assert response.status_code in (200, 422), (route, body, response.text)
+        if response.status_code == 422:
+            assert response.json()["detail"], response.text

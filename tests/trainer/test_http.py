@@ -154,7 +154,19 @@ async def test_generic_samples_route(setup: Any) -> None:
     assert response.status_code == 202 and response.json()["accepted"] == 3
     bad = await client.post("/v1/task-memory/samples", json={"items": [{"cpus": 1}]})
     assert bad.status_code == 422 and "peak_rss" in str(bad.json())
+    headers = {"content-type": "application/json"}
+    for field, literal in [("memory", '"4 GB"'), ("cpus", "-2"), ("rchar", "1e400"),
+                           ("time", "NaN"), ("note", "1180591620717411303424")]:  # fmt: skip
+        body = json.dumps({"items": [rows[0], rows[0] | {field: "@"}]}).replace('"@"', literal)
+        refused = await client.post("/v1/task-memory/samples", content=body, headers=headers)
+        assert refused.status_code == 422, (field, refused.text)
+        assert ["body", 1, field] in [e["loc"] for e in refused.json()["detail"]], refused.text
     assert trainer.store.counts("task-memory").train + trainer.store.counts("task-memory").test == 3
+    # A missing input is a gap the model learns around, not an error.
+    gap = await client.post("/v1/llm-ttft/samples", content=json.dumps(
+        {"items": [entries(1)[0] | {"kv_cache_percentage": "@"}]}).replace('"@"', "NaN"),
+        headers=headers)  # fmt: skip
+    assert gap.status_code == 202, gap.text
 
 
 async def test_a_watch_on_the_bundle_listing_answers_when_a_bundle_is_published(

@@ -288,13 +288,15 @@ class ModelBundle:
 
 
 def validate_records(records: Sequence[Mapping[str, object]], spec: DomainSpec) -> None:
-    """Each job a dict with every required input; numbers where numbers are due.
+    """Each job a dict with every required input; numbers where numbers are due, in the
+    domain's range (NaN or None: missing).
 
     Raises InputError naming the item index and field, e.g. ``[3].input_token_length``.
     """
     columns = list(
         dict.fromkeys([*spec.features, *([spec.user_request] if spec.user_request else [])])
     )
+    low, high = spec.number_range
     for index, record in enumerate(records):
         if not isinstance(record, Mapping):
             raise InputError(f"item {index} is not an object", field=f"[{index}]")
@@ -312,6 +314,12 @@ def validate_records(records: Sequence[Mapping[str, object]], spec: DomainSpec) 
             ):
                 raise InputError(
                     f"item {index}: {column!r} must be a number, got {value!r}",
+                    field=f"[{index}].{column}",
+                )
+            # NaN is a missing value (it compares false to both ends), not an out-of-range one.
+            if numeric and isinstance(value, int | float) and (value < low or value > high):
+                raise InputError(
+                    f"item {index}: {column!r} must be in [{low:g}, {high:g}], got {value!r}",
                     field=f"[{index}].{column}",
                 )
 

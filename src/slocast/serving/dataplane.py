@@ -264,6 +264,17 @@ class DataPlane:
                     raise InputError(
                         f"missing {kind} column {name!r}", field=f"columns.{kind}.{name}"
                     )
+        low, high = spec.number_range
+        for name in spec.numbers:
+            if name in numeric:
+                column = np.asarray(numeric[name], dtype=np.float64)
+                outside = np.flatnonzero((column < low) | (column > high) | np.isinf(column))
+                if outside.size:
+                    raise InputError(
+                        f"column {name!r} must be in [{low:g}, {high:g}], "
+                        f"got {column[outside[0]]!r} at job {outside[0]}",
+                        field=f"columns.numeric.{name}",
+                    )
         self._count(model, size, cache_misses=size)  # a miss: computed, not looked up
         return model.predictor.predict_columns(numeric, categorical, size, coverage), model
 

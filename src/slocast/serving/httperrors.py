@@ -6,6 +6,7 @@ Shared by the prediction server and the trainer, so both speak FastAPI's 422 for
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
@@ -20,7 +21,13 @@ __all__ = ["error_response", "install_error_handlers", "json_response", "validat
 
 
 def json_response(data: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
+    try:
+        body = orjson.dumps(data)
+    except TypeError:
+        # orjson stops at 64-bit integers; an error that echoes a client's huge one still goes
+        # out (the standard library writes any integer).
+        body = json.dumps(data, default=str).encode()
+    return Response(body, status_code=status, media_type="application/json")
 
 
 def error_response(exc: SlocastError) -> Response:

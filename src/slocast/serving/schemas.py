@@ -8,7 +8,7 @@ import annotated_types
 import msgspec
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model
 
-from slocast.schema import DomainSpec
+from slocast.schema import MAX_NUMBER, DomainSpec
 
 __all__ = [
     "BulkRequest",
@@ -23,19 +23,19 @@ __all__ = [
 class LatencyFeatures(BaseModel):
     """One llm-d prediction request (and the feature part of a training row)."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
     kv_cache_percentage: float = Field(ge=0.0, le=1.0)
-    input_token_length: int = Field(ge=0)
-    num_request_waiting: int = Field(ge=0)
-    num_request_running: int = Field(ge=0)
-    num_tokens_generated: int = Field(ge=0)
+    input_token_length: int = Field(ge=0, le=MAX_NUMBER)
+    num_request_waiting: int = Field(ge=0, le=MAX_NUMBER)
+    num_request_running: int = Field(ge=0, le=MAX_NUMBER)
+    num_tokens_generated: int = Field(ge=0, le=MAX_NUMBER)
     prefix_cache_score: float = Field(ge=0.0, le=1.0)
     pod_type: str | None = ""
-    prefill_tokens_in_flight: int = Field(0, ge=0)
-    decode_tokens_in_flight: int = Field(0, ge=0)
-    encoder_matched_size: int = Field(0, ge=0)
-    encoder_input_size: int = Field(0, ge=0)
+    prefill_tokens_in_flight: int = Field(0, ge=0, le=MAX_NUMBER)
+    decode_tokens_in_flight: int = Field(0, ge=0, le=MAX_NUMBER)
+    encoder_matched_size: int = Field(0, ge=0, le=MAX_NUMBER)
+    encoder_input_size: int = Field(0, ge=0, le=MAX_NUMBER)
 
 
 class BulkRequest(BaseModel):
@@ -68,16 +68,18 @@ class LatencyRows:
         self._fast_one = msgspec.json.Decoder(_as_struct(LatencyFeatures))
         self._fast_bulk = msgspec.json.Decoder(_as_struct(BulkRequest))
 
+    # msgspec raises RecursionError on JSON nested past its depth limit; pydantic then answers
+    # with its own error for the body (a 422), as for any other body msgspec refuses.
     def one(self, raw: bytes) -> Any:
         try:
             return self._fast_one.decode(raw)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             return self._one.validate_json(raw)
 
     def bulk(self, raw: bytes) -> list[Any]:
         try:
             rows: list[Any] = self._fast_bulk.decode(raw).requests
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             rows = self._bulk.validate_json(raw).requests
         return rows
 
@@ -121,20 +123,21 @@ def _as_struct(model: type[BaseModel]) -> Any:
 
 
 def domain_item_model(spec: DomainSpec) -> type[BaseModel]:
-    """A strict item model for a domain: numbers must be numbers, categories strings.
+    """A strict item model for a domain: numbers must be finite numbers in the domain's range
+    (:attr:`~slocast.schema.DomainSpec.number_range`), categories strings.
 
     Unknown fields are ignored; optional features (history a caller may not keep) may be left out.
     """
+    low, high = spec.number_range
+    number = Annotated[float | None, Field(ge=low, le=high)]
     fields: dict[str, Any] = {}
-    for name in spec.numeric:
-        fields[name] = (float | None, None) if name in spec.optional else (float | None, ...)
+    for name in spec.numbers:
+        fields[name] = (number, None) if name in spec.optional else (number, ...)
     for name in spec.categorical:
         fields[name] = (str | None, None) if name in spec.optional else (str | None, ...)
-    if spec.user_request and spec.user_request not in fields:
-        fields[spec.user_request] = (float | None, ...)
     if spec.group and spec.group not in fields:
         fields[spec.group] = (str | None, ...)
-    config = ConfigDict(extra="ignore", strict=True)
+    config = ConfigDict(extra="ignore", strict=True, allow_inf_nan=False)
     title = "".join(part.title() for part in spec.name.split("-")) + "Item"
     return create_model(title, __config__=config, **fields)
 

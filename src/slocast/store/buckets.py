@@ -26,11 +26,17 @@ def llm_bucket(row: Mapping[str, Any]) -> str:
     >>> llm_bucket(row)
     'q3-5:kv8:p3'
     """
-    waiting = int(row.get("num_request_waiting") or 0)
+    waiting = _number(row, "num_request_waiting")
     queue = next((label for edge, label in _QUEUE_EDGES if waiting <= edge), "11+")
-    kv = min(19, int(float(row.get("kv_cache_percentage") or 0.0) * 20))
-    prefix = min(3, int(float(row.get("prefix_cache_score") or 0.0) * 4))
+    kv = min(19, int(_number(row, "kv_cache_percentage") * 20))
+    prefix = min(3, int(_number(row, "prefix_cache_score") * 4))
     return f"q{queue}:kv{kv}:p{prefix}"
+
+
+def _number(row: Mapping[str, Any], key: str) -> float:
+    """The row's value for ``key``; a missing one (absent, None, NaN) counts as 0."""
+    value = float(row.get(key) or 0.0)
+    return 0.0 if math.isnan(value) else value
 
 
 def bucket_of(domain: str, row: Mapping[str, Any], group: str | None, time_column: str) -> str:

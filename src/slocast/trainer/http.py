@@ -104,7 +104,9 @@ def create_trainer_app(
             )
         rows = _llm_rows(body.entries)
         # Durable before we answer: the store commits inside ingest.
-        await asyncio.to_thread(lambda: [trainer.ingest(d, r) for d, r in rows.items() if r])
+        await asyncio.to_thread(
+            lambda: [trainer.ingest(d, r, validated=True) for d, r in rows.items() if r]
+        )
         return json_response({"message": f"Accepted {len(body.entries)} training samples."}, 202)
 
     @app.post("/v1/{domain}/samples", status_code=202)

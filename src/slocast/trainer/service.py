@@ -15,7 +15,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,12 +23,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from slocast.artifacts import ModelBundle, load_bundle, save_bundle
+from slocast.artifacts import ModelBundle, load_bundle, save_bundle, validate_records
 from slocast.artifacts.registry import BundleRegistry
 from slocast.calibration.forecaster import CalibratedForecaster, CalibrationParams, fit_on_history
 from slocast.errors import InputError
 from slocast.models import GBMConfig, QuantileForecaster
-from slocast.schema import DomainSpec, get_domain
+from slocast.schema import MAX_NUMBER, DomainSpec, get_domain
 from slocast.store import SampleStore, bucket_of, is_heldout
 
 __all__ = ["QUEUE_GATE", "GateDecision", "Trainer", "TrainerConfig", "gate"]
@@ -130,6 +130,22 @@ def _fitted_up_to(bundle: ModelBundle | None) -> int:
     return int(bundle.manifest["provenance"].get("rows_up_to_id", 0))
 
 
+def _check_stored_numbers(index: int, row: Mapping[str, Any], clocks: Sequence[str]) -> None:
+    """Every number a stored row carries (its extra fields too) fits the store and the held-out
+    hash; NaN stands for a missing input, except in the clocks that order and split rows."""
+    for key, value in row.items():
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            continue
+        if value != value and key not in clocks:
+            continue
+        if not -MAX_NUMBER <= value <= MAX_NUMBER:
+            raise InputError(
+                f"item {index}: {key!r} must be a finite number within ±{MAX_NUMBER:g}, "
+                f"got {value!r}",
+                field=f"[{index}].{key}",
+            )
+
+
 def _frame(rows: Sequence[Mapping[str, Any]], spec: DomainSpec) -> pd.DataFrame:
     frame = pd.DataFrame.from_records(list(rows))
     # Rows without clocks are ordered by arrival; an outcome is known once it is stored.
@@ -169,16 +185,31 @@ class Trainer:
         self._recalibrator: threading.Thread | None = None
 
     # -- ingest ------------------------------------------------------------------------------
-    def ingest(self, domain: str, rows: Sequence[Mapping[str, Any]]) -> int:
-        """Store rows durably (committed before returning); returns how many."""
+    def ingest(
+        self, domain: str, rows: Sequence[Mapping[str, Any]], validated: bool = False
+    ) -> int:
+        """Store rows durably (committed before returning); returns how many.
+
+        Nothing of a batch is stored unless every row is good: each input a row carries is of
+        the type and in the range a prediction accepts, though any may be missing (a model
+        learns from rows with gaps). ``validated``: the inputs were checked already (the llm-d
+        route's wire model); the outcome is checked all the same.
+        """
         spec = get_domain(domain)
+        if not validated:
+            validate_records(rows, replace(spec, optional=spec.features + spec.numbers))
         for index, row in enumerate(rows):
             value = row.get(spec.target)
-            if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+            if (
+                not isinstance(value, int | float)
+                or isinstance(value, bool)
+                or not 0 <= value <= MAX_NUMBER
+            ):
                 raise InputError(
-                    f"item {index}: {spec.target!r} must be a number >= 0",
+                    f"item {index}: {spec.target!r} must be a number in [0, {MAX_NUMBER:g}]",
                     field=f"[{index}].{spec.target}",
                 )
+            _check_stored_numbers(index, row, (spec.time, spec.known_at))
         buckets = [bucket_of(domain, r, spec.group, spec.time) for r in rows]
         heldout = [is_heldout(r, self.config.test_share) for r in rows]
         stored = self.store.add(domain, rows, buckets, heldout)
