@@ -38,6 +38,10 @@ def test_inputs_out_of_the_domains_range_are_refused_naming_the_job_and_field() 
             validate_records([job, job | {field: value}], spec)
         assert error.value.field == f"[1].{field}"
     validate_records([job | {"cpus": -1}], replace(spec, non_negative=False))
+    validate_records([job | {"process": 12}], spec)  # an id sent as a number still names it
+    for odd in ({"a": 1}, ["ALIGN"], True):
+        with pytest.raises(InputError, match="'process' must be a name"):
+            validate_records([job | {"process": odd}], spec)
 
 
 def test_unknown_domain_is_a_config_error() -> None:

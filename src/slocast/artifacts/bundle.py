@@ -306,18 +306,22 @@ def validate_records(records: Sequence[Mapping[str, object]], spec: DomainSpec) 
                     continue
                 raise InputError(f"item {index} is missing {column!r}", field=f"[{index}].{column}")
             value = record[column]
-            numeric = column in spec.numeric or column == spec.user_request
-            if (
-                numeric
-                and value is not None
-                and (isinstance(value, bool) or not isinstance(value, int | float))
-            ):
+            if value is None:
+                continue
+            if column not in spec.numeric and column != spec.user_request:
+                # A category is a name; an id sent as a number names it too (user 12).
+                if isinstance(value, bool) or not isinstance(value, str | int | float):
+                    raise InputError(
+                        f"item {index}: {column!r} must be a name, got {value!r}",
+                        field=f"[{index}].{column}",
+                    )
+            elif isinstance(value, bool) or not isinstance(value, int | float):
                 raise InputError(
                     f"item {index}: {column!r} must be a number, got {value!r}",
                     field=f"[{index}].{column}",
                 )
             # NaN is a missing value (it compares false to both ends), not an out-of-range one.
-            if numeric and isinstance(value, int | float) and (value < low or value > high):
+            elif value < low or value > high:
                 raise InputError(
                     f"item {index}: {column!r} must be in [{low:g}, {high:g}], got {value!r}",
                     field=f"[{index}].{column}",
