@@ -233,6 +233,28 @@ def test_non_numeric_value_is_named(tmp_path: Path) -> None:
         load_dataset(f"llmd-ttft:{trace}")
 
 
+@pytest.mark.parametrize(
+    ("kind", "name", "text", "column"),
+    [
+        ("nextflow", "t.csv", "process,memory,peak_rss,submit\nA,1e400,100,1\n", "memory"),
+        ("nextflow", "t.csv", "process,memory,peak_rss,submit\nA,4 GB,1e400,1\n", "peak_rss"),
+        ("llmd-ttft", "t.jsonl", '{"kv_cache_percentage": 0.1, "input_token_length": 1e400, '
+         '"num_request_waiting": 0, "num_request_running": 0, "prefix_cache_score": 0, '
+         '"actual_ttft_ms": 5, "actual_tpot_ms": 0}\n', "input_token_length"),
+        ("swf", "t.swf", "1 0 1 1e400 1 -1 -1 1 10 -1 1 1 1 -1 1 -1 -1 -1\n", "run_time"),
+    ],
+)  # fmt: skip
+def test_an_infinite_value_is_named(
+    tmp_path: Path, kind: str, name: str, text: str, column: str
+) -> None:
+    """``1e400`` parses, to infinity: a size, time or count no job has. An infinite peak used
+    to crash evaluate (exit 1), an infinite request or input was trained on."""
+    trace = tmp_path / name
+    trace.write_text(text)
+    with pytest.raises(DataFormatError, match=f"'{column}' has a value that is not a finite"):
+        load_dataset(f"{kind}:{trace}")
+
+
 def test_swf_with_wrong_field_count(tmp_path: Path) -> None:
     bad = tmp_path / "bad.swf"
     bad.write_text("; header\n1 2 3\n")

@@ -82,14 +82,15 @@ def numeric_column(
     parse: Callable[[object], float] | None = None,
     missing: Iterable[str] = ("", "-"),
 ) -> pd.Series:
-    """A column as float64; unparsable values raise DataFormatError naming the column.
+    """A column as float64; unparsable or infinite values raise DataFormatError naming the
+    column (``1e400`` parses, to infinity, which no job size or time is).
 
     Values listed in ``missing`` become NaN. ``parse`` converts the remaining strings (sizes,
     durations); without it they must be plain numbers.
     """
     series = frame[column]
     if pd.api.types.is_numeric_dtype(series):
-        return series.astype("float64")
+        return require_finite(series.astype("float64"), column, path)
     text = series.astype("string").str.strip()
     text = text.mask(text.isin(list(missing)))
     if parse is None:
@@ -106,7 +107,20 @@ def numeric_column(
             field=column,
             source=str(path),
         )
-    return values.astype("float64")
+    return require_finite(values.astype("float64"), column, path)
+
+
+def require_finite(values: pd.Series, column: str, path: Path) -> pd.Series:
+    """``values`` unchanged, unless one is infinite: a DataFormatError naming the column."""
+    infinite = np.isinf(values.to_numpy(np.float64))
+    if infinite.any():
+        raise DataFormatError(
+            f"column {column!r} has a value that is not a finite number: "
+            f"{float(values[infinite].iloc[0])}",
+            field=column,
+            source=str(path),
+        )
+    return values
 
 
 def _try(parse: Callable[[object], float], value: object) -> float:

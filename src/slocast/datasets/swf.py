@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from slocast.datasets._io import Dataset, finish, read_text, request_mask
+from slocast.datasets._io import Dataset, finish, read_text, request_mask, require_finite
 from slocast.datasets.history import add_group_history
 from slocast.errors import DataFormatError, EmptyDataError
 from slocast.schema import get_domain
@@ -68,6 +68,8 @@ def load_swf(path: Path) -> Dataset:
         )
     except (pd.errors.ParserError, ValueError) as exc:
         raise DataFormatError(f"not a valid SWF file: {exc}", source=str(path)) from exc
+    for column in SWF_FIELDS:
+        require_finite(raw[column], column, path)
     raw = raw.replace(-1.0, np.nan)
     ran = raw["run_time"] > 0
     spec, requested = request_mask(spec, raw["requested_time"] > 0)
