@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from slocast.datasets._io import numeric_column, read_table, read_text, require_columns
 from slocast.errors import ConfigError, DataFormatError, EmptyDataError
 
 __all__ = ["TRACE_KINDS", "LLMRequests", "load_llm_requests", "load_rates", "parse_trace_arg"]
@@ -65,8 +66,10 @@ def load_rates(path: Path, start_s: int = 0, duration_s: int | None = None) -> n
     rates = rates[start_s:end]
     if len(rates) == 0:
         raise EmptyDataError("no seconds in the selected slice", source=str(path))
-    if (rates < 0).any():
-        raise DataFormatError("negative request rate", field="rate", source=str(path))
+    if not np.isfinite(rates).all() or (rates < 0).any():
+        raise DataFormatError(
+            "request rates must be finite and not negative", field="rate", source=str(path)
+        )
     return rates
 
 
@@ -84,27 +87,34 @@ class LLMRequests:
 
 
 def load_llm_requests(kind: str, path: Path, limit: int | None = None) -> LLMRequests:
+    """A trace's requests in arrival order (the first ``limit``); a value that is not a time,
+    a token count (finite, not negative) or a list of block hashes raises DataFormatError
+    naming the column."""
     if kind == "azure":
-        frame = pd.read_csv(path)
-        missing = {"TIMESTAMP", "ContextTokens", "GeneratedTokens"} - set(frame.columns)
-        if missing:
-            raise DataFormatError(f"missing column {sorted(missing)[0]}", source=str(path))
-        stamps = pd.to_datetime(frame["TIMESTAMP"], format="mixed")
+        frame = read_table(path)
+        require_columns(frame, ("TIMESTAMP", "ContextTokens", "GeneratedTokens"), path)
+        try:
+            stamps = pd.to_datetime(frame["TIMESTAMP"], format="mixed")
+        except ValueError as exc:
+            raise DataFormatError(
+                f"column 'TIMESTAMP' has a value that is not a time: {exc}",
+                field="TIMESTAMP",
+                source=str(path),
+            ) from exc
         arrival = (stamps - stamps.min()).dt.total_seconds().to_numpy(np.float64)
-        inputs, outputs = frame["ContextTokens"], frame["GeneratedTokens"]
+        inputs = _token_counts(frame, "ContextTokens", path)
+        outputs = _token_counts(frame, "GeneratedTokens", path)
         blocks: list[tuple[int, ...]] = [() for _ in range(len(frame))]
     elif kind == "mooncake":
-        rows = [json.loads(line) for line in _read_bytes(path).decode().splitlines() if line]
-        frame = pd.DataFrame(rows)
-        missing = {"timestamp", "input_length", "output_length"} - set(frame.columns)
-        if missing:
-            raise DataFormatError(f"missing field {sorted(missing)[0]}", source=str(path))
-        arrival = (frame["timestamp"] - frame["timestamp"].min()).to_numpy(np.float64) / 1000.0
-        inputs, outputs = frame["input_length"], frame["output_length"]
-        hashes: list[list[int]] = (
-            frame["hash_ids"].tolist() if "hash_ids" in frame else [[]] * len(frame)
-        )
-        blocks = [tuple(int(h) for h in ids) for ids in hashes]
+        frame = _json_lines(path)
+        require_columns(frame, ("timestamp", "input_length", "output_length"), path)
+        millis = numeric_column(frame, "timestamp", path).to_numpy(np.float64)
+        if np.isnan(millis).any():
+            raise DataFormatError("a request has no timestamp", field="timestamp", source=str(path))
+        arrival = (millis - millis.min()) / 1000.0
+        inputs = _token_counts(frame, "input_length", path)
+        outputs = _token_counts(frame, "output_length", path)
+        blocks = _prefix_blocks(frame, path)
     else:
         raise ConfigError(f"trace kind {kind!r} has no LLM requests", field="trace")
     order = np.argsort(arrival, kind="stable")[:limit]
@@ -112,7 +122,55 @@ def load_llm_requests(kind: str, path: Path, limit: int | None = None) -> LLMReq
         raise EmptyDataError("trace has no requests", source=str(path))
     return LLMRequests(
         arrival[order],
-        inputs.to_numpy(np.float64)[order],
-        np.maximum(outputs.to_numpy(np.float64)[order], 1.0),
+        inputs[order],
+        np.maximum(outputs[order], 1.0),
         [blocks[i] for i in order],
     )
+
+
+def _json_lines(path: Path) -> pd.DataFrame:
+    rows = []
+    for number, line in enumerate(read_text(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataFormatError(f"line {number} is not JSON: {exc}", source=str(path)) from exc
+        if not isinstance(row, dict):
+            raise DataFormatError(f"line {number} is not a JSON object", source=str(path))
+        rows.append(row)
+    if not rows:
+        raise EmptyDataError("trace has no requests", source=str(path))
+    return pd.DataFrame(rows)
+
+
+def _token_counts(frame: pd.DataFrame, column: str, path: Path) -> np.ndarray:
+    counts = numeric_column(frame, column, path).to_numpy(np.float64)
+    bad = np.flatnonzero(np.isnan(counts) | (counts < 0))
+    if bad.size:
+        raise DataFormatError(
+            f"column {column!r} must hold token counts >= 0, request {bad[0]} has "
+            f"{counts[bad[0]]:g}",
+            field=column,
+            source=str(path),
+        )
+    return counts
+
+
+def _prefix_blocks(frame: pd.DataFrame, path: Path) -> list[tuple[int, ...]]:
+    """Each request's prefix-block hashes (none where the trace has no ``hash_ids``)."""
+    if "hash_ids" not in frame:
+        return [() for _ in range(len(frame))]
+    blocks = []
+    for index, ids in enumerate(frame["hash_ids"].tolist()):
+        if not isinstance(ids, list) or not all(
+            isinstance(h, int) and not isinstance(h, bool) for h in ids
+        ):
+            raise DataFormatError(
+                f"request {index}: 'hash_ids' must be a list of integers, got {ids!r}",
+                field="hash_ids",
+                source=str(path),
+            )
+        blocks.append(tuple(ids))
+    return blocks
