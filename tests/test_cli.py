@@ -134,6 +134,14 @@ def test_wrong_column_and_empty_file(tmp_path: Path) -> None:
     assert run.returncode == 2 and "empty" in run.stderr
 
 
+def test_an_output_path_that_cannot_be_written_exits_2_naming_it(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    run = slocast("train", "--dataset", TTFT, "--no-compile", "--out", str(blocker / "bundle"))
+    assert run.returncode == 2, run.stderr  # it was a traceback and exit 1
+    assert str(blocker) in run.stderr and "Traceback" not in run.stderr
+
+
 def test_predict_rejects_bad_lines(tmp_path: Path) -> None:
     bundle = tmp_path / "bundle"
     assert slocast("train", "--dataset", TTFT, "--out", str(bundle)).returncode == 0

@@ -90,6 +90,11 @@ def _errors() -> Iterator[None]:
         raise _fail(2, str(exc)) from exc
     except SlocastError as exc:
         raise _fail(1, str(exc)) from exc
+    except OSError as exc:
+        if exc.filename is None:
+            raise
+        # A path the user gave (--out, --storage, ...) that cannot be written or read.
+        raise _fail(2, f"{exc.strerror or exc}: {exc.filename}") from exc
 
 
 @contextmanager
@@ -891,6 +896,8 @@ def _run_autoscale(
     for flag, value in (("start_s", start_s), ("history_s", history_s)):
         if value < 0:
             raise InputError(f"--{flag.replace('_', '-')} must be >= 0", field=flag)
+    if not service_ms > 0:
+        raise InputError(f"--service-ms must be > 0, got {service_ms}", field="service_ms")
     first = max(0, start_s - history_s)
     on_record = start_s - first
     rates = load_rates(path, first, None if duration_s is None else on_record + duration_s)

@@ -17,6 +17,8 @@ in exactly one place each (``cli.py`` for exit codes).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 __all__ = [
     "BundleError",
     "ConfigError",
@@ -25,6 +27,7 @@ __all__ = [
     "InputError",
     "LifecycleError",
     "SlocastError",
+    "require_fields",
 ]
 
 
@@ -64,3 +67,22 @@ class BundleError(InputError):
 
 class LifecycleError(SlocastError):
     """An object was used out of order, e.g. ``predict`` before ``conformalize``."""
+
+
+def require_fields(owner: object, rule: Callable[[float], bool], words: str, *names: str) -> None:
+    """A ConfigError naming the first of ``owner``'s fields ``names`` whose value breaks ``rule``
+    (``words`` says the rule: ``"> 0"``); NaN breaks every rule written as a comparison.
+
+    >>> from dataclasses import dataclass
+    >>> @dataclass
+    ... class Fleet:
+    ...     replicas: int
+    >>> require_fields(Fleet(0), lambda v: v >= 1, ">= 1", "replicas")
+    Traceback (most recent call last):
+    ...
+    slocast.errors.ConfigError: replicas must be >= 1, got 0 (field=replicas)
+    """
+    for name in names:
+        value = getattr(owner, name)
+        if not rule(value):
+            raise ConfigError(f"{name} must be {words}, got {value!r}", field=name)

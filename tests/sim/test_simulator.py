@@ -318,6 +318,8 @@ def test_cli_json_and_plot(tmp_path: Path) -> None:
         (["--scenario", "autoscale", "--history-s", "-1"], "--history-s must be >= 0"),
         (["--scenario", "autoscale", "--start-s", "-1"], "--start-s must be >= 0"),
         (["--scenario", "autoscale", "--start-s", "99999999"], "no seconds in the selected"),
+        (["--scenario", "autoscale", "--service-ms", "0"], "--service-ms must be > 0"),
+        (["--scenario", "autoscale", "--percentile", "1.5"], "percentile must be in (0, 1)"),
     ],
 )
 def test_cli_bad_options_exit_2(args: list[str], message: str) -> None:

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import gzip
 import json
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from slocast.errors import DataFormatError
+from slocast.errors import ConfigError, DataFormatError
+from slocast.sim import AutoscaleScenario
+from slocast.sim.place import PlaceScenario
+from slocast.sim.route import RouteScenario
 from slocast.sim.traces import load_llm_requests, load_rates
 
 AZURE_HEADER = "TIMESTAMP,ContextTokens,GeneratedTokens\n"
@@ -60,3 +66,45 @@ def test_rates_must_be_finite_and_not_negative(tmp_path: Path, text: str) -> Non
     trace.write_text(text)
     with pytest.raises(DataFormatError, match="finite and not negative"):
         load_rates(trace)
+
+
+@pytest.mark.parametrize(
+    ("scenario", "field"),
+    [
+        (lambda: RouteScenario(replicas=0), "replicas"),
+        (lambda: RouteScenario(load=float("nan")), "load"),
+        (lambda: RouteScenario(ttft_slo_s=-1.0), "ttft_slo_s"),
+        (lambda: RouteScenario(warmup_fraction=1.0), "warmup_fraction"),
+        (lambda: AutoscaleScenario(percentile=1.5), "percentile"),
+        (lambda: AutoscaleScenario(service_rate=0.0), "service_rate"),
+        (lambda: PlaceScenario(servers=0), "servers"),
+    ],
+)
+def test_scenarios_refuse_values_no_replay_can_run(scenario: Any, field: str) -> None:
+    """A zero load or no replica used to end the replay in a division by zero or an empty
+    min(); NaN compared false and ran."""
+    with pytest.raises(ConfigError) as error:
+        scenario()
+    assert error.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--load", "0"], "load must be > 0"),
+        (["--replicas", "0"], "replicas must be >= 1"),
+        (["--requests", "-5"], "requests must be >= 1"),  # sliced off the end before
+    ],
+)
+def test_cli_route_options_out_of_range_exit_2(
+    tmp_path: Path, flags: list[str], message: str
+) -> None:
+    trace = tmp_path / "mooncake.jsonl"
+    trace.write_text(json.dumps(MOONCAKE) + "\n")
+    run = subprocess.run(
+        [sys.executable, "-m", "slocast", "simulate", "--scenario", "route",
+         "--trace", f"mooncake:{trace}", *flags],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 2, run.stderr
+    assert message in run.stderr

@@ -126,6 +126,17 @@ def test_folds_expand_in_time_order(iwd_dev) -> None:
         list(cv_folds(dev, 0))
 
 
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [({"trials": 0}, "trials"), ({"n_jobs": 0}, "n_jobs"), ({"timeout_s": -1.0}, "timeout")],
+)
+def test_search_settings_out_of_range_name_the_option(change: dict[str, float], field: str) -> None:
+    # A negative timeout used to stop every study before its first trial ("no completed trial").
+    with pytest.raises(ConfigError) as error:
+        SearchConfig(**change)  # type: ignore[arg-type]
+    assert error.value.field == field
+
+
 def test_search_space_offers_the_domains_anchors(iwd_dev) -> None:
     _, spec = iwd_dev
     anchors = anchor_choices(spec)

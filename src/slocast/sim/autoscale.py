@@ -21,6 +21,7 @@ import simpy
 
 from slocast.decisions.autoscaler import Observation
 from slocast.decisions.queueing import replicas_for_slo
+from slocast.errors import require_fields
 from slocast.sim.results import PolicyResult
 
 __all__ = ["AutoscaleScenario", "simulate_autoscale"]
@@ -35,6 +36,12 @@ class AutoscaleScenario:
     startup_s: float = 20.0
     timeout_s: float = 10.0
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        require_fields(self, lambda v: v > 0, "> 0", "service_rate", "slo_s", "sync_s",
+                       "timeout_s")  # fmt: skip
+        require_fields(self, lambda v: v >= 0, ">= 0", "startup_s")
+        require_fields(self, lambda v: 0 < v < 1, "in (0, 1)", "percentile")
 
 
 def _exponential_draws(seed: int, mean: float, chunk: int = 65_536) -> Iterator[float]:

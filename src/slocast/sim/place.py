@@ -23,6 +23,7 @@ import pandas as pd
 import simpy
 
 from slocast.decisions.placement import KeysManager, kl_dispersed_choice
+from slocast.errors import require_fields
 from slocast.sim.results import PolicyResult
 
 __all__ = ["PlaceScenario", "PlacementRequests", "simulate_place"]
@@ -55,6 +56,11 @@ class PlaceScenario:
     spill: int = 3  # queue-length gap that justifies a cold load elsewhere
     critical_top: int = 4  # the most requested models count as critical (spread by KL)
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        require_fields(self, lambda v: v >= 1, ">= 1", "servers")
+        require_fields(self, lambda v: v > 0, "> 0", "memory_gb", "model_gb", "load", "slo_s")
+        require_fields(self, lambda v: v >= 0, ">= 0", "load_s", "spill", "critical_top")
 
 
 class _Server:

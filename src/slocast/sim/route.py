@@ -34,7 +34,7 @@ import simpy
 
 from slocast.artifacts import ModelBundle
 from slocast.decisions.router import SHED, LeastLoaded, Predictor, ReplicaState
-from slocast.errors import ConfigError
+from slocast.errors import ConfigError, require_fields
 from slocast.features import record_group_keys
 from slocast.schema import Prediction
 from slocast.sim.results import PolicyResult
@@ -64,6 +64,14 @@ class RouteScenario:
     load: float = 1.0  # arrival-rate multiplier (time compression)
     warmup_fraction: float = 0.3
     retrain_every: int = 500  # scored requests between refits of a learning router; 0: never
+
+    def __post_init__(self) -> None:
+        require_fields(self, lambda v: v >= 1, ">= 1", "replicas", "max_running")
+        require_fields(self, lambda v: v > 0, "> 0", "prefill_s_per_token", "kv_capacity_tokens",
+                       "ttft_slo_s", "load")  # fmt: skip
+        require_fields(self, lambda v: v >= 0, ">= 0", "decode_step_s", "decode_step_s_per_seq",
+                       "cache_blocks", "retrain_every")  # fmt: skip
+        require_fields(self, lambda v: 0 <= v < 1, "in [0, 1)", "warmup_fraction")
 
 
 @dataclass

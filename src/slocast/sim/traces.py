@@ -90,6 +90,8 @@ def load_llm_requests(kind: str, path: Path, limit: int | None = None) -> LLMReq
     """A trace's requests in arrival order (the first ``limit``); a value that is not a time,
     a token count (finite, not negative) or a list of block hashes raises DataFormatError
     naming the column."""
+    if limit is not None and limit < 1:
+        raise ConfigError(f"requests must be >= 1, got {limit}", field="requests")
     if kind == "azure":
         frame = read_table(path)
         require_columns(frame, ("TIMESTAMP", "ContextTokens", "GeneratedTokens"), path)

@@ -65,6 +65,8 @@ class SearchConfig:
             raise ConfigError("trials must be at least 1", field="trials")
         if self.n_jobs < 1:
             raise ConfigError("n_jobs must be at least 1", field="n_jobs")
+        if self.timeout_s is not None and not self.timeout_s > 0:
+            raise ConfigError(f"timeout must be > 0 seconds, got {self.timeout_s}", field="timeout")
 
     @property
     def threads(self) -> int:
