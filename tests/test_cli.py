@@ -111,6 +111,9 @@ def test_train_then_predict(tmp_path: Path) -> None:
         (("evaluate", "--dataset", TTFT, "--family", "forest"), "model_family"),
         (("predict", "--bundle", "/nonexistent"), "not a slocast bundle"),
         (("bench", "serve", "warp"), "unknown benchmark 'warp'"),
+        # A gRPC port out of range used to serve on a port of grpcio's choosing.
+        (("serve", "grpc", "--bundle", "/nonexistent", "--port", "99999"), "'--port'"),
+        (("dashboard", "--port", "0"), "'--port'"),  # it was a traceback
     ],
 )
 def test_bad_input_exits_2_with_a_message(args: tuple[str, ...], message: str) -> None:

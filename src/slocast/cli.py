@@ -1030,7 +1030,7 @@ def dashboard(
         Path | None, typer.Option(help="`slocast simulate --json` output for the Decisions page.")
     ] = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port.")] = 8501,
+    port: Annotated[int, typer.Option(help="Port.", min=1, max=65535)] = 8501,
 ) -> None:
     """Open the Streamlit dashboard: predict, replay a trace, models, decisions."""
     from slocast.dashboard import APP
@@ -1205,10 +1205,10 @@ def serve_http(
 @serve_app.command("grpc")
 def serve_grpc(
     bundle: BundlesOpt = None,
-    port: Annotated[int, typer.Option(help="gRPC port.")] = 50051,
+    port: Annotated[int, typer.Option(help="gRPC port.", min=1, max=65535)] = 50051,
     host: Annotated[str, typer.Option(help="Bind address.")] = "0.0.0.0",
     metrics_port: Annotated[
-        int | None, typer.Option(help="Serve Prometheus /metrics on this port.")
+        int | None, typer.Option(help="Serve Prometheus /metrics on this port.", min=1, max=65535)
     ] = None,
     training_server_url: Annotated[
         str | None,
