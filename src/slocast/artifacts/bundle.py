@@ -293,22 +293,23 @@ def validate_records(records: Sequence[Mapping[str, object]], spec: DomainSpec) 
 
     Raises InputError naming the item index and field, e.g. ``[3].input_token_length``.
     """
-    columns = list(
-        dict.fromkeys([*spec.features, *([spec.user_request] if spec.user_request else [])])
-    )
+    numbers = set(spec.numbers)
+    optional = set(spec.optional)
+    # (column, holds a number, may be left out), worked out once for every job.
+    checks = [(c, c in numbers, c in optional) for c in dict.fromkeys(spec.features + spec.numbers)]
     low, high = spec.number_range
     for index, record in enumerate(records):
         if not isinstance(record, Mapping):
             raise InputError(f"item {index} is not an object", field=f"[{index}]")
-        for column in columns:
-            if column not in record:
-                if column in spec.optional:
+        for column, numeric, may_lack in checks:
+            value = record.get(column, _ABSENT)
+            if value is _ABSENT:
+                if may_lack:
                     continue
                 raise InputError(f"item {index} is missing {column!r}", field=f"[{index}].{column}")
-            value = record[column]
             if value is None:
                 continue
-            if column not in spec.numeric and column != spec.user_request:
+            if not numeric:
                 # A category is a name; an id sent as a number names it too (user 12).
                 if isinstance(value, bool) or not isinstance(value, str | int | float):
                     raise InputError(
@@ -326,6 +327,9 @@ def validate_records(records: Sequence[Mapping[str, object]], spec: DomainSpec) 
                     f"item {index}: {column!r} must be in [{low:g}, {high:g}], got {value!r}",
                     field=f"[{index}].{column}",
                 )
+
+
+_ABSENT = object()
 
 
 def _engine(manifest: Mapping[str, Any]) -> str:
