@@ -65,6 +65,11 @@ class DomainSpec:
         return (0.0 if self.non_negative else -MAX_NUMBER, MAX_NUMBER)
 
     @property
+    def number_range_text(self) -> str:
+        """:attr:`number_range` as error messages write it: ``[0, 2^53]``."""
+        return "[0, 2^53]" if self.non_negative else "[-2^53, 2^53]"
+
+    @property
     def texts(self) -> tuple[str, ...]:
         """Every text input a job carries: the categorical features and the group."""
         group = (self.group,) if self.group else ()

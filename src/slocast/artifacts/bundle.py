@@ -324,7 +324,7 @@ def validate_records(records: Sequence[Mapping[str, object]], spec: DomainSpec) 
             # NaN is a missing value (it compares false to both ends), not an out-of-range one.
             elif value < low or value > high:
                 raise InputError(
-                    f"item {index}: {column!r} must be in [{low:g}, {high:g}], got {value!r}",
+                    f"item {index}: {column!r} must be in {spec.number_range_text}, got {value!r}",
                     field=f"[{index}].{column}",
                 )
 

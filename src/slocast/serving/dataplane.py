@@ -271,7 +271,7 @@ class DataPlane:
                 outside = np.flatnonzero((column < low) | (column > high) | np.isinf(column))
                 if outside.size:
                     raise InputError(
-                        f"column {name!r} must be in [{low:g}, {high:g}], "
+                        f"column {name!r} must be in {spec.number_range_text}, "
                         f"got {column[outside[0]]!r} at job {outside[0]}",
                         field=f"columns.numeric.{name}",
                     )

@@ -140,8 +140,7 @@ def _check_stored_numbers(index: int, row: Mapping[str, Any], clocks: Sequence[s
             continue
         if not -MAX_NUMBER <= value <= MAX_NUMBER:
             raise InputError(
-                f"item {index}: {key!r} must be a finite number within ±{MAX_NUMBER:g}, "
-                f"got {value!r}",
+                f"item {index}: {key!r} must be a finite number in [-2^53, 2^53], got {value!r}",
                 field=f"[{index}].{key}",
             )
 
@@ -206,7 +205,7 @@ class Trainer:
                 or not 0 <= value <= MAX_NUMBER
             ):
                 raise InputError(
-                    f"item {index}: {spec.target!r} must be a number in [0, {MAX_NUMBER:g}]",
+                    f"item {index}: {spec.target!r} must be a number in [0, 2^53]",
                     field=f"[{index}].{spec.target}",
                 )
             _check_stored_numbers(index, row, (spec.time, spec.known_at))
