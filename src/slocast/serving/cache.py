@@ -8,14 +8,25 @@ the coverage, so a new model never serves an old model's values, nor one domain 
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
+import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
 
 import orjson
 
-__all__ = ["LRUCache", "PredictionCache", "RedisCache", "cache_keys"]
+__all__ = ["CacheUnavailable", "LRUCache", "PredictionCache", "RedisCache", "cache_keys"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class CacheUnavailable(Exception):
+    """The shared cache did not answer (or is resting after it did not): the caller predicts
+    without it. A cache outage must never fail a prediction the model can compute."""
+
 
 Entry = tuple[float, float]
 
@@ -90,21 +101,52 @@ class LRUCache:
 
 
 class RedisCache:
-    """Shared cache in Redis (``SLOCAST_CACHE_URL=redis://host:6379/0``); entries expire."""
+    """Shared cache in Redis (``SLOCAST_CACHE_URL=redis://host:6379/0``); entries expire.
 
-    def __init__(self, url: str, ttl_seconds: int = 3600, prefix: str = "slocast:") -> None:
+    Best effort: a call that fails or takes longer than ``timeout_s`` (a lookup slower than
+    the prediction it saves is no use) raises :class:`CacheUnavailable`, and for the next
+    ``retry_after_s`` every call raises it at once instead of waiting on a dead server again.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        ttl_seconds: int = 3600,
+        prefix: str = "slocast:",
+        timeout_s: float = 0.05,
+        retry_after_s: float = 5.0,
+    ) -> None:
         import redis
 
-        self._client = redis.Redis.from_url(url)
+        self._client = redis.Redis.from_url(
+            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+        )
+        self._failures: tuple[type[Exception], ...] = (redis.RedisError, OSError)
         self.ttl_seconds = ttl_seconds
         self.prefix = prefix
+        self.retry_after_s = retry_after_s
+        self._resting_until = 0.0
 
     enabled = True
+
+    def _call(self, work: Callable[[], T]) -> T:
+        if time.monotonic() < self._resting_until:
+            raise CacheUnavailable("redis cache resting after a failure")
+        try:
+            return work()
+        except self._failures as exc:
+            self._resting_until = time.monotonic() + self.retry_after_s
+            log.warning(
+                "redis cache unavailable (%s); predicting without it, next try in %.0f s",
+                exc,
+                self.retry_after_s,
+            )
+            raise CacheUnavailable(str(exc)) from exc
 
     def get_many(self, keys: Sequence[str]) -> list[Entry | None]:
         if not keys:
             return []
-        values = self._client.mget([self.prefix + k for k in keys])
+        values = self._call(lambda: self._client.mget([self.prefix + k for k in keys]))
         out: list[Entry | None] = []
         for raw in values:
             if raw is None:
@@ -120,4 +162,4 @@ class RedisCache:
         pipe = self._client.pipeline(transaction=False)
         for key, value in entries.items():
             pipe.set(self.prefix + key, orjson.dumps(value), ex=self.ttl_seconds)
-        pipe.execute()
+        self._call(pipe.execute)

@@ -23,7 +23,7 @@ from slocast.errors import ConfigError, InputError
 from slocast.features import numeric_block
 from slocast.models.base import Bounds
 from slocast.schema import DomainSpec, Prediction, get_domain
-from slocast.serving.cache import LRUCache, PredictionCache, cache_keys
+from slocast.serving.cache import CacheUnavailable, LRUCache, PredictionCache, cache_keys
 from slocast.serving.coldstart import PRIOR_INPUTS, ColdStartLatency
 from slocast.serving.metrics import ServingMetrics
 
@@ -206,7 +206,11 @@ class DataPlane:
         # bound-only entries, which carry no point, live under keys of their own.
         tag = f"{model.domain}/{model.version}" + ("/upper" if upper_only else "")
         keys = cache_keys(tag, coverage, model.cache_fields(), items)
-        cached = self.cache.get_many(keys)
+        try:
+            cached = self.cache.get_many(keys)
+        except CacheUnavailable:
+            self.metrics.cache_errors.inc()
+            cached = [None] * len(keys)
         missing = [i for i, hit in enumerate(cached) if hit is None]
         self._count(model, len(items), cache_misses=len(missing))
         self.metrics.domain(model.domain).cache_hits.inc(len(items) - len(missing))
@@ -217,7 +221,10 @@ class DataPlane:
             fresh = list(zip(bounds.point.tolist(), bounds.upper.tolist(), strict=True))
             for i, value in zip(missing, fresh, strict=True):
                 results[i] = value
-            self.cache.put_many({keys[i]: value for i, value in zip(missing, fresh, strict=True)})
+            try:
+                self.cache.put_many({keys[i]: v for i, v in zip(missing, fresh, strict=True)})
+            except CacheUnavailable:
+                self.metrics.cache_errors.inc()
         points, uppers = zip(*results, strict=True)
         return list(points), list(uppers)
 

@@ -58,6 +58,12 @@ class ServingMetrics:
             ["domain"],
             registry=r,
         )
+        self.cache_errors = Counter(
+            "slocast_cache_errors",
+            "Cache lookups and stores that failed, or were skipped while the cache rested after "
+            "a failure; their predictions were computed.",
+            registry=r,
+        )
         self.model_info = Gauge(
             "slocast_model_info",
             "1 for the model version serving each domain.",
