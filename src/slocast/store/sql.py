@@ -241,5 +241,10 @@ class SampleStore:
                     )
         return StoredCounts(before.train if train else 0, before.test if test else 0)
 
+    def ping(self) -> None:
+        """A round trip to the database; raises SQLAlchemy's OperationalError when it is down."""
+        with self.engine.connect() as conn:
+            conn.execute(select(1))
+
     def close(self) -> None:
         self.engine.dispose()

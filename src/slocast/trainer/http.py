@@ -14,6 +14,7 @@ import orjson
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from sqlalchemy.exc import OperationalError
 
 from slocast import __version__
 from slocast.artifacts import load_bundle
@@ -87,6 +88,15 @@ def create_trainer_app(
                     serving.swap(bundle)
 
     install_error_handlers(app)
+
+    @app.exception_handler(OperationalError)
+    async def _store_down(_: Request, exc: OperationalError) -> Response:
+        # Retryable, and nothing was acknowledged: a 503 tells the router to send it again.
+        response = json_response(
+            {"detail": f"sample store unavailable, request not acknowledged: {exc.orig}"}, 503
+        )
+        response.headers["Retry-After"] = "1"
+        return response
 
     def meta() -> dict[str, Any]:
         return {
@@ -401,6 +411,8 @@ def create_trainer_app(
 
     @app.get("/readyz")
     async def readyz() -> Response:
+        # Ready means able to acknowledge rows: the sample store answers.
+        await asyncio.to_thread(trainer.store.ping)
         return json_response({"status": "ready"})
 
     @app.get("/")
