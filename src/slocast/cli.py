@@ -1131,6 +1131,7 @@ def _http_app(bundle_dirs: list[Path], settings: Settings, workers: int = 1) -> 
     dataplane = _build_dataplane(bundle_dirs, settings, threads)
     config = HTTPConfig(
         max_batch=settings.max_batch,
+        max_body_bytes=settings.max_body_bytes,
         model_type=settings.model_family,
         training_server_url=settings.training_server_url,
         sync_interval_s=settings.model_sync_interval_s,
@@ -1296,7 +1297,9 @@ def trainer(
                 threads=settings.train_threads,
             ),
         )
-        web = create_trainer_app(service, settings.max_batch, settings.model_family)
+        web = create_trainer_app(
+            service, settings.max_batch, settings.model_family, settings.max_body_bytes
+        )
         service.start(domains)
         err.print(
             f"trainer on {host}:{settings.trainer_port}, store {store.url}, domains {domains}"

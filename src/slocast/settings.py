@@ -21,9 +21,12 @@ from pydantic_settings import (
 
 from slocast.errors import ConfigError
 
-__all__ = ["Settings", "load_settings"]
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "Settings", "load_settings"]
 
 ModelFamily = Literal["lightgbm", "xgboost", "catboost"]
+
+# 10,000 llm-d rows are about 3 MB of JSON; the default request-body cap leaves ten times that.
+DEFAULT_MAX_BODY_BYTES = 32 * 2**20
 
 
 def _alias(field: str, llmd_name: str) -> AliasChoices:
@@ -137,6 +140,11 @@ class Settings(BaseSettings):
         description="Prediction server port (llm-d name: PREDICT_PORT).",
     )
     max_batch: int = Field(10_000, ge=1, description="Most items one prediction request may carry.")
+    max_body_bytes: int = Field(
+        DEFAULT_MAX_BODY_BYTES,
+        ge=1,
+        description="Largest request body either server reads (413 past it, before reading).",
+    )
     cache_entries: int = Field(100_000, ge=0, description="In-process LRU cache size (0 disables).")
     cache_max_batch: int = Field(
         64, ge=0, description="Largest batch served through the cache; larger ones are computed."

@@ -150,6 +150,29 @@ async def test_out_of_range_numbers_are_422_naming_the_field_on_every_route(
     assert loose.json()["failed_predictions"] == 1 and field in loose.json()["errors"][0]["error"]
 
 
+async def test_a_body_past_the_cap_is_refused_before_it_is_read() -> None:
+    app = create_app(DataPlane(), HTTPConfig(max_body_bytes=2_000))
+    transport = httpx.ASGITransport(app=app)
+    rows = trace_rows(20)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        small = await client.post("/predict/bulk/strict", json={"requests": rows[:2]})
+        assert small.status_code == 200
+        for route in ("/predict/bulk/strict", "/predict/bulk", "/v1/llm-ttft/predict"):
+            big = await client.post(route, json={"requests": rows, "items": rows})
+            assert big.status_code == 413, (route, big.text)
+            assert "exceeds 2000" in big.json()["detail"]
+
+        # No declared length (chunked): it cannot be sized before it is read.
+        async def stream() -> Any:
+            yield json.dumps(rows[0]).encode()
+
+        chunked = await client.post(
+            "/predict", content=stream(), headers={"content-type": "application/json"}
+        )
+        assert chunked.status_code == 411
+        assert (await client.get("/healthz")).status_code == 200
+
+
 async def test_json_nested_past_the_decoders_depth_is_a_422() -> None:
     async with client_for(DataPlane()) as client:
         for route in ("/predict", "/predict/bulk/strict"):

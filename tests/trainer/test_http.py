@@ -84,6 +84,19 @@ async def test_invalid_rows_reject_the_batch_and_store_nothing(
     assert trainer.store.counts("llm-ttft").train == 0
 
 
+async def test_a_body_past_the_cap_is_refused_and_nothing_stored(tmp_path: Path) -> None:
+    trainer = Trainer(SampleStore(sqlite_url(tmp_path)), TrainerConfig(home=tmp_path))
+    app = create_trainer_app(trainer, max_body_bytes=10_000)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        big = await client.post("/add_training_data_bulk", json={"entries": entries(200)})
+        assert big.status_code == 413 and "exceeds 10000" in big.json()["detail"]
+        ok = await client.post("/add_training_data_bulk", json={"entries": entries(10)})
+        assert ok.status_code == 202
+    assert sum(trainer.store.counts(d).train + trainer.store.counts(d).test
+               for d in ("llm-ttft", "llm-tpot")) == 10  # fmt: skip
+
+
 async def test_oversized_batch_and_bad_flush_flag(setup: Any) -> None:
     client, _ = setup
     assert (

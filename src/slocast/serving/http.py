@@ -45,6 +45,7 @@ from slocast.serving.httperrors import (
     json_response,
     validation_response,
 )
+from slocast.serving.limits import DEFAULT_MAX_BODY_BYTES, BodyLimit
 from slocast.serving.schemas import (
     BulkRequest,
     LatencyFeatures,
@@ -64,6 +65,7 @@ class HTTPConfig:
     sync_interval_s: float = 10.0
     max_batch: int = 10_000
     fast_path: bool = True
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
 
 
 @dataclass(frozen=True)
@@ -395,4 +397,6 @@ def create_app(
         "/v1/{domain}/predict": lambda raw, params: predict_items(params["domain"], raw),
     }
     app.add_middleware(_Middleware, dataplane=dataplane, hot=hot if config.fast_path else None)
+    # Outside the routes' middleware: a body past the cap is refused before anything reads it.
+    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
     return app

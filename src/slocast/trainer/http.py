@@ -22,6 +22,7 @@ from slocast.artifacts.registry import pack_bundle
 from slocast.models.base import GBMConfig
 from slocast.serving import DataPlane
 from slocast.serving.httperrors import install_error_handlers, json_response
+from slocast.serving.limits import DEFAULT_MAX_BODY_BYTES, BodyLimit
 from slocast.serving.schemas import LatencyFeatures
 from slocast.trainer.service import Trainer
 
@@ -73,9 +74,13 @@ def _llm_rows(entries: list[TrainingEntry]) -> dict[str, list[dict[str, Any]]]:
 
 
 def create_trainer_app(
-    trainer: Trainer, max_batch: int = 10_000, model_type: str = "lightgbm"
+    trainer: Trainer,
+    max_batch: int = 10_000,
+    model_type: str = "lightgbm",
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> FastAPI:
     app = FastAPI(title="slocast trainer", version=__version__)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     serving = DataPlane(llm_coverage=trainer.config.coverage)
 
     def refresh_serving() -> None:

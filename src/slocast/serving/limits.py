@@ -1,0 +1,52 @@
+"""A cap on request bodies, for the prediction server and the trainer alike.
+
+Neither uvicorn nor FastAPI caps a body: a 1 GB upload would be read into memory before the
+batch limit (items per request) could refuse it. The cap is read off ``Content-Length`` before
+any of the body is read, so it costs a scan of the headers. A body without a declared length
+(chunked) cannot be sized up front and is refused with 411: the clients of these APIs (routers,
+HTTP libraries posting JSON) always declare one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from slocast.settings import DEFAULT_MAX_BODY_BYTES
+
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "BodyLimit"]
+
+ASGIApp = Callable[..., Any]
+
+
+class BodyLimit:
+    """Pure ASGI middleware: 413 past ``max_bytes``, 411 for a body of undeclared length."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(
+        self, scope: dict[str, Any], receive: ASGIApp, send: Callable[..., Any]
+    ) -> None:
+        if scope["type"] == "http":
+            for name, value in scope["headers"]:
+                if name == b"content-length":
+                    if int(value) > self.max_bytes:
+                        detail = f"request body of {int(value)} bytes exceeds {self.max_bytes}"
+                        await _answer(send, 413, detail)
+                        return
+                    break
+                if name == b"transfer-encoding":
+                    await _answer(send, 411, "declare the body's Content-Length")
+                    return
+        await self.app(scope, receive, send)
+
+
+async def _answer(send: Callable[..., Any], status: int, detail: str) -> None:
+    body = orjson.dumps({"detail": detail})
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
