@@ -151,7 +151,8 @@ async def test_out_of_range_numbers_are_422_naming_the_field_on_every_route(
 
 
 async def test_a_body_past_the_cap_is_refused_before_it_is_read() -> None:
-    app = create_app(DataPlane(), HTTPConfig(max_body_bytes=2_000))
+    plane = DataPlane()
+    app = create_app(plane, HTTPConfig(max_body_bytes=2_000))
     transport = httpx.ASGITransport(app=app)
     rows = trace_rows(20)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
@@ -171,6 +172,11 @@ async def test_a_body_past_the_cap_is_refused_before_it_is_read() -> None:
         )
         assert chunked.status_code == 411
         assert (await client.get("/healthz")).status_code == 200
+    counted = plane.metrics.registry.get_sample_value
+    assert (
+        counted("slocast_requests_total", {"route": "/predict/bulk/strict", "status": "413"}) == 1
+    )
+    assert counted("slocast_requests_total", {"route": "/predict", "status": "411"}) == 1
 
 
 async def test_json_nested_past_the_decoders_depth_is_a_422() -> None:

@@ -45,7 +45,7 @@ from slocast.serving.httperrors import (
     json_response,
     validation_response,
 )
-from slocast.serving.limits import DEFAULT_MAX_BODY_BYTES, BodyLimit
+from slocast.serving.limits import DEFAULT_MAX_BODY_BYTES, body_refusal, send_refusal
 from slocast.serving.schemas import (
     BulkRequest,
     LatencyFeatures,
@@ -85,13 +85,19 @@ BodyHandler = Callable[[bytes, dict[str, str]], Response]
 
 
 class _Middleware:
-    """Counts and times every request by route template and status (plain ASGI: cheap), and
-    serves the hot routes itself when they are given."""
+    """Counts and times every request by route template and status (plain ASGI: cheap), refuses
+    bodies past ``max_body_bytes`` before reading them, and serves the hot routes itself when
+    they are given."""
 
     def __init__(
-        self, app: ASGIApp, dataplane: DataPlane, hot: dict[str, BodyHandler] | None = None
+        self,
+        app: ASGIApp,
+        dataplane: DataPlane,
+        hot: dict[str, BodyHandler] | None = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
         self.app = app
+        self.max_body_bytes = max_body_bytes
         self.metrics = dataplane.metrics
         self._exact = {t: h for t, h in (hot or {}).items() if "{" not in t}
         self._patterns = [(t, compile_path(t)[0], h) for t, h in (hot or {}).items() if "{" in t]
@@ -126,6 +132,11 @@ class _Middleware:
             return
         started = time.perf_counter()
         hot = self._hot(scope["path"]) if scope["method"] == "POST" else None
+        refused = body_refusal(scope, self.max_body_bytes)
+        if refused is not None:
+            await send_refusal(send, *refused)
+            self._observe(hot[0] if hot else "body refused", refused[0], started)
+            return
         if hot is not None:
             route, handler, params = hot
             response = _serve(handler, await _read_body(receive), params)
@@ -396,7 +407,10 @@ def create_app(
         "/predict/bulk/strict": lambda raw, _: predict_strict(rows.bulk(raw), time.perf_counter()),
         "/v1/{domain}/predict": lambda raw, params: predict_items(params["domain"], raw),
     }
-    app.add_middleware(_Middleware, dataplane=dataplane, hot=hot if config.fast_path else None)
-    # Outside the routes' middleware: a body past the cap is refused before anything reads it.
-    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
+    app.add_middleware(
+        _Middleware,
+        dataplane=dataplane,
+        hot=hot if config.fast_path else None,
+        max_body_bytes=config.max_body_bytes,
+    )
     return app

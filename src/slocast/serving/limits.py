@@ -9,14 +9,14 @@ HTTP libraries posting JSON) always declare one.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
 
 from slocast.settings import DEFAULT_MAX_BODY_BYTES
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "BodyLimit"]
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "BodyLimit", "body_refusal", "send_refusal"]
 
 ASGIApp = Callable[..., Any]
 
@@ -31,21 +31,27 @@ class BodyLimit:
     async def __call__(
         self, scope: dict[str, Any], receive: ASGIApp, send: Callable[..., Any]
     ) -> None:
-        if scope["type"] == "http":
-            for name, value in scope["headers"]:
-                if name == b"content-length":
-                    if int(value) > self.max_bytes:
-                        detail = f"request body of {int(value)} bytes exceeds {self.max_bytes}"
-                        await _answer(send, 413, detail)
-                        return
-                    break
-                if name == b"transfer-encoding":
-                    await _answer(send, 411, "declare the body's Content-Length")
-                    return
+        refused = body_refusal(scope, self.max_bytes) if scope["type"] == "http" else None
+        if refused is not None:
+            await send_refusal(send, *refused)
+            return
         await self.app(scope, receive, send)
 
 
-async def _answer(send: Callable[..., Any], status: int, detail: str) -> None:
+def body_refusal(scope: Mapping[str, Any], max_bytes: int) -> tuple[int, str] | None:
+    """(status, reason) when an HTTP request's body must not be read; None when it may."""
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            size = int(value)
+            if size > max_bytes:
+                return 413, f"request body of {size} bytes exceeds {max_bytes}"
+            return None
+        if name == b"transfer-encoding":
+            return 411, "declare the body's Content-Length"
+    return None
+
+
+async def send_refusal(send: Callable[..., Any], status: int, detail: str) -> None:
     body = orjson.dumps({"detail": detail})
     headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
     await send({"type": "http.response.start", "status": status, "headers": headers})
