@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -34,6 +36,12 @@ def wait_for_port(port: int, attempts: int = 100) -> None:
         except OSError:
             time.sleep(0.1)
     raise AssertionError(f"nothing listens on port {port}")
+
+
+def json_with(obj: Any, literal: str) -> str:
+    """``obj`` as JSON, each ``"@"`` in it written as the raw JSON ``literal``: values
+    ``json.dumps`` would write otherwise or not at all (``1e400``, ``NaN``, 2**70's digits)."""
+    return json.dumps(obj).replace('"@"', literal)
 
 
 def shared_file(relative: str) -> Path:

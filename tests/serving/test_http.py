@@ -20,7 +20,7 @@ from slocast.datasets import load_dataset
 from slocast.models import GBMConfig, QuantileForecaster
 from slocast.serving import DataPlane, HTTPConfig, LRUCache, create_app
 from slocast.serving.http import prediction_array, prediction_objects
-from tests.conftest import LLMD, SYNTH_SPEC, late_jobs_frame
+from tests.conftest import LLMD, SYNTH_SPEC, json_with, late_jobs_frame
 
 pytestmark = pytest.mark.anyio
 
@@ -114,11 +114,6 @@ async def test_one_bad_item_rejects_the_batch_naming_it(change: dict[str, Any], 
     assert ["body", "requests", 2, field] in locs
 
 
-def _with(row: dict[str, Any], field: str, literal: str) -> bytes:
-    """``row`` as JSON with ``field`` set to a raw JSON literal (one json.dumps cannot write)."""
-    return json.dumps(row | {field: "@"}).replace('"@"', literal).encode()
-
-
 @pytest.mark.parametrize(
     ("literal", "field"),
     [
@@ -132,7 +127,7 @@ async def test_out_of_range_numbers_are_422_naming_the_field_on_every_route(
     literal: str, field: str
 ) -> None:
     row = trace_rows(1)[0]
-    one = _with(row, field, literal)
+    one = json_with(row | {field: "@"}, literal).encode()
     headers = {"content-type": "application/json"}
     async with client_for(DataPlane()) as client:
         for route, body, loc in [

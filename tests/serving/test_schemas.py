@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from slocast.serving.schemas import BulkRequest, LatencyFeatures, LatencyRows
 from slocast.serving.schemas import _as_struct as as_struct
+from tests.conftest import json_with
 
 FIELDS = tuple(LatencyFeatures.model_fields)
 ROWS = LatencyRows()  # built once: hypothesis calls the tests many times
@@ -121,7 +122,7 @@ async def _post_all(app: Any, bodies: list[tuple[str, str]]) -> list[httpx.Respo
 def test_no_route_answers_a_bad_number_with_a_server_error(
     cold_app: Any, row: dict[str, Any], field: str, literal: str
 ) -> None:
-    one = json.dumps(row | {field: "@"}).replace('"@"', literal)
+    one = json_with(row | {field: "@"}, literal)
     bodies = [
         ("/predict", one),
         ("/predict/bulk/strict", f'{{"requests": [{one}]}}'),

@@ -14,6 +14,7 @@ import pytest
 from slocast.store import SampleStore, sqlite_url
 from slocast.trainer.http import create_trainer_app
 from slocast.trainer.service import Trainer, TrainerConfig
+from tests.conftest import json_with
 from tests.trainer.test_service import synthetic_llm_rows
 
 pytestmark = pytest.mark.anyio
@@ -170,15 +171,14 @@ async def test_generic_samples_route(setup: Any) -> None:
     headers = {"content-type": "application/json"}
     for field, literal in [("memory", '"4 GB"'), ("cpus", "-2"), ("rchar", "1e400"),
                            ("time", "NaN"), ("note", "1180591620717411303424")]:  # fmt: skip
-        body = json.dumps({"items": [rows[0], rows[0] | {field: "@"}]}).replace('"@"', literal)
+        body = json_with({"items": [rows[0], rows[0] | {field: "@"}]}, literal)
         refused = await client.post("/v1/task-memory/samples", content=body, headers=headers)
         assert refused.status_code == 422, (field, refused.text)
         assert ["body", 1, field] in [e["loc"] for e in refused.json()["detail"]], refused.text
     assert trainer.store.counts("task-memory").train + trainer.store.counts("task-memory").test == 3
     # A missing input is a gap the model learns around, not an error.
-    gap = await client.post("/v1/llm-ttft/samples", content=json.dumps(
-        {"items": [entries(1)[0] | {"kv_cache_percentage": "@"}]}).replace('"@"', "NaN"),
-        headers=headers)  # fmt: skip
+    nan_kv = json_with({"items": [entries(1)[0] | {"kv_cache_percentage": "@"}]}, "NaN")
+    gap = await client.post("/v1/llm-ttft/samples", content=nan_kv, headers=headers)
     assert gap.status_code == 202, gap.text
 
 
