@@ -131,6 +131,9 @@ def load_llm_requests(kind: str, path: Path, limit: int | None = None) -> LLMReq
 
 
 def _json_lines(path: Path) -> pd.DataFrame:
+    """One row per JSON object line, the line named when one is not. Not the datasets'
+    ``read_jsonl``: pandas' JSON reader turns a ``timestamp`` column of epoch milliseconds into
+    dates, and its errors name no line."""
     rows = []
     for number, line in enumerate(read_text(path).splitlines(), start=1):
         if not line.strip():
