@@ -20,22 +20,28 @@ __all__ = [
 ]
 
 
+# A count a request carries: tokens, requests, sizes.
+Count = Annotated[int, Field(ge=0, le=MAX_NUMBER)]
+# A share: KV-cache use, prefix-cache hit.
+Share = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
 class LatencyFeatures(BaseModel):
     """One llm-d prediction request (and the feature part of a training row)."""
 
     model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
-    kv_cache_percentage: float = Field(ge=0.0, le=1.0)
-    input_token_length: int = Field(ge=0, le=MAX_NUMBER)
-    num_request_waiting: int = Field(ge=0, le=MAX_NUMBER)
-    num_request_running: int = Field(ge=0, le=MAX_NUMBER)
-    num_tokens_generated: int = Field(ge=0, le=MAX_NUMBER)
-    prefix_cache_score: float = Field(ge=0.0, le=1.0)
+    kv_cache_percentage: Share
+    input_token_length: Count
+    num_request_waiting: Count
+    num_request_running: Count
+    num_tokens_generated: Count
+    prefix_cache_score: Share
     pod_type: str | None = ""
-    prefill_tokens_in_flight: int = Field(0, ge=0, le=MAX_NUMBER)
-    decode_tokens_in_flight: int = Field(0, ge=0, le=MAX_NUMBER)
-    encoder_matched_size: int = Field(0, ge=0, le=MAX_NUMBER)
-    encoder_input_size: int = Field(0, ge=0, le=MAX_NUMBER)
+    prefill_tokens_in_flight: Count = 0
+    decode_tokens_in_flight: Count = 0
+    encoder_matched_size: Count = 0
+    encoder_input_size: Count = 0
 
 
 class BulkRequest(BaseModel):
