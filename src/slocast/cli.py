@@ -8,6 +8,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import math
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -753,6 +754,8 @@ def simulate(
     """Replay a real trace through decision policies side by side (discrete-event, simpy)."""
     with _errors():
         _require("simpy", "sim", "slocast simulate")
+        if seed < 0:  # numpy's generators take none
+            raise InputError(f"--seed must be >= 0, got {seed}", field="seed")
         from slocast.sim.plots import plot_results
         from slocast.sim.traces import parse_trace_arg
 
@@ -896,8 +899,12 @@ def _run_autoscale(
     for flag, value in (("start_s", start_s), ("history_s", history_s)):
         if value < 0:
             raise InputError(f"--{flag.replace('_', '-')} must be >= 0", field=flag)
-    if not service_ms > 0:
-        raise InputError(f"--service-ms must be > 0, got {service_ms}", field="service_ms")
+    if duration_s is not None and duration_s < 1:
+        raise InputError(f"--duration-s must be >= 1, got {duration_s}", field="duration_s")
+    if not 0 < service_ms < math.inf:
+        raise InputError(
+            f"--service-ms must be a finite number > 0, got {service_ms}", field="service_ms"
+        )
     first = max(0, start_s - history_s)
     on_record = start_s - first
     rates = load_rates(path, first, None if duration_s is None else on_record + duration_s)
@@ -963,10 +970,15 @@ def _run_route(
 
     if not 0.0 < router_coverage < 1.0:
         raise InputError("router coverage must be in (0, 1)", field="router_coverage")
-    if router_margin < 0.0:
-        raise InputError("router margin must be >= 0", field="router_margin")
-    if shed_above <= 0.0:
-        raise InputError("shed-above must be > 0", field="shed_above")
+    if not 0.0 <= router_margin < math.inf:
+        raise InputError(
+            f"router margin must be a finite number >= 0, got {router_margin}",
+            field="router_margin",
+        )
+    if not 0.0 < shed_above < math.inf:
+        raise InputError(
+            f"shed-above must be a finite number > 0, got {shed_above}", field="shed_above"
+        )
     trace = load_llm_requests(kind, path, requests)
     scenario = RouteScenario(
         replicas=replicas,
@@ -987,8 +999,17 @@ def _run_route(
         rows = telemetry.frame()
         # Train only on outcomes known before the scored part of the trace begins.
         warm_end = float(trace.arrival_s[int(len(trace) * scenario.warmup_fraction)]) / load
-        step(f"training the TTFT model on {int((rows['known_at'] <= warm_end).sum())} rows")
-        predictor = learner(rows[rows["known_at"] <= warm_end])
+        known = rows[rows["known_at"] <= warm_end] if len(rows) else rows
+        if len(known) == 0:
+            raise InputError(
+                f"no request of the warm-up (the first {scenario.warmup_fraction:.0%} of "
+                f"{len(trace)} requests) had its first token before scoring starts: the "
+                "router's TTFT model has nothing to learn from; replay more requests "
+                "(--requests)",
+                field="requests",
+            )
+        step(f"training the TTFT model on {len(known)} rows")
+        predictor = learner(known)
     every = {
         "round-robin": RoundRobin,
         "least-loaded": LeastLoaded,

@@ -17,6 +17,7 @@ in exactly one place each (``cli.py`` for exit codes).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "LifecycleError",
     "SlocastError",
     "require_fields",
+    "require_positive",
 ]
 
 
@@ -86,3 +88,19 @@ def require_fields(owner: object, rule: Callable[[float], bool], words: str, *na
         value = getattr(owner, name)
         if not rule(value):
             raise ConfigError(f"{name} must be {words}, got {value!r}", field=name)
+
+
+def require_positive(owner: object, *names: str) -> None:
+    """:func:`require_fields` for quantities that must be a finite number above zero (a rate,
+    a time, a load): infinity is refused too, as a time or rate nothing can run with.
+
+    >>> from dataclasses import dataclass
+    >>> @dataclass
+    ... class Replay:
+    ...     load: float
+    >>> require_positive(Replay(float("inf")), "load")
+    Traceback (most recent call last):
+    ...
+    slocast.errors.ConfigError: load must be > 0 and finite, got inf (field=load)
+    """
+    require_fields(owner, lambda v: 0 < v < math.inf, "> 0 and finite", *names)

@@ -313,12 +313,18 @@ def test_cli_json_and_plot(tmp_path: Path) -> None:
         (["--scenario", "teleport"], "unknown scenario 'teleport'"),
         (["--scenario", "autoscale", "--policy", "magic"], "unknown policy 'magic'"),
         (["--scenario", "route", "--router-coverage", "1.5"], "router coverage must be in (0, 1)"),
-        (["--scenario", "route", "--router-margin", "-1"], "router margin must be >= 0"),
-        (["--scenario", "route", "--shed-above", "0"], "shed-above must be > 0"),
+        (["--scenario", "route", "--router-margin", "-1"], "router margin must be a finite"),
+        (["--scenario", "route", "--router-margin", "nan"], "router margin must be a finite"),
+        (["--scenario", "route", "--shed-above", "0"], "shed-above must be a finite number > 0"),
+        (["--scenario", "route", "--shed-above", "nan"], "shed-above must be a finite number"),
+        (["--scenario", "route", "--seed", "-1"], "--seed must be >= 0"),
         (["--scenario", "autoscale", "--history-s", "-1"], "--history-s must be >= 0"),
         (["--scenario", "autoscale", "--start-s", "-1"], "--start-s must be >= 0"),
         (["--scenario", "autoscale", "--start-s", "99999999"], "no seconds in the selected"),
-        (["--scenario", "autoscale", "--service-ms", "0"], "--service-ms must be > 0"),
+        (["--scenario", "autoscale", "--service-ms", "0"], "--service-ms must be a finite"),
+        (["--scenario", "autoscale", "--service-ms", "inf"], "--service-ms must be a finite"),
+        (["--scenario", "autoscale", "--startup-s", "inf"], "startup_s must be >= 0 and finite"),
+        (["--scenario", "autoscale", "--slo-ms", "inf"], "slo_s must be > 0 and finite"),
         (["--scenario", "autoscale", "--percentile", "1.5"], "percentile must be in (0, 1)"),
     ],
 )
@@ -326,6 +332,21 @@ def test_cli_bad_options_exit_2(args: list[str], message: str) -> None:
     run = _simulate("--trace", f"twitter:{shared_file(TWITTER)}", "--duration-s", "60", *args)
     assert run.returncode == 2
     assert message in run.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        # A replay too short for any warm-up request to see its first token used to end in an
+        # IndexError from the model fit.
+        (["--requests", "10"], "replay more requests (--requests)"),
+        (["--requests", "600", "--load", "inf"], "load must be > 0 and finite"),
+    ],
+)
+def test_cli_route_bad_replays_exit_2(args: list[str], message: str) -> None:
+    run = _simulate("--scenario", "route", "--trace", f"mooncake:{shared_file(MOONCAKE)}", *args)
+    assert run.returncode == 2
+    assert message in run.stderr and "Traceback" not in run.stderr
 
 
 def test_cli_route_json_names_the_policies_asked_for() -> None:

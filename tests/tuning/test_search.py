@@ -128,7 +128,15 @@ def test_folds_expand_in_time_order(iwd_dev) -> None:
 
 @pytest.mark.parametrize(
     ("change", "field"),
-    [({"trials": 0}, "trials"), ({"n_jobs": 0}, "n_jobs"), ({"timeout_s": -1.0}, "timeout")],
+    [
+        ({"trials": 0}, "trials"),
+        ({"n_jobs": 0}, "n_jobs"),
+        ({"timeout_s": -1.0}, "timeout"),
+        # NaN reached Optuna's constraint check and ended the search with a traceback.
+        ({"max_under_pct": float("nan")}, "max_under_pct"),
+        ({"max_under_pct": -1.0}, "max_under_pct"),
+        ({"max_under_pct": 101.0}, "max_under_pct"),
+    ],
 )
 def test_search_settings_out_of_range_name_the_option(change: dict[str, float], field: str) -> None:
     # A negative timeout used to stop every study before its first trial ("no completed trial").

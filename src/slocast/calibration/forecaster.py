@@ -31,7 +31,7 @@ import pandas as pd
 from slocast.calibration.aci import AdaptiveConformal, level_for
 from slocast.calibration.conformal import ConformalUpper
 from slocast.calibration.history import HistoryExpert
-from slocast.errors import LifecycleError
+from slocast.errors import EmptyDataError, LifecycleError
 from slocast.features import group_keys, history_quantile_column
 from slocast.models.base import Bounds
 from slocast.models.quantile import QuantileForecaster
@@ -408,6 +408,8 @@ def fit_on_history(
     to it. Returns the forecaster and the numbers of training and calibration rows.
     """
     spec = base.spec
+    if frame.empty:
+        raise EmptyDataError("no jobs to fit on", field="dataset")
     frame = frame.sort_values(spec.time, kind="stable")
     n_cal = max(1, round(len(frame) * calibration_fraction))
     train, calibration = frame.iloc[:-n_cal], frame.iloc[-n_cal:]

@@ -180,9 +180,9 @@ class SLOAwareRouter:
         margin: float = 0.5,
         shed_above: float = 1.0,
     ) -> None:
-        if margin < 0:
+        if not margin >= 0:
             raise ConfigError(f"margin must be >= 0, got {margin}", field="margin")
-        if shed_above <= 0:
+        if not shed_above > 0:
             raise ConfigError(f"shed_above must be > 0, got {shed_above}", field="shed_above")
         self.predictor = predictor
         self.slo_s = slo_s

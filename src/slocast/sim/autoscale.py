@@ -11,6 +11,7 @@ trace ends, the queue drains, so every request is either served or dropped.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ import simpy
 
 from slocast.decisions.autoscaler import Observation
 from slocast.decisions.queueing import replicas_for_slo
-from slocast.errors import require_fields
+from slocast.errors import require_fields, require_positive
 from slocast.sim.results import PolicyResult
 
 __all__ = ["AutoscaleScenario", "simulate_autoscale"]
@@ -38,9 +39,8 @@ class AutoscaleScenario:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        require_fields(self, lambda v: v > 0, "> 0", "service_rate", "slo_s", "sync_s",
-                       "timeout_s")  # fmt: skip
-        require_fields(self, lambda v: v >= 0, ">= 0", "startup_s")
+        require_positive(self, "service_rate", "slo_s", "sync_s", "timeout_s")
+        require_fields(self, lambda v: 0 <= v < math.inf, ">= 0 and finite", "startup_s")
         require_fields(self, lambda v: 0 < v < 1, "in (0, 1)", "percentile")
 
 

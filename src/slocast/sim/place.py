@@ -23,7 +23,7 @@ import pandas as pd
 import simpy
 
 from slocast.decisions.placement import KeysManager, kl_dispersed_choice
-from slocast.errors import require_fields
+from slocast.errors import require_fields, require_positive
 from slocast.sim.results import PolicyResult
 
 __all__ = ["PlaceScenario", "PlacementRequests", "simulate_place"]
@@ -59,7 +59,7 @@ class PlaceScenario:
 
     def __post_init__(self) -> None:
         require_fields(self, lambda v: v >= 1, ">= 1", "servers")
-        require_fields(self, lambda v: v > 0, "> 0", "memory_gb", "model_gb", "load", "slo_s")
+        require_positive(self, "memory_gb", "model_gb", "load", "slo_s")
         require_fields(self, lambda v: v >= 0, ">= 0", "load_s", "spill", "critical_top")
 
 

@@ -34,7 +34,7 @@ import simpy
 
 from slocast.artifacts import ModelBundle
 from slocast.decisions.router import SHED, LeastLoaded, Predictor, ReplicaState
-from slocast.errors import ConfigError, require_fields
+from slocast.errors import ConfigError, require_fields, require_positive
 from slocast.features import record_group_keys
 from slocast.schema import Prediction
 from slocast.sim.results import PolicyResult
@@ -67,8 +67,7 @@ class RouteScenario:
 
     def __post_init__(self) -> None:
         require_fields(self, lambda v: v >= 1, ">= 1", "replicas", "max_running")
-        require_fields(self, lambda v: v > 0, "> 0", "prefill_s_per_token", "kv_capacity_tokens",
-                       "ttft_slo_s", "load")  # fmt: skip
+        require_positive(self, "prefill_s_per_token", "kv_capacity_tokens", "ttft_slo_s", "load")
         require_fields(self, lambda v: v >= 0, ">= 0", "decode_step_s", "decode_step_s_per_seq",
                        "cache_blocks", "retrain_every")  # fmt: skip
         require_fields(self, lambda v: 0 <= v < 1, "in [0, 1)", "warmup_fraction")

@@ -65,6 +65,11 @@ class SearchConfig:
             raise ConfigError("trials must be at least 1", field="trials")
         if self.n_jobs < 1:
             raise ConfigError("n_jobs must be at least 1", field="n_jobs")
+        if self.max_under_pct is not None and not 0 <= self.max_under_pct <= 100:
+            raise ConfigError(
+                f"max_under_pct must be a percentage in [0, 100], got {self.max_under_pct}",
+                field="max_under_pct",
+            )
         if self.timeout_s is not None and not self.timeout_s > 0:
             raise ConfigError(f"timeout must be > 0 seconds, got {self.timeout_s}", field="timeout")
 
