@@ -6,7 +6,16 @@ from dataclasses import dataclass, field, replace
 
 from slocast.errors import ConfigError
 
-__all__ = ["DOMAINS", "MAX_NUMBER", "POOLED", "DomainSpec", "Prediction", "get_domain"]
+__all__ = [
+    "DOMAINS",
+    "MAX_NUMBER",
+    "NON_NEGATIVE_RANGE_TEXT",
+    "POOLED",
+    "SIGNED_RANGE_TEXT",
+    "DomainSpec",
+    "Prediction",
+    "get_domain",
+]
 
 # The group key of jobs without a group (and of statistics pooled over all groups).
 POOLED = "__pooled__"
@@ -15,6 +24,9 @@ POOLED = "__pooled__"
 # and stored rows pack numbers into 64 bits, and no count, size or duration comes near it
 # (2**53 bytes are 8 PiB): past it, an input is refused rather than predicted on.
 MAX_NUMBER = 2**53
+# The two ranges numbers are checked against, as error messages write them.
+SIGNED_RANGE_TEXT = "[-2^53, 2^53]"
+NON_NEGATIVE_RANGE_TEXT = "[0, 2^53]"
 
 
 @dataclass(frozen=True)
@@ -67,7 +79,7 @@ class DomainSpec:
     @property
     def number_range_text(self) -> str:
         """:attr:`number_range` as error messages write it: ``[0, 2^53]``."""
-        return "[0, 2^53]" if self.non_negative else "[-2^53, 2^53]"
+        return NON_NEGATIVE_RANGE_TEXT if self.non_negative else SIGNED_RANGE_TEXT
 
     @property
     def texts(self) -> tuple[str, ...]:

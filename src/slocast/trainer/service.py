@@ -28,7 +28,13 @@ from slocast.artifacts.registry import BundleRegistry
 from slocast.calibration.forecaster import CalibratedForecaster, CalibrationParams, fit_on_history
 from slocast.errors import InputError
 from slocast.models import GBMConfig, QuantileForecaster
-from slocast.schema import MAX_NUMBER, DomainSpec, get_domain
+from slocast.schema import (
+    MAX_NUMBER,
+    NON_NEGATIVE_RANGE_TEXT,
+    SIGNED_RANGE_TEXT,
+    DomainSpec,
+    get_domain,
+)
 from slocast.store import SampleStore, bucket_of, is_heldout
 
 __all__ = ["QUEUE_GATE", "GateDecision", "Trainer", "TrainerConfig", "gate"]
@@ -140,7 +146,8 @@ def _check_stored_numbers(index: int, row: Mapping[str, Any], clocks: Sequence[s
             continue
         if not -MAX_NUMBER <= value <= MAX_NUMBER:
             raise InputError(
-                f"item {index}: {key!r} must be a finite number in [-2^53, 2^53], got {value!r}",
+                f"item {index}: {key!r} must be a finite number in {SIGNED_RANGE_TEXT}, "
+                f"got {value!r}",
                 field=f"[{index}].{key}",
             )
 
@@ -205,7 +212,7 @@ class Trainer:
                 or not 0 <= value <= MAX_NUMBER
             ):
                 raise InputError(
-                    f"item {index}: {spec.target!r} must be a number in [0, 2^53]",
+                    f"item {index}: {spec.target!r} must be a number in {NON_NEGATIVE_RANGE_TEXT}",
                     field=f"[{index}].{spec.target}",
                 )
             if not validated:  # a wire model's rows carry its fields only, all checked
