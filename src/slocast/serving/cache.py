@@ -159,7 +159,13 @@ class RedisCache:
     def put_many(self, entries: Mapping[str, Entry]) -> None:
         if not entries:
             return
-        pipe = self._client.pipeline(transaction=False)
-        for key, value in entries.items():
-            pipe.set(self.prefix + key, orjson.dumps(value), ex=self.ttl_seconds)
-        self._call(pipe.execute)
+
+        def store() -> object:
+            pipe = self._client.pipeline(transaction=False)
+            for key, value in entries.items():
+                pipe.set(self.prefix + key, orjson.dumps(value), ex=self.ttl_seconds)
+            return pipe.execute()
+
+        # Built inside the call: while the cache rests, nothing is encoded for a store that
+        # will not happen.
+        self._call(store)
