@@ -958,6 +958,7 @@ def _run_route(
         PrefixAware,
         RoundRobin,
         SLOAwareRouter,
+        check_router_options,
     )
     from slocast.sim.route import (
         RouteScenario,
@@ -970,15 +971,7 @@ def _run_route(
 
     if not 0.0 < router_coverage < 1.0:
         raise InputError("router coverage must be in (0, 1)", field="router_coverage")
-    if not 0.0 <= router_margin < math.inf:
-        raise InputError(
-            f"router margin must be a finite number >= 0, got {router_margin}",
-            field="router_margin",
-        )
-    if not 0.0 < shed_above < math.inf:
-        raise InputError(
-            f"shed-above must be a finite number > 0, got {shed_above}", field="shed_above"
-        )
+    check_router_options(router_margin, shed_above)
     trace = load_llm_requests(kind, path, requests)
     scenario = RouteScenario(
         replicas=replicas,

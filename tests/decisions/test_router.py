@@ -61,8 +61,9 @@ def test_slo_aware_takes_most_headroom_and_sheds_only_when_told() -> None:
     # A request likelier to meet the SLO than not somewhere is served, whatever its bound:
     # bound 1.2 s, median 0.6 s.
     assert SLOAwareRouter(by_waiting, 1.0, shed=True).route([state(2), state(5)], 10) == 0
-    with pytest.raises(ConfigError, match="shed_above"):
-        SLOAwareRouter(by_waiting, 1.0, shed=True, shed_above=0)
+    for bad in (0.0, float("inf"), float("nan")):
+        with pytest.raises(ConfigError, match="shed_above"):
+            SLOAwareRouter(by_waiting, 1.0, shed=True, shed_above=bad)
 
 
 def test_spread_draws_feasible_replicas_in_proportion_to_headroom() -> None:
@@ -96,5 +97,6 @@ def test_slo_aware_keeps_the_prompt_where_it_is_cached_among_good_enough_replica
     # A hit within the prefix tolerance of the best is a hit: then the lower bound wins.
     close = [state(1, prefix=0.9), state(0, prefix=0.85)]
     assert SLOAwareRouter(by_waiting, slo_s=2.0).route(close, 10) == 1
-    with pytest.raises(ConfigError, match="margin"):
-        SLOAwareRouter(by_waiting, slo_s=2.0, margin=-0.1)
+    for bad in (-0.1, float("inf"), float("nan")):
+        with pytest.raises(ConfigError, match="margin"):
+            SLOAwareRouter(by_waiting, slo_s=2.0, margin=bad)

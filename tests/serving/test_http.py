@@ -166,6 +166,14 @@ async def test_a_body_past_the_cap_is_refused_before_it_is_read() -> None:
             "/predict", content=stream(), headers={"content-type": "application/json"}
         )
         assert chunked.status_code == 411
+        for length in ("abc", "-5", "1e3"):
+            malformed = await client.post(
+                "/predict",
+                content=json.dumps(rows[0]).encode(),
+                headers={"content-type": "application/json", "content-length": length},
+            )
+            assert malformed.status_code == 400, (length, malformed.text)
+            assert "Content-Length must be a whole number" in malformed.json()["detail"]
         assert (await client.get("/healthz")).status_code == 200
     counted = plane.metrics.registry.get_sample_value
     assert (

@@ -26,45 +26,67 @@ def _pg_binary(name: str) -> str | None:
 
 
 def postgres_available() -> bool:
-    return _pg_binary("initdb") is not None and _pg_binary("postgres") is not None
+    return all(_pg_binary(name) is not None for name in ("initdb", "postgres", "pg_ctl"))
+
+
+class PostgresServer:
+    """A throwaway PostgreSQL cluster on a free loopback port that can be stopped and started
+    again on the same data and port, as an outage and its recovery look to a client."""
+
+    def __init__(self) -> None:
+        initdb, self.binary = _pg_binary("initdb"), _pg_binary("postgres")
+        assert initdb and self.binary, "PostgreSQL binaries not installed"
+        # Not under pytest's tmp dir (mode 0700, owned by us): the server user must reach it.
+        self.root = Path(tempfile.mkdtemp(prefix="slocast-pg-"))
+        # PostgreSQL refuses to run as root: run it as the postgres user when we are root.
+        self.as_user: list[str] = []
+        if os.geteuid() == 0:
+            self.as_user = ["runuser", "-u", "postgres", "--"]
+            shutil.chown(self.root, "postgres")
+        self.data = self.root / "data"
+        subprocess.run([*self.as_user, initdb, "-D", str(self.data), "-A", "trust", "-U", "slocast",
+                        "--no-sync"], check=True, capture_output=True)  # fmt: skip
+        self.port = free_port()
+        self.url = f"postgresql://slocast@127.0.0.1:{self.port}/postgres"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [*self.as_user, str(self.binary), "-D", str(self.data), "-p", str(self.port),
+             "-k", str(self.root), "-h", "127.0.0.1"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_for_port(self.port)
+        time.sleep(0.3)
+
+    def stop(self) -> None:
+        """A fast shutdown that waits until the data directory is released (a plain SIGTERM is
+        PostgreSQL's smart shutdown, which waits for every client to leave first)."""
+        if self.proc is not None:
+            subprocess.run([*self.as_user, str(_pg_binary("pg_ctl")), "stop", "-D", str(self.data),
+                            "-m", "fast", "-w"], check=True, capture_output=True)  # fmt: skip
+            self.proc.wait(timeout=20)
+            self.proc = None
 
 
 @contextmanager
-def postgres_server() -> Iterator[str]:
-    """A throwaway PostgreSQL server on a free loopback port; yields its URL."""
-    initdb, postgres = _pg_binary("initdb"), _pg_binary("postgres")
-    assert initdb and postgres, "PostgreSQL binaries not installed"
-    # Not under pytest's tmp dir (mode 0700, owned by us): the server user must reach it.
-    root = Path(tempfile.mkdtemp(prefix="slocast-pg-"))
-    # PostgreSQL refuses to run as root: run it as the postgres user when we are root.
-    as_user: list[str] = []
-    if os.geteuid() == 0:
-        as_user = ["runuser", "-u", "postgres", "--"]
-        shutil.chown(root, "postgres")
-    data = root / "data"
-    subprocess.run([*as_user, initdb, "-D", str(data), "-A", "trust", "-U", "slocast", "--no-sync"],
-                   check=True, capture_output=True)  # fmt: skip
-    port = free_port()
-    proc = subprocess.Popen(
-        [*as_user, postgres, "-D", str(data), "-p", str(port), "-k", str(root), "-h", "127.0.0.1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+def postgres_server() -> Iterator[PostgresServer]:
+    """A started :class:`PostgresServer`, removed with its data afterwards."""
+    server = PostgresServer()
     try:
-        wait_for_port(port)
-        time.sleep(0.3)
-        yield f"postgresql://slocast@127.0.0.1:{port}/postgres"
+        server.start()
+        yield server
     finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-        shutil.rmtree(root, ignore_errors=True)
+        server.stop()
+        shutil.rmtree(server.root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     if not postgres_available():
         pytest.skip("PostgreSQL binaries not installed (apt-get install postgresql; .ci/run does)")
-    with postgres_server() as url:
-        yield url
+    with postgres_server() as server:
+        yield server.url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

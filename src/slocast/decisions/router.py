@@ -14,6 +14,7 @@ prediction server -- so this module never depends on a model class.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -30,6 +31,7 @@ __all__ = [
     "ReplicaState",
     "RoundRobin",
     "SLOAwareRouter",
+    "check_router_options",
 ]
 
 SHED = -1  # route() result: the request is rejected
@@ -130,6 +132,19 @@ class PrefixAware:
 Predictor = Callable[[Sequence[Mapping[str, object]]], Sequence[Prediction]]
 
 
+def check_router_options(margin: float, shed_above: float) -> None:
+    """A ConfigError when :class:`SLOAwareRouter`'s ``margin`` is not a finite number >= 0 or
+    ``shed_above`` not a finite number > 0; callers run it before a long warm-up, too."""
+    if not 0.0 <= margin < math.inf:
+        raise ConfigError(
+            f"router margin must be a finite number >= 0, got {margin}", field="margin"
+        )
+    if not 0.0 < shed_above < math.inf:
+        raise ConfigError(
+            f"shed-above must be a finite number > 0, got {shed_above}", field="shed_above"
+        )
+
+
 class SLOAwareRouter:
     """The prompt kept where it is cached among the replicas good enough by predicted TTFT
     upper bound (meeting the SLO, or within ``margin`` of the lowest bound), then the lowest
@@ -180,10 +195,7 @@ class SLOAwareRouter:
         margin: float = 0.5,
         shed_above: float = 1.0,
     ) -> None:
-        if not margin >= 0:
-            raise ConfigError(f"margin must be >= 0, got {margin}", field="margin")
-        if not shed_above > 0:
-            raise ConfigError(f"shed_above must be > 0, got {shed_above}", field="shed_above")
+        check_router_options(margin, shed_above)
         self.predictor = predictor
         self.slo_s = slo_s
         self.shed = shed

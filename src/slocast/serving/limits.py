@@ -22,7 +22,8 @@ ASGIApp = Callable[..., Any]
 
 
 class BodyLimit:
-    """Pure ASGI middleware: 413 past ``max_bytes``, 411 for a body of undeclared length."""
+    """Pure ASGI middleware: 413 past ``max_bytes``, 411 for a body of undeclared length, 400
+    for a length that is not a number."""
 
     def __init__(self, app: ASGIApp, max_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
         self.app = app
@@ -42,6 +43,10 @@ def body_refusal(scope: Mapping[str, Any], max_bytes: int) -> tuple[int, str] | 
     """(status, reason) when an HTTP request's body must not be read; None when it may."""
     for name, value in scope["headers"]:
         if name == b"content-length":
+            # Servers such as uvicorn refuse a malformed length before the app sees it; others
+            # pass it on, and a crash on int() would be a 500.
+            if not value.isdigit():
+                return 400, f"Content-Length must be a whole number of bytes, got {value[:40]!r}"
             size = int(value)
             if size > max_bytes:
                 return 413, f"request body of {size} bytes exceeds {max_bytes}"
