@@ -192,7 +192,7 @@ def test_a_missing_extra_names_what_to_install(args: list[str], missing: str, ex
 
 
 def test_every_benchmark_the_cli_names_is_a_script_of_the_checkout() -> None:
-    from slocast.cli import BENCHMARKS, _bench_dir
+    from slocast.cli.tools import BENCHMARKS, _bench_dir
 
     scripts = {p.stem.removeprefix("bench_") for p in _bench_dir().glob("bench_*.py")}
     assert scripts == set(BENCHMARKS)

@@ -12,7 +12,7 @@
 
 Every error carries structured fields (``field``, ``source``) so transports can name what was
 wrong without parsing messages. Transports map classes to exit codes / HTTP statuses / gRPC codes
-in exactly one place each (``cli.py`` for exit codes).
+in exactly one place each (``slocast.cli`` for exit codes).
 """
 
 from __future__ import annotations

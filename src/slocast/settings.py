@@ -1,6 +1,6 @@
 """The one typed settings object: env vars ``SLOCAST_*`` override an optional TOML file.
 
-Only the edges (``cli.py``, test fixtures) build a :class:`Settings`; library code takes plain
+Only the edges (``slocast.cli``, test fixtures) build a :class:`Settings`; library code takes plain
 arguments. The TOML file is ``slocast.toml`` in the working directory, or the path given in
 ``SLOCAST_CONFIG``.
 """
