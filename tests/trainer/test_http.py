@@ -229,3 +229,44 @@ async def test_a_watch_is_held_no_longer_than_the_trainer_allows(
     started = time.monotonic()
     held = await client.get("/v1/bundles", params={"wait_s": 60}, headers={"If-None-Match": etag})
     assert held.status_code == 304 and 0.3 <= time.monotonic() - started < 10
+
+
+async def test_a_slow_download_does_not_hold_up_ingest(
+    setup: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Packing a large bundle, exporting models or counting a big store used to run on the
+    event loop, so every acknowledgement the router waited for waited on them too."""
+    import time
+
+    import anyio
+
+    import slocast.trainer.http as trainer_http
+
+    client, trainer = setup
+    assert (await client.post("/add_training_data_bulk", json={"entries": entries(400)})).is_success
+    trainer.run_once(["llm-ttft", "llm-tpot"])
+    version = (await client.get("/v1/bundles")).json()["bundles"]["llm-ttft"]["current"]
+    pack = trainer_http.pack_bundle
+
+    def slow_pack(path: Path) -> bytes:
+        time.sleep(1.0)  # a bundle of large compiled libraries, gzipped
+        return pack(path)
+
+    monkeypatch.setattr(trainer_http, "pack_bundle", slow_pack)
+    finished: list[str] = []
+
+    async def download() -> None:
+        response = await client.get(f"/v1/bundles/llm-ttft/{version}/download")
+        assert response.status_code == 200
+        finished.append("download")
+
+    async def ingest() -> None:
+        await anyio.sleep(0.2)  # the download is under way
+        response = await client.post("/add_training_data_bulk", json={"entries": entries(60, 1)})
+        assert response.status_code == 202
+        finished.append("ingest")
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(download)
+        tasks.start_soon(ingest)
+    assert finished == ["ingest", "download"]

@@ -93,6 +93,9 @@ def create_trainer_app(
                     serving.swap(bundle)
 
     install_error_handlers(app)
+    # Handlers that read the store, the bundles or model files are plain functions: FastAPI
+    # runs them in its thread pool, so a bundle being packed or a store being counted never
+    # holds up the event loop that acknowledges the router's samples.
 
     @app.exception_handler(OperationalError)
     async def _store_down(_: Request, exc: OperationalError) -> Response:
@@ -137,10 +140,12 @@ def create_trainer_app(
     async def flush(request: Request) -> Response:
         raw = await request.body()
         body = FlushRequest.model_validate_json(raw) if raw.strip() else FlushRequest()
-        flushed = {
-            d: trainer.store.flush(d, body.flush_training_data, body.flush_test_data)
-            for d in LLM.values()
-        }
+        flushed = await asyncio.to_thread(
+            lambda: {
+                d: trainer.store.flush(d, body.flush_training_data, body.flush_test_data)
+                for d in LLM.values()
+            }
+        )
         if body.flush_metrics:
             trainer.decisions.clear()
         parts = [
@@ -168,7 +173,7 @@ def create_trainer_app(
 
     # -- status --------------------------------------------------------------------------------
     @app.get("/data/status")
-    async def data_status() -> Response:
+    def data_status() -> Response:
         ttft, tpot = trainer.store.counts("llm-ttft"), trainer.store.counts("llm-tpot")
         return json_response(
             {
@@ -213,7 +218,7 @@ def create_trainer_app(
         return name, files[0] if files else None
 
     @app.get("/models/list")
-    async def models_list() -> Response:
+    def models_list() -> Response:
         models = {}
         for name in ("ttft", "tpot", "ttft_gated", "tpot_gated"):
             _, file = model_file(name)
@@ -234,7 +239,7 @@ def create_trainer_app(
         )
 
     @app.get("/model/download/info")
-    async def download_info() -> Response:
+    def download_info() -> Response:
         return json_response(
             {
                 **meta(),
@@ -251,7 +256,7 @@ def create_trainer_app(
         )
 
     @app.get("/model/{name}/info")
-    async def model_info(name: str) -> Response:
+    def model_info(name: str) -> Response:
         _, file = model_file(name)
         if file is None:
             return json_response({"detail": f"model {name!r} not found"}, 404)
@@ -304,7 +309,7 @@ def create_trainer_app(
         return buffer.getvalue()
 
     @app.get("/model/export")
-    async def export() -> Response:
+    def export() -> Response:
         models = {name: native_model(name) for name in LLM}
         if any(m is None for m in models.values()):
             return json_response({"detail": "no trained ttft and tpot models yet"}, 503)
@@ -328,7 +333,7 @@ def create_trainer_app(
                         headers={"Content-Disposition": disposition})  # fmt: skip
 
     @app.get("/model/{name}/download")
-    async def download(name: str) -> Response:
+    def download(name: str) -> Response:
         model = native_model(name)
         if model is None:
             return json_response({"detail": f"model {name!r} not found"}, 404)
@@ -337,21 +342,21 @@ def create_trainer_app(
                         headers={"Content-Disposition": disposition})  # fmt: skip
 
     @app.get("/model/{name}/xgb/json")
-    async def xgb_json(name: str) -> Response:
+    def xgb_json(name: str) -> Response:
         model = native_model(name) if model_type == "xgboost" else None
         if model is None or not hasattr(model, "get_dump"):
             return json_response({"detail": f"no XGBoost model {name!r}"}, 404)
         return json_response([orjson.loads(tree) for tree in model.get_dump(dump_format="json")])
 
     @app.get("/model/{name}/lgb/txt")
-    async def lgb_text(name: str) -> Response:
+    def lgb_text(name: str) -> Response:
         _, file = model_file(name)
         if file is None or file.suffix != ".txt":
             return json_response({"detail": f"no LightGBM model {name!r}"}, 404)
         return Response(file.read_bytes(), media_type="text/plain; charset=utf-8")
 
     @app.get("/model/{name}/lgb/importances")
-    async def lgb_importances(name: str) -> Response:
+    def lgb_importances(name: str) -> Response:
         _, file = model_file(name)
         if file is None or file.suffix != ".txt":
             return json_response({"detail": f"no LightGBM model {name!r}"}, 404)
@@ -372,7 +377,7 @@ def create_trainer_app(
         return list(bundle.forecaster.base.pipeline.columns)
 
     @app.get("/metrics")
-    async def metrics() -> Response:
+    def metrics() -> Response:
         lines = [
             f'model_type{{type="{model_type}"}} 1',
             'objective_type{type="quantile"} 1',
@@ -431,7 +436,7 @@ def create_trainer_app(
         )
 
     @app.post("/predict")
-    async def predict(row: LatencyFeatures) -> Response:
+    def predict(row: LatencyFeatures) -> Response:
         refresh_serving()
         ttft, tpot, _ = serving.predict_llm_rows([row])
         return json_response(
@@ -487,14 +492,14 @@ def create_trainer_app(
         return json_response({"decisions": [d.to_dict() for d in trainer.decisions]})
 
     @app.get("/v1/bundles/{domain}/{version}")
-    async def bundle_manifest(domain: str, version: str) -> Response:
+    def bundle_manifest(domain: str, version: str) -> Response:
         return Response(
             (trainer.registry.path(domain, version) / "manifest.json").read_bytes(),
             media_type="application/json",
         )
 
     @app.get("/v1/bundles/{domain}/{version}/download")
-    async def bundle_download(domain: str, version: str) -> Response:
+    def bundle_download(domain: str, version: str) -> Response:
         data = pack_bundle(trainer.registry.path(domain, version))
         return Response(
             data,
