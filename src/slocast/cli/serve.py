@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import os
@@ -76,7 +77,10 @@ def _local_reloader(dataplane: Any, bundle_dirs: list[Path], threads: int) -> An
         swapped = False
         for path in bundle_dirs:
             try:
-                swapped |= dataplane.swap(load_bundle(path, threads=threads))
+                # Verifying hashes and loading libraries in a thread: requests keep being
+                # served meanwhile, by the bundles loaded before.
+                bundle = await asyncio.to_thread(load_bundle, path, threads=threads)
+                swapped |= dataplane.swap(bundle)
             except SlocastError as exc:
                 dataplane.metrics.bundles_refused.inc()
                 log.warning(

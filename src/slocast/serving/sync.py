@@ -60,7 +60,8 @@ class TrainerSync:
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".download-", dir=target.parent))
         try:
-            extract_bundle(response.content, staging)
+            # Unpacking and hashing megabytes of libraries: not on the loop that serves.
+            await asyncio.to_thread(extract_bundle, response.content, staging)
             os.replace(staging, target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)

@@ -1,0 +1,125 @@
+"""New bundles landing on a running prediction server, pulled from a trainer or re-read from
+its bundle directories on /reload (in process, httpx over ASGI)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+import slocast.serving.sync as sync_module
+from slocast.artifacts import ModelBundle, load_bundle
+from slocast.serving import DataPlane, HTTPConfig, create_app
+from slocast.serving.sync import TrainerSync
+from slocast.store import SampleStore, sqlite_url
+from slocast.trainer.http import create_trainer_app
+from slocast.trainer.service import Trainer, TrainerConfig
+from tests.trainer.test_http import entries
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def asgi_client(app: object, base_url: str) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base_url)  # type: ignore[arg-type]
+
+
+async def test_predictions_are_served_while_a_new_bundle_is_unpacked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unpacking and hashing a downloaded bundle ran on the server's event loop, so every
+    prediction waited for it; the bundle now lands while the old model keeps answering."""
+    home = tmp_path / "trainer"
+    trainer = Trainer(
+        SampleStore(sqlite_url(home)), TrainerConfig(home=home, min_samples=100, n_estimators=30)
+    )
+    plane = DataPlane()
+    puller = TrainerSync("http://trainer", tmp_path / "cache", plane)
+    extract = sync_module.extract_bundle
+
+    unpacking = threading.Event()
+    finished: list[str] = []
+
+    def slow_extract(data: bytes, target: Path) -> None:
+        unpacking.set()
+        time.sleep(1.0)  # megabytes of compiled libraries to gunzip and hash
+        extract(data, target)
+        finished.append("unpacked")
+
+    monkeypatch.setattr(sync_module, "extract_bundle", slow_extract)
+    async with (
+        asgi_client(create_trainer_app(trainer), "http://trainer") as to_trainer,
+        asgi_client(create_app(plane, HTTPConfig()), "http://server") as to_server,
+    ):
+        posted = await to_trainer.post("/add_training_data_bulk", json={"entries": entries(400)})
+        assert posted.status_code == 202
+        trainer.run_once(["llm-ttft", "llm-tpot"])
+        listing = (await to_trainer.get("/v1/bundles")).json()
+
+        async def pull() -> None:
+            result = await puller._apply(to_trainer, listing, None)
+            assert result.synced and result.loaded, result.message
+            finished.append("sync")
+
+        async def predict() -> None:
+            while not unpacking.is_set():
+                await anyio.sleep(0.01)
+            answer = await to_server.post("/predict", json=entries(1)[0])
+            assert answer.status_code == 200 and answer.json()["ttft_ms"] > 0
+            finished.append("predict")
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(pull)
+            tasks.start_soon(predict)
+    assert finished == ["predict", "unpacked", "unpacked", "sync"]  # TTFT and TPOT
+    served = {d: m.version for d, m in plane.models.items()}
+    assert served == {d: info["current"] for d, info in listing["bundles"].items()}
+
+
+async def test_predictions_are_served_while_reload_reads_the_bundle_directories(
+    llmd_bundle_dirs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``serve http --bundle DIR``'s /reload verified and loaded bundles on the event loop."""
+    import slocast.cli.serve as serve_cli
+
+    dirs = list(llmd_bundle_dirs.values())
+    plane = DataPlane([load_bundle(d) for d in dirs])
+    app = create_app(plane, HTTPConfig(), serve_cli._local_reloader(plane, dirs, threads=1))
+    reading = threading.Event()
+    finished: list[str] = []
+
+    def slow_load(path: Path, **options: Any) -> ModelBundle:
+        reading.set()
+        time.sleep(1.0)  # hashing every file of a bundle with large compiled libraries
+        bundle = load_bundle(path, **options)
+        finished.append("loaded")
+        return bundle
+
+    monkeypatch.setattr(serve_cli, "load_bundle", slow_load)
+    async with asgi_client(app, "http://server") as client:
+
+        async def reload() -> None:
+            answer = (await client.post("/reload")).json()
+            assert answer["synced"] and answer["message"] == "already current", answer
+            finished.append("reload")
+
+        async def predict() -> None:
+            while not reading.is_set():
+                await anyio.sleep(0.01)
+            answer = await client.post("/predict", json=entries(1)[0])
+            assert answer.status_code == 200
+            finished.append("predict")
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(reload)
+            tasks.start_soon(predict)
+    assert finished == ["predict", "loaded", "loaded", "reload"]
