@@ -45,3 +45,17 @@ def test_archives_with_paths_links_or_hidden_files_are_refused(tmp_path: Path, n
     with pytest.raises(BundleError, match="unexpected entry"):
         extract_bundle(buffer.getvalue(), tmp_path / "out")
     assert not (tmp_path / "escape.txt").exists()
+
+
+@pytest.mark.parametrize("cut", ["not gzip", "truncated", "gzip of garbage"])
+def test_an_archive_that_cannot_be_unpacked_is_a_bundle_error(tmp_path: Path, cut: str) -> None:
+    import gzip
+
+    whole = pack_bundle(_bundle(tmp_path))
+    data = {
+        "not gzip": b"<html>502 Bad Gateway</html>",
+        "truncated": whole[: len(whole) // 2],
+        "gzip of garbage": gzip.compress(b"\x00garbage" * 100),
+    }[cut]
+    with pytest.raises(BundleError, match="cannot be unpacked"):
+        extract_bundle(data, tmp_path / "out")

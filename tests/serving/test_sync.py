@@ -123,3 +123,41 @@ async def test_predictions_are_served_while_reload_reads_the_bundle_directories(
             tasks.start_soon(reload)
             tasks.start_soon(predict)
     assert finished == ["predict", "loaded", "loaded", "reload"]
+
+
+async def test_a_corrupt_download_is_refused_and_the_watch_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A download that is not a bundle archive was not caught: it ended the background watch
+    for good (the server then served its old bundles without a word) and /reload was a 500."""
+    import slocast.trainer.http as trainer_http
+
+    home = tmp_path / "trainer"
+    trainer = Trainer(
+        SampleStore(sqlite_url(home)), TrainerConfig(home=home, min_samples=100, n_estimators=30)
+    )
+    plane = DataPlane()
+    puller = TrainerSync("http://trainer", tmp_path / "cache", plane)
+    monkeypatch.setattr(trainer_http, "pack_bundle", lambda path: b"<html>bad gateway</html>")
+    async with asgi_client(create_trainer_app(trainer), "http://trainer") as to_trainer:
+        await to_trainer.post("/add_training_data_bulk", json={"entries": entries(400)})
+        trainer.run_once(["llm-ttft", "llm-tpot"])
+        listing = (await to_trainer.get("/v1/bundles")).json()
+        result = await puller._apply(to_trainer, listing, None)
+    assert not result.synced and "cannot be unpacked" in result.message
+    assert plane.models["llm-ttft"].cold_start  # what it served before
+    refused = plane.metrics.registry.get_sample_value("slocast_bundles_refused_total")
+    assert refused == 1
+
+    rounds = 0
+
+    async def failing_round(wait_s: float = 0.0) -> Any:
+        nonlocal rounds
+        rounds += 1
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(puller, "sync", failing_round)
+    with anyio.move_on_after(0.5):
+        await puller.run(interval_s=0.1)
+    assert rounds >= 3  # the watch kept going, a round every interval
+    assert "model sync round failed" in caplog.text

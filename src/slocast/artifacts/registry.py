@@ -6,10 +6,12 @@ old or the new version, never a half-written one. Old versions beyond ``keep`` a
 
 from __future__ import annotations
 
+import gzip
 import io
 import os
 import shutil
 import tarfile
+import zlib
 from pathlib import Path
 
 from slocast.errors import BundleError
@@ -76,14 +78,21 @@ def pack_bundle(path: Path) -> bytes:
 
 
 def extract_bundle(data: bytes, out: Path) -> Path:
-    """Unpack a downloaded bundle (plain files only: no links, no paths outside ``out``)."""
+    """Unpack a downloaded bundle (plain files only: no links, no paths outside ``out``).
+
+    An archive that is not a whole gzipped tar (cut short, corrupted) is a BundleError, as a
+    bundle whose hashes do not match is: the caller refuses it and keeps what it serves.
+    """
     out.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-        for member in tar.getmembers():
-            if not member.isfile() or "/" in member.name or member.name.startswith("."):
-                raise BundleError(f"unexpected entry {member.name!r} in bundle archive")
-        if hasattr(tarfile, "data_filter"):
-            tar.extractall(out, filter="data")
-        else:  # Python before 3.11.4 has no extraction filters; the checks above still hold
-            tar.extractall(out)
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+            for member in tar.getmembers():
+                if not member.isfile() or "/" in member.name or member.name.startswith("."):
+                    raise BundleError(f"unexpected entry {member.name!r} in bundle archive")
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(out, filter="data")
+            else:  # Python before 3.11.4 has no extraction filters; the checks above still hold
+                tar.extractall(out)
+    except (tarfile.TarError, gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise BundleError(f"bundle archive cannot be unpacked ({len(data)} bytes): {exc}") from exc
     return out

@@ -95,8 +95,9 @@ class TrainerSync:
             served = self.dataplane.models.get(domain)
             if not version or (served is not None and served.version == version):
                 continue
-            path = await self._fetch(client, domain, version)
+            path = self.cache_dir / domain / version
             try:
+                path = await self._fetch(client, domain, version)
                 bundle = await asyncio.to_thread(load_bundle, path, True, self.threads)
             except SlocastError as exc:
                 self.dataplane.metrics.bundles_refused.inc()
@@ -113,8 +114,14 @@ class TrainerSync:
         rest of ``interval_s`` passes first."""
         while True:
             started = time.monotonic()
-            result = await self.sync(wait_s=interval_s)
-            if not result.synced:
-                log.warning("model sync: %s", result.message)
+            try:
+                result = await self.sync(wait_s=interval_s)
+                if not result.synced:
+                    log.warning("model sync: %s", result.message)
+            except Exception:
+                # A round that fails in a way not foreseen (a full disk, say) must not end the
+                # watch for the server's lifetime: it would serve stale bundles, silently.
+                log.exception("model sync round failed")
+                result = ReloadResult(False, False, "sync round failed")
             if not result.synced or self._etag is None:
                 await asyncio.sleep(max(0.0, interval_s - (time.monotonic() - started)))
