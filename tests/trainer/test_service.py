@@ -93,6 +93,31 @@ def test_too_few_rows_keep_the_cold_start(trainer: Trainer) -> None:
     assert trainer.current_bundle("llm-ttft") is None
 
 
+def test_a_failing_retrain_does_not_stall_the_other_domains(
+    trainer: Trainer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One domain whose fit raised ended run_once, so the domains after it never retrained."""
+    rows = synthetic_llm_rows(600, seed=6)
+    trainer.ingest("llm-ttft", rows)
+    trainer.ingest(
+        "llm-tpot", [r | {"actual_tpot_ms": 20 + r["actual_ttft_ms"] / 100} for r in rows]
+    )
+    retrain = trainer.retrain
+
+    def failing(domain: str) -> Any:
+        if domain == "llm-ttft":
+            raise RuntimeError("the fit ran out of memory")
+        return retrain(domain)
+
+    monkeypatch.setattr(trainer, "retrain", failing)
+    [decision] = trainer.run_once(["llm-ttft", "llm-tpot"])
+    assert decision.domain == "llm-tpot" and decision.accepted
+    assert "retrain of llm-ttft failed" in caplog.text
+    monkeypatch.setattr(trainer, "retrain", retrain)
+    [retried] = trainer.run_once(["llm-ttft", "llm-tpot"])  # still due: it never trained
+    assert retried.domain == "llm-ttft" and retried.accepted
+
+
 def test_ensemble_mode_publishes_queue_gated_models(tmp_path: Path) -> None:
     store = SampleStore(sqlite_url(tmp_path / "home"))
     config = TrainerConfig(

@@ -421,20 +421,26 @@ class Trainer:
 
     # -- background loop -----------------------------------------------------------------------
     def run_once(self, domains: Sequence[str]) -> list[GateDecision]:
-        """Retrain the domains that are due; recalibrate the others that saw new outcomes."""
+        """Retrain the domains that are due; recalibrate the others that saw new outcomes.
+
+        A domain whose retrain fails is logged and tried again next time; the others go on
+        (one domain's bad fit must not stall every domain listed after it)."""
         self._apply_outcomes()
         decisions = []
         for domain in domains:
-            if self.due(domain):
-                if self.coverage_alarm(domain):
-                    self.early_retrains[domain] += 1
-                decision = self.retrain(domain)
-                if decision.accepted:
-                    self.recent_hits.pop(domain, None)  # a new model starts a new record
-                decisions.append(decision)
-            # Accepted retrains clear the pending flag; a rejected one leaves the live model
-            # serving, so its calibration still moves with the new outcomes.
-            self.recalibrate(domain)
+            try:
+                if self.due(domain):
+                    if self.coverage_alarm(domain):
+                        self.early_retrains[domain] += 1
+                    decision = self.retrain(domain)
+                    if decision.accepted:
+                        self.recent_hits.pop(domain, None)  # a new model starts a new record
+                    decisions.append(decision)
+                # Accepted retrains clear the pending flag; a rejected one leaves the live
+                # model serving, so its calibration still moves with the new outcomes.
+                self.recalibrate(domain)
+            except Exception:
+                log.exception("retrain of %s failed; will retry", domain)
         self._apply_outcomes()  # what arrived while this ran
         return decisions
 
