@@ -1,4 +1,5 @@
-"""Bundle archives as prediction servers download them: round trip, and hostile archives."""
+"""The bundle registry (publishing, versions) and bundle archives as prediction servers
+download them: round trip, and hostile or broken archives."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from slocast.artifacts.registry import extract_bundle, pack_bundle
+from slocast.artifacts.registry import BundleRegistry, extract_bundle, pack_bundle
 from slocast.errors import BundleError
 
 
@@ -59,3 +60,17 @@ def test_an_archive_that_cannot_be_unpacked_is_a_bundle_error(tmp_path: Path, cu
     }[cut]
     with pytest.raises(BundleError, match="cannot be unpacked"):
         extract_bundle(data, tmp_path / "out")
+
+
+def test_publishing_a_version_again_keeps_the_one_in_place(tmp_path: Path) -> None:
+    """The same fit written twice within a second has the same version (its files' hash): the
+    second publish failed with 'Directory not empty' and lost the retrain."""
+    registry = BundleRegistry(tmp_path / "bundles")
+    for _ in range(2):
+        staging = registry.staging("llm-ttft", "hint")
+        staging.mkdir()
+        (staging / "manifest.json").write_text('{"version": "v1"}')
+        registry.publish("llm-ttft", staging, "llm-ttft-v1")
+        assert not staging.exists()
+    assert registry.current("llm-ttft") == "llm-ttft-v1"
+    assert registry.versions("llm-ttft") == ["llm-ttft-v1"]

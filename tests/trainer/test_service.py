@@ -87,6 +87,17 @@ def test_no_retrain_without_new_rows_and_gating_is_recorded(trainer: Trainer) ->
     assert (trees == first_trees) is not second.accepted
 
 
+def test_a_restarted_trainer_does_not_retrain_without_new_rows(trainer: Trainer) -> None:
+    trainer.ingest("llm-ttft", synthetic_llm_rows(600, seed=7))
+    [first] = trainer.run_once(["llm-ttft"])
+    restarted = Trainer(trainer.store, trainer.config)
+    assert not restarted.due("llm-ttft")  # the published model learned every stored row
+    assert restarted.run_once(["llm-ttft"]) == []
+    assert restarted.current_bundle("llm-ttft").version == first.version  # type: ignore[union-attr]
+    restarted.ingest("llm-ttft", synthetic_llm_rows(200, seed=8))
+    assert len(restarted.run_once(["llm-ttft"])) == 1
+
+
 def test_too_few_rows_keep_the_cold_start(trainer: Trainer) -> None:
     trainer.ingest("llm-ttft", synthetic_llm_rows(50, seed=5))
     assert trainer.run_once(["llm-ttft"]) == []

@@ -57,7 +57,12 @@ class BundleRegistry:
     def publish(self, domain: str, written: Path, version: str) -> Path:
         """Move a written bundle into place and point CURRENT at it; prune old versions."""
         final = self.root / domain / version
-        os.replace(written, final)
+        if (final / "manifest.json").is_file():
+            # A version names its files' hashes: the same fit published again (the same rows
+            # refitted within a second) is the bundle already here.
+            shutil.rmtree(written, ignore_errors=True)
+        else:
+            os.replace(written, final)
         pointer = self.root / domain / "CURRENT"
         tmp = pointer.with_suffix(".tmp")
         tmp.write_text(version)

@@ -181,6 +181,8 @@ class Trainer:
             bundle = self.current_bundle(domain)
             if bundle is not None:
                 self.live[domain] = load_bundle(bundle.path, prefer_compiled=False).forecaster
+                # A restart is not new data: retrain once rows arrive past what it learned.
+                self.last_trained_id[domain] = _fitted_up_to(bundle)
         self._stop = threading.Event()
         self._wake = threading.Event()  # an early retrain is wanted
         self._outcomes_arrived = threading.Event()  # calibration has something to follow
