@@ -274,3 +274,34 @@ def test_invalid_input_is_invalid_argument_naming_the_field(
         stub.PredictBatch(request_)
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert field in error.value.details()
+
+
+def test_calls_are_counted_and_timed_by_method_and_code(
+    channel: tuple[grpc.Channel, DataPlane],
+) -> None:
+    """The metrics port counted predictions but no requests: a failing or slow method did not
+    show, as it does by route and status over HTTP."""
+    chan, dataplane = channel
+    stub = pb_grpc.PredictorStub(chan)
+    rows = trace_rows(5)
+    for row in rows[:3]:
+        stub.Predict(pb.PredictRequest(domain="llm-ttft", item=item(row)))
+    bad = item(rows[0])
+    del bad.numeric["input_token_length"]
+    for request in (
+        pb.PredictRequest(domain="llm-ttft", item=bad),
+        pb.PredictRequest(domain="nope", item=item(rows[0])),
+    ):
+        with pytest.raises(grpc.RpcError):
+            stub.Predict(request)
+    list(
+        stub.PredictStream(iter([pb.PredictRequest(domain="llm-ttft", item=item(r)) for r in rows]))
+    )
+    sample = dataplane.metrics.registry.get_sample_value
+    predict, stream = f"/{SERVICE_NAME}/Predict", f"/{SERVICE_NAME}/PredictStream"
+    assert sample("slocast_requests_total", {"route": predict, "status": "OK"}) == 3
+    assert sample("slocast_requests_total", {"route": predict, "status": "INVALID_ARGUMENT"}) == 1
+    assert sample("slocast_requests_total", {"route": predict, "status": "NOT_FOUND"}) == 1
+    assert sample("slocast_requests_total", {"route": stream, "status": "OK"}) == 1
+    assert sample("slocast_request_latency_seconds_count", {"route": predict}) == 5
+    assert sample("slocast_predictions_total", {"domain": "llm-ttft"}) == 3 + len(rows)

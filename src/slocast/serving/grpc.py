@@ -1,12 +1,14 @@
 """gRPC transport: ``slocast.v1.Predictor`` over the data plane, plus health and reflection.
 
 The servicer converts messages to job dicts, delegates, and converts back; slocast errors map
-to status codes in :func:`_abort` only.
+to status codes in :func:`_abort` only. An interceptor counts and times every call by method
+and status code on the data plane's metrics, which ``serve grpc --metrics-port`` exposes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent import futures
 from typing import Any
 
@@ -18,6 +20,7 @@ from grpc_reflection.v1alpha import reflection
 from slocast.errors import ConfigError, InputError, SlocastError
 from slocast.schema import DomainSpec, Prediction
 from slocast.serving.dataplane import DataPlane
+from slocast.serving.metrics import ServingMetrics
 from slocast.serving.pb import slocast_pb2 as pb
 from slocast.serving.pb import slocast_pb2_grpc as pb_grpc
 
@@ -171,11 +174,71 @@ class PredictorService:
         return pb.ModelInfoResponse(models=models)
 
 
+class _Metered(grpc.ServerInterceptor):  # type: ignore[misc]
+    """Counts and times every unary and bidirectional call by method and status code, into the
+    series the HTTP routes use (``slocast_requests_total``, ``slocast_request_latency_seconds``;
+    a stream is one request, timed to its end)."""
+
+    def __init__(self, metrics: ServingMetrics) -> None:
+        self.metrics = metrics
+
+    def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
+        handler = continuation(details)
+        method = details.method
+        if handler is None:
+            return None
+        if handler.unary_unary is not None:
+            call = handler.unary_unary
+
+            def unary(request: Any, context: grpc.ServicerContext) -> Any:
+                started, failed = time.perf_counter(), True
+                try:
+                    response = call(request, context)
+                    failed = False
+                    return response
+                finally:
+                    self._done(method, context, started, failed)
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary, handler.request_deserializer, handler.response_serializer
+            )
+        if handler.stream_stream is not None:
+            stream_call = handler.stream_stream
+
+            def stream(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
+                started, failed = time.perf_counter(), True
+                try:
+                    yield from stream_call(requests, context)
+                    failed = False
+                finally:
+                    self._done(method, context, started, failed)
+
+            return grpc.stream_stream_rpc_method_handler(
+                stream, handler.request_deserializer, handler.response_serializer
+            )
+        return handler  # server-streaming health watches: open-ended, not timed
+
+    def _done(
+        self, method: str, context: grpc.ServicerContext, started: float, failed: bool
+    ) -> None:
+        code = context.code()
+        if code is not None:  # set by an abort (or a handler's set_code)
+            status = code.name
+        elif not failed:
+            status = "OK"
+        else:  # an exception grpcio answers as UNKNOWN, or a stream the client left
+            status = "UNKNOWN" if context.is_active() else "CANCELLED"
+        self.metrics.request_done(method, status, started)
+
+
 def create_grpc_server(
     dataplane: DataPlane, address: str, max_workers: int = 8
 ) -> tuple[grpc.Server, int]:
     """A started-ready (not yet started) server bound to ``address``; returns it and its port."""
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers))
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers),
+        interceptors=[_Metered(dataplane.metrics)],
+    )
     pb_grpc.add_PredictorServicer_to_server(PredictorService(dataplane), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -101,7 +101,6 @@ class _Middleware:
         self.metrics = dataplane.metrics
         self._exact = {t: h for t, h in (hot or {}).items() if "{" not in t}
         self._patterns = [(t, compile_path(t)[0], h) for t, h in (hot or {}).items() if "{" in t]
-        self._series: dict[tuple[str, int], tuple[Any, Any]] = {}
 
     def _hot(self, path: str) -> tuple[str, BodyHandler, dict[str, str]] | None:
         handler = self._exact.get(path)
@@ -112,17 +111,6 @@ class _Middleware:
             if match:
                 return template, handler, match.groupdict()
         return None
-
-    def _observe(self, route: str, status: int, started: float) -> None:
-        series = self._series.get((route, status))
-        if series is None:
-            series = (
-                self.metrics.requests.labels(route, str(status)),
-                self.metrics.latency.labels(route),
-            )
-            self._series[(route, status)] = series
-        series[0].inc()
-        series[1].observe(time.perf_counter() - started)
 
     async def __call__(
         self, scope: Scope, receive: Callable[..., Any], send: Callable[..., Any]
@@ -135,13 +123,13 @@ class _Middleware:
         refused = body_refusal(scope, self.max_body_bytes)
         if refused is not None:
             await send_refusal(send, *refused)
-            self._observe(hot[0] if hot else "body refused", refused[0], started)
+            self.metrics.request_done(hot[0] if hot else "body refused", refused[0], started)
             return
         if hot is not None:
             route, handler, params = hot
             response = _serve(handler, await _read_body(receive), params)
             await response(scope, receive, send)
-            self._observe(route, response.status_code, started)
+            self.metrics.request_done(route, response.status_code, started)
             return
         status = 500
 
@@ -155,7 +143,7 @@ class _Middleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
-            self._observe(route, status, started)
+            self.metrics.request_done(route, status, started)
 
 
 def prediction_objects(

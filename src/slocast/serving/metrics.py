@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +30,11 @@ class ServingMetrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
-            "slocast_requests", "Requests by route and status.", ["route", "status"], registry=r
+            "slocast_requests",
+            "Requests by route (HTTP route template or gRPC method) and status (HTTP status or "
+            "gRPC code).",
+            ["route", "status"],
+            registry=r,
         )
         self.latency = Histogram(
             "slocast_request_latency_seconds",
@@ -75,9 +80,20 @@ class ServingMetrics:
         )
         self._model_labels: dict[str, tuple[str, str, str]] = {}
         self._domains: dict[str, DomainCounters] = {}
+        self._requests: dict[tuple[str, int | str], tuple[Any, Any]] = {}
         self.bundles_refused = Counter(
             "slocast_bundles_refused", "Bundles refused (hash or schema mismatch).", registry=r
         )
+
+    def request_done(self, route: str, status: int | str, started: float) -> None:
+        """Count a request of ``route`` answered with ``status`` and time it from ``started``
+        (a ``time.perf_counter()`` reading); each (route, status) binds its series once."""
+        series = self._requests.get((route, status))
+        if series is None:
+            series = (self.requests.labels(route, str(status)), self.latency.labels(route))
+            self._requests[(route, status)] = series
+        series[0].inc()
+        series[1].observe(time.perf_counter() - started)
 
     def domain(self, name: str) -> DomainCounters:
         counters = self._domains.get(name)
