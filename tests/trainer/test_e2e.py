@@ -18,7 +18,9 @@ import httpx
 import numpy as np
 import pytest
 
+from slocast.store import SampleStore
 from tests.conftest import LLMD, free_port
+from tests.store.conftest import postgres_available, postgres_server
 
 pytestmark = pytest.mark.slow
 
@@ -132,22 +134,43 @@ def test_router_loop_learns_and_serves_calibrated_bounds(tmp_path: Path) -> None
     assert 0.75 <= tpot_coverage <= 0.99, tpot_coverage
 
 
-def test_accepted_rows_survive_kill_9(tmp_path: Path) -> None:
+@contextmanager
+def sample_store(kind: str) -> Iterator[dict[str, str]]:
+    """The environment that points a trainer at an embedded SQLite file (under its home) or at
+    a real PostgreSQL server started for the test."""
+    if kind == "sqlite":
+        yield {}
+        return
+    if not postgres_available():
+        pytest.skip("PostgreSQL binaries not installed (apt-get install postgresql; .ci/run does)")
+    with postgres_server() as server:
+        yield {"SLOCAST_STORE_URL": server.url}
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+def test_accepted_rows_survive_kill_9(tmp_path: Path, store: str) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {"SLOCAST_HOME": str(tmp_path / "home"), "LATENCY_MIN_SAMPLES_FOR_RETRAIN": "100000"}
     args = ["trainer", "--port", str(port), "--host", "127.0.0.1"]
     rows = trace()[:700]
-    with process(args, env, tmp_path / "a.log", f"{url}/readyz") as proc:
-        for start in range(0, len(rows), 100):
-            response = httpx.post(
-                f"{url}/add_training_data_bulk", json={"entries": rows[start : start + 100]}
-            )
-            assert response.status_code == 202
-        proc.send_signal(signal.SIGKILL)  # right after the last 202
-        proc.wait(timeout=10)
-    with process(args, env, tmp_path / "b.log", f"{url}/readyz"):
-        status = httpx.get(f"{url}/data/status").json()
+    with sample_store(store) as store_env:
+        env |= store_env
+        with process(args, env, tmp_path / "a.log", f"{url}/readyz") as proc:
+            for start in range(0, len(rows), 100):
+                response = httpx.post(
+                    f"{url}/add_training_data_bulk", json={"entries": rows[start : start + 100]}
+                )
+                assert response.status_code == 202
+            proc.send_signal(signal.SIGKILL)  # right after the last 202
+            proc.wait(timeout=10)
+        with process(args, env, tmp_path / "b.log", f"{url}/readyz"):
+            status = httpx.get(f"{url}/data/status").json()
+        if store == "postgresql":  # the rows are in that server, not in a file under home
+            stored = SampleStore(env["SLOCAST_STORE_URL"])
+            counts = [stored.counts(d) for d in ("llm-ttft", "llm-tpot")]
+            stored.close()
+            assert sum(c.train + c.test for c in counts) == len(rows)
     total = status["training_data"]["total_samples"] + status["test_data"]["total_samples"]
     assert total == len(rows)
 
