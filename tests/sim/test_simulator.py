@@ -21,6 +21,7 @@ from slocast.decisions.router import (
     RoundRobin,
     SLOAwareRouter,
 )
+from slocast.errors import DataFormatError
 from slocast.schema import Prediction
 from slocast.sim import AutoscaleScenario, simulate_autoscale
 from slocast.sim.route import RouteScenario, Telemetry, simulate_route, train_ttft_predictor
@@ -363,6 +364,32 @@ def test_cli_route_json_names_the_policies_asked_for() -> None:
 def test_cli_unknown_trace_kind_exits_2(tmp_path: Path) -> None:
     run = _simulate("--scenario", "route", "--trace", f"bogus:{tmp_path}")
     assert run.returncode == 2 and "unknown trace kind 'bogus'" in run.stderr
+
+
+@pytest.mark.parametrize("packing", ["gzip", "tar.gz"])
+def test_a_cut_short_rate_trace_is_a_data_format_error(tmp_path: Path, packing: str) -> None:
+    """A truncated gzip ended in an EOFError, which the CLI printed as "Aborted." (exit 1)."""
+    import gzip
+    import io
+    import tarfile
+
+    rates = "\n".join(str(50 + i % 97) for i in range(50_000)).encode()
+    if packing == "gzip":
+        data = gzip.compress(rates)
+    else:
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+            member = tarfile.TarInfo("workload.txt")
+            member.size = len(rates)
+            tar.addfile(member, io.BytesIO(rates))
+        data = buffer.getvalue()
+    path = tmp_path / f"workload.{packing}"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataFormatError, match="cannot unpack") as error:
+        load_rates(path)
+    assert error.value.source == str(path)
+    run = _simulate("--scenario", "autoscale", "--trace", f"twitter:{path}")
+    assert run.returncode == 2 and "cannot unpack" in run.stderr
 
 
 def test_learned_stage_blend_beats_the_untrained_one() -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import gzip
 import json
 import tarfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,16 +45,21 @@ def parse_trace_arg(value: str) -> tuple[str, Path]:
 
 
 def _read_bytes(path: Path) -> bytes:
-    if tarfile.is_tarfile(path):
-        with tarfile.open(path) as archive:
-            member = next((m for m in archive.getmembers() if m.isfile()), None)
-            if member is None:
-                raise DataFormatError("archive holds no file", source=str(path))
-            handle = archive.extractfile(member)
-            assert handle is not None
-            return handle.read()
-    raw = path.read_bytes()
-    return gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+    """The file's bytes, unpacked from a tar archive (its first file) or gzip when it is one."""
+    try:
+        if tarfile.is_tarfile(path):
+            with tarfile.open(path) as archive:
+                member = next((m for m in archive.getmembers() if m.isfile()), None)
+                if member is None:
+                    raise DataFormatError("archive holds no file", source=str(path))
+                handle = archive.extractfile(member)
+                assert handle is not None
+                return handle.read()
+        raw = path.read_bytes()
+        return gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+    except (tarfile.TarError, gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        # A corrupt or cut-short archive: click would print "Aborted." for the EOFError.
+        raise DataFormatError(f"cannot unpack: {exc}", source=str(path)) from exc
 
 
 def load_rates(path: Path, start_s: int = 0, duration_s: int | None = None) -> np.ndarray:
