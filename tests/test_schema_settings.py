@@ -83,6 +83,21 @@ def test_invalid_setting_names_the_field(monkeypatch: pytest.MonkeyPatch) -> Non
     assert info.value.field == "target_coverage"
 
 
+@pytest.mark.parametrize(
+    ("name", "url"),
+    [("SLOCAST_STORE_URL", "mysql://user:secret@db/x"), ("SLOCAST_CACHE_URL", "memcached://c")],
+)
+def test_a_url_of_an_unknown_scheme_is_refused_when_settings_load(
+    monkeypatch: pytest.MonkeyPatch, name: str, url: str
+) -> None:
+    """It used to surface as a traceback when a server first connected."""
+    monkeypatch.setenv(name, url)
+    with pytest.raises(ConfigError, match="URL must start with") as info:
+        load_settings()
+    assert info.value.field == name.removeprefix("SLOCAST_").lower()
+    assert "secret" not in str(info.value)
+
+
 def test_missing_config_file_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SLOCAST_CONFIG", "/nonexistent/slocast.toml")
     with pytest.raises(ConfigError, match="does not exist"):

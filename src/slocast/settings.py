@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, ValidationError
+from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -32,6 +32,18 @@ DEFAULT_MAX_BODY_BYTES = 32 * 2**20
 def _alias(field: str, llmd_name: str) -> AliasChoices:
     """Accept ``SLOCAST_<FIELD>``, llm-d's own variable name, and the field name (TOML/kwargs)."""
     return AliasChoices(f"SLOCAST_{field.upper()}", llmd_name, field)
+
+
+STORE_SCHEMES = ("sqlite://", "postgresql://", "postgresql+psycopg://")
+CACHE_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def _with_scheme(url: str | None, schemes: tuple[str, ...]) -> str | None:
+    """``url`` when it starts with one of ``schemes`` (checked when settings load, not when a
+    server first connects)."""
+    if url is not None and not url.startswith(schemes):
+        raise ValueError(f"URL must start with {' or '.join(schemes)}, got {url.split(':')[0]!r}")
+    return url
 
 
 class Settings(BaseSettings):
@@ -220,10 +232,24 @@ class Settings(BaseSettings):
         "servers take the fast path; each retrain then compiles (about 2 s per model, outside "
         "the lock).",
     )
-    store_url: str | None = Field(None, description="Sample store URL; default SQLite under home.")
+    store_url: str | None = Field(
+        None,
+        description="Sample store URL (sqlite:///PATH or postgresql://USER@HOST/DB); default "
+        "SQLite under home.",
+    )
     cache_url: str | None = Field(
         None, description="Prediction cache URL (redis://...); default in-process."
     )
+
+    @field_validator("store_url")
+    @classmethod
+    def _store_scheme(cls, url: str | None) -> str | None:
+        return _with_scheme(url, STORE_SCHEMES)
+
+    @field_validator("cache_url")
+    @classmethod
+    def _cache_scheme(cls, url: str | None) -> str | None:
+        return _with_scheme(url, CACHE_SCHEMES)
 
     @classmethod
     def settings_customise_sources(

@@ -95,3 +95,12 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
     store.close()
     with pytest.raises(ConfigError, match="newer than this slocast"):
         SampleStore(url)
+
+
+def test_an_unreachable_store_at_start_up_is_one_line_without_the_password() -> None:
+    from slocast.errors import SlocastError
+
+    with pytest.raises(SlocastError, match="unreachable") as info:
+        SampleStore("postgresql://slocast:secret@127.0.0.1:1/samples")  # nothing listens on 1
+    assert info.value.field == "store_url"
+    assert "***" in str(info.value) and "secret" not in str(info.value)

@@ -277,9 +277,8 @@ def trainer(
             service, settings.max_batch, settings.model_family, settings.max_body_bytes
         )
         service.start(domains)
-        err.print(
-            f"trainer on {host}:{settings.trainer_port}, store {store.url}, domains {domains}"
-        )
+        where = f"{host}:{settings.trainer_port}"
+        err.print(f"trainer on {where}, store {store.display_url}, domains {domains}")
     try:
         uvicorn.run(
             web,

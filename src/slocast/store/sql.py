@@ -40,8 +40,9 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError
 
-from slocast.errors import ConfigError
+from slocast.errors import ConfigError, SlocastError
 
 __all__ = ["SCHEMA_VERSION", "SampleStore", "StoredCounts", "sqlite_url"]
 
@@ -99,9 +100,20 @@ class SampleStore:
         )
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        self._migrate()
+        try:
+            self._migrate()
+        except OperationalError as exc:
+            # At start-up there is nothing to serve yet: say so in one line, not a traceback.
+            raise SlocastError(
+                f"sample store {self.display_url} unreachable: {exc.orig}", field="store_url"
+            ) from exc
         self._lock = threading.Lock()
         self._sizes: dict[str, Counter[tuple[str, bool]]] = {}
+
+    @property
+    def display_url(self) -> str:
+        """The URL with its password masked, for logs and messages."""
+        return self.engine.url.render_as_string(hide_password=True)
 
     def _migrate(self) -> None:
         _metadata.create_all(self.engine)
