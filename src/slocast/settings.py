@@ -38,7 +38,7 @@ STORE_SCHEMES = ("sqlite://", "postgresql://", "postgresql+psycopg://")
 CACHE_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
-def _with_scheme(url: str | None, schemes: tuple[str, ...]) -> str | None:
+def url_with_scheme(url: str | None, schemes: tuple[str, ...]) -> str | None:
     """``url`` when it starts with one of ``schemes`` (checked when settings load, not when a
     server first connects)."""
     if url is not None and not url.startswith(schemes):
@@ -244,12 +244,12 @@ class Settings(BaseSettings):
     @field_validator("store_url")
     @classmethod
     def _store_scheme(cls, url: str | None) -> str | None:
-        return _with_scheme(url, STORE_SCHEMES)
+        return url_with_scheme(url, STORE_SCHEMES)
 
     @field_validator("cache_url")
     @classmethod
     def _cache_scheme(cls, url: str | None) -> str | None:
-        return _with_scheme(url, CACHE_SCHEMES)
+        return url_with_scheme(url, CACHE_SCHEMES)
 
     @classmethod
     def settings_customise_sources(

@@ -136,6 +136,8 @@ def test_folds_expand_in_time_order(iwd_dev) -> None:
         ({"max_under_pct": float("nan")}, "max_under_pct"),
         ({"max_under_pct": -1.0}, "max_under_pct"),
         ({"max_under_pct": 101.0}, "max_under_pct"),
+        # A storage URL Optuna cannot use was a traceback from SQLAlchemy's plugin loader.
+        ({"storage": "garbage://x"}, "storage"),
     ],
 )
 def test_search_settings_out_of_range_name_the_option(change: dict[str, float], field: str) -> None:
@@ -143,6 +145,16 @@ def test_search_settings_out_of_range_name_the_option(change: dict[str, float], 
     with pytest.raises(ConfigError) as error:
         SearchConfig(**change)  # type: ignore[arg-type]
     assert error.value.field == field
+
+
+def test_an_unreachable_study_storage_is_one_line_without_the_password(iwd_dev) -> None:
+    from slocast.errors import SlocastError
+
+    dev, spec = iwd_dev
+    config = SearchConfig(trials=1, storage="postgresql://u:secret@127.0.0.1:1/studies")
+    with pytest.raises(SlocastError, match="unreachable") as error:
+        run_study(dev, spec, "lightgbm", config)
+    assert error.value.field == "storage" and "secret" not in str(error.value)
 
 
 def test_search_space_offers_the_domains_anchors(iwd_dev) -> None:

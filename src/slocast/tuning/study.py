@@ -19,10 +19,13 @@ from typing import Any
 import numpy as np
 import optuna
 import pandas as pd
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
-from slocast.errors import ConfigError
+from slocast.errors import ConfigError, SlocastError
 from slocast.models.composite import MAX_BINS, MIN_BINS
 from slocast.schema import DomainSpec
+from slocast.settings import STORE_SCHEMES, url_with_scheme
 from slocast.tuning.cv import FoldScore, scorable_folds, score_fold
 from slocast.tuning.space import Candidate, check_bins, suggest
 
@@ -72,6 +75,10 @@ class SearchConfig:
             )
         if self.timeout_s is not None and not self.timeout_s > 0:
             raise ConfigError(f"timeout must be > 0 seconds, got {self.timeout_s}", field="timeout")
+        try:
+            url_with_scheme(self.storage, STORE_SCHEMES)
+        except ValueError as exc:
+            raise ConfigError(f"study storage {exc}", field="storage") from exc
 
     @property
     def threads(self) -> int:
@@ -157,14 +164,19 @@ def run_study(
                 raise optuna.TrialPruned()
         return summary["business_score"]
 
-    study = optuna.create_study(
-        storage=config.storage,
-        study_name=f"{config.study_prefix}-{family}",
-        direction="minimize",
-        sampler=_sampler(config),
-        pruner=_pruner(config),
-        load_if_exists=True,
-    )
+    try:
+        study = optuna.create_study(
+            storage=config.storage,
+            study_name=f"{config.study_prefix}-{family}",
+            direction="minimize",
+            sampler=_sampler(config),
+            pruner=_pruner(config),
+            load_if_exists=True,
+        )
+    except OperationalError as exc:
+        where = make_url(config.storage or "").render_as_string(hide_password=True)
+        message = f"study storage {where} unreachable: {exc.orig}"
+        raise SlocastError(message, field="storage") from exc
     if not study.trials:
         for params in start:
             study.enqueue_trial(dict(params))
