@@ -127,8 +127,8 @@ def main() -> None:
         "1.00x",
     )
     if postgres_available():
-        with postgres_server() as url:
-            pg = Trainer(SampleStore(url), TrainerConfig(home=work / "pg"))
+        with postgres_server() as server:
+            pg = Trainer(SampleStore(server.url), TrainerConfig(home=work / "pg"))
             pg_seconds = timed_ingest(pg, rows, validated=True)
             pg.store.close()
     else:
