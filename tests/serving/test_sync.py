@@ -161,3 +161,34 @@ async def test_a_corrupt_download_is_refused_and_the_watch_goes_on(
         await puller.run(interval_s=0.1)
     assert rounds >= 3  # the watch kept going, a round every interval
     assert "model sync round failed" in caplog.text
+
+
+async def test_a_version_another_worker_unpacked_first_is_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`serve http --workers N` shares one download cache: the worker that lost the race to
+    rename its copy into place failed its round ('Directory not empty')."""
+    home = tmp_path / "trainer"
+    trainer = Trainer(
+        SampleStore(sqlite_url(home)), TrainerConfig(home=home, min_samples=100, n_estimators=30)
+    )
+    cache = tmp_path / "cache"
+    plane = DataPlane()
+    puller = TrainerSync("http://trainer", cache, plane)
+    extract = sync_module.extract_bundle
+
+    def another_worker_too(data: bytes, staging: Path) -> None:
+        extract(data, staging)
+        domain = staging.parent.name
+        # Meanwhile the server's other worker put the same version in place.
+        extract(data, cache / domain / listing["bundles"][domain]["current"])
+
+    async with asgi_client(create_trainer_app(trainer), "http://trainer") as to_trainer:
+        await to_trainer.post("/add_training_data_bulk", json={"entries": entries(400)})
+        trainer.run_once(["llm-ttft", "llm-tpot"])
+        listing = (await to_trainer.get("/v1/bundles")).json()
+        monkeypatch.setattr(sync_module, "extract_bundle", another_worker_too)
+        result = await puller._apply(to_trainer, listing, None)
+    assert result.synced and result.loaded, result.message
+    current = {domain: info["current"] for domain, info in listing["bundles"].items()}
+    assert {domain: model.version for domain, model in plane.models.items()} == current

@@ -62,7 +62,13 @@ class TrainerSync:
         try:
             # Unpacking and hashing megabytes of libraries: not on the loop that serves.
             await asyncio.to_thread(extract_bundle, response.content, staging)
-            os.replace(staging, target)
+            try:
+                os.replace(staging, target)
+            except OSError:
+                # The workers of one server share this cache: another may have unpacked the
+                # same version first. Theirs is the same files (load_bundle checks them).
+                if not (target / "manifest.json").is_file():
+                    raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return target
