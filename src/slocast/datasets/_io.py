@@ -30,8 +30,8 @@ class Dataset:
         return len(self.frame)
 
 
-def read_text(path: Path) -> str:
-    """Whole file as text, gzip-transparent; missing or undecodable files raise DataFormatError."""
+def read_bytes(path: Path) -> bytes:
+    """Whole file, gzip-transparent; missing or corrupt files raise DataFormatError."""
     if not path.is_file():
         raise DataFormatError(f"no such file: {path}", source=str(path))
     raw = path.read_bytes()
@@ -40,6 +40,12 @@ def read_text(path: Path) -> str:
             raw = gzip.decompress(raw)
         except (OSError, EOFError) as exc:
             raise DataFormatError(f"corrupt gzip file: {exc}", source=str(path)) from exc
+    return raw
+
+
+def read_text(path: Path) -> str:
+    """Whole file as text, gzip-transparent; missing or undecodable files raise DataFormatError."""
+    raw = read_bytes(path)
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:

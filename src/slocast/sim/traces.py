@@ -22,7 +22,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from slocast.datasets._io import numeric_column, read_table, read_text, require_columns
+from slocast.datasets._io import (
+    numeric_column,
+    read_bytes,
+    read_table,
+    read_text,
+    require_columns,
+)
 from slocast.errors import ConfigError, DataFormatError, EmptyDataError
 
 __all__ = ["TRACE_KINDS", "LLMRequests", "load_llm_requests", "load_rates", "parse_trace_arg"]
@@ -46,17 +52,16 @@ def parse_trace_arg(value: str) -> tuple[str, Path]:
 
 def _read_bytes(path: Path) -> bytes:
     """The file's bytes, unpacked from a tar archive (its first file) or gzip when it is one."""
+    if not tarfile.is_tarfile(path):
+        return read_bytes(path)
     try:
-        if tarfile.is_tarfile(path):
-            with tarfile.open(path) as archive:
-                member = next((m for m in archive.getmembers() if m.isfile()), None)
-                if member is None:
-                    raise DataFormatError("archive holds no file", source=str(path))
-                handle = archive.extractfile(member)
-                assert handle is not None
-                return handle.read()
-        raw = path.read_bytes()
-        return gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+        with tarfile.open(path) as archive:
+            member = next((m for m in archive.getmembers() if m.isfile()), None)
+            if member is None:
+                raise DataFormatError("archive holds no file", source=str(path))
+            handle = archive.extractfile(member)
+            assert handle is not None
+            return handle.read()
     except (tarfile.TarError, gzip.BadGzipFile, EOFError, zlib.error) as exc:
         # A corrupt or cut-short archive: click would print "Aborted." for the EOFError.
         raise DataFormatError(f"cannot unpack: {exc}", source=str(path)) from exc
