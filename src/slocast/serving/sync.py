@@ -51,8 +51,12 @@ class TrainerSync:
         # The ETag of the last listing applied in full (None: none yet, or a round failed).
         self._etag: str | None = None
 
+    def _cached(self, domain: str, version: str) -> Path:
+        """Where a downloaded version is unpacked (shared by the workers of one server)."""
+        return self.cache_dir / domain / version
+
     async def _fetch(self, client: httpx.AsyncClient, domain: str, version: str) -> Path:
-        target = self.cache_dir / domain / version
+        target = self._cached(domain, version)
         if (target / "manifest.json").is_file():
             return target
         response = await client.get(f"{self.url}/v1/bundles/{domain}/{version}/download")
@@ -101,13 +105,12 @@ class TrainerSync:
             served = self.dataplane.models.get(domain)
             if not version or (served is not None and served.version == version):
                 continue
-            path = self.cache_dir / domain / version
             try:
                 path = await self._fetch(client, domain, version)
                 bundle = await asyncio.to_thread(load_bundle, path, True, self.threads)
             except SlocastError as exc:
                 self.dataplane.metrics.bundles_refused.inc()
-                shutil.rmtree(path, ignore_errors=True)
+                shutil.rmtree(self._cached(domain, version), ignore_errors=True)
                 return ReloadResult(False, swapped, f"refused {domain} {version}: {exc}")
             swapped |= self.dataplane.swap(bundle)
         self._etag = etag

@@ -39,12 +39,19 @@ from sqlalchemy import (
     insert,
     select,
 )
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import OperationalError
 
 from slocast.errors import ConfigError, SlocastError
 
-__all__ = ["SCHEMA_VERSION", "SampleStore", "StoredCounts", "sqlite_url"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "SampleStore",
+    "StoredCounts",
+    "masked_url",
+    "sqlite_url",
+    "unreachable",
+]
 
 SCHEMA_VERSION = 1
 _metadata = MetaData()
@@ -85,6 +92,17 @@ def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
     cursor.close()
 
 
+def masked_url(url: str | URL) -> str:
+    """A database URL with its password masked, for logs and messages."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def unreachable(what: str, url: str | URL, exc: OperationalError, field: str) -> SlocastError:
+    """One line for a database that cannot be reached: what it is, where (password masked)
+    and the driver's reason, naming the setting that points at it."""
+    return SlocastError(f"{what} {masked_url(url)} unreachable: {exc.orig}", field=field)
+
+
 class SampleStore:
     def __init__(self, url: str, per_bucket_cap: int = 5000, test_cap: int = 20_000) -> None:
         if url.startswith("postgresql://"):
@@ -104,16 +122,14 @@ class SampleStore:
             self._migrate()
         except OperationalError as exc:
             # At start-up there is nothing to serve yet: say so in one line, not a traceback.
-            raise SlocastError(
-                f"sample store {self.display_url} unreachable: {exc.orig}", field="store_url"
-            ) from exc
+            raise unreachable("sample store", self.engine.url, exc, "store_url") from exc
         self._lock = threading.Lock()
         self._sizes: dict[str, Counter[tuple[str, bool]]] = {}
 
     @property
     def display_url(self) -> str:
         """The URL with its password masked, for logs and messages."""
-        return self.engine.url.render_as_string(hide_password=True)
+        return masked_url(self.engine.url)
 
     def _migrate(self) -> None:
         _metadata.create_all(self.engine)

@@ -19,13 +19,13 @@ from typing import Any
 import numpy as np
 import optuna
 import pandas as pd
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from slocast.errors import ConfigError, SlocastError
+from slocast.errors import ConfigError
 from slocast.models.composite import MAX_BINS, MIN_BINS
 from slocast.schema import DomainSpec
 from slocast.settings import STORE_SCHEMES, url_with_scheme
+from slocast.store.sql import unreachable
 from slocast.tuning.cv import FoldScore, scorable_folds, score_fold
 from slocast.tuning.space import Candidate, check_bins, suggest
 
@@ -174,9 +174,7 @@ def run_study(
             load_if_exists=True,
         )
     except OperationalError as exc:
-        where = make_url(config.storage or "").render_as_string(hide_password=True)
-        message = f"study storage {where} unreachable: {exc.orig}"
-        raise SlocastError(message, field="storage") from exc
+        raise unreachable("study storage", config.storage or "", exc, "storage") from exc
     if not study.trials:
         for params in start:
             study.enqueue_trial(dict(params))
