@@ -33,15 +33,26 @@ def asgi_client(app: object, base_url: str) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base_url)  # type: ignore[arg-type]
 
 
+@pytest.fixture
+def trainer(tmp_path: Path) -> Trainer:
+    home = tmp_path / "trainer"
+    config = TrainerConfig(home=home, min_samples=100, n_estimators=30)
+    return Trainer(SampleStore(sqlite_url(home)), config)
+
+
+async def publish_first_models(trainer: Trainer, to_trainer: httpx.AsyncClient) -> Any:
+    """Post the router's first rows, retrain once; the trainer's listing of what it published."""
+    posted = await to_trainer.post("/add_training_data_bulk", json={"entries": entries(400)})
+    assert posted.status_code == 202
+    trainer.run_once(["llm-ttft", "llm-tpot"])
+    return (await to_trainer.get("/v1/bundles")).json()
+
+
 async def test_predictions_are_served_while_a_new_bundle_is_unpacked(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    trainer: Trainer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Unpacking and hashing a downloaded bundle ran on the server's event loop, so every
     prediction waited for it; the bundle now lands while the old model keeps answering."""
-    home = tmp_path / "trainer"
-    trainer = Trainer(
-        SampleStore(sqlite_url(home)), TrainerConfig(home=home, min_samples=100, n_estimators=30)
-    )
     plane = DataPlane()
     puller = TrainerSync("http://trainer", tmp_path / "cache", plane)
     extract = sync_module.extract_bundle
@@ -60,10 +71,7 @@ async def test_predictions_are_served_while_a_new_bundle_is_unpacked(
         asgi_client(create_trainer_app(trainer), "http://trainer") as to_trainer,
         asgi_client(create_app(plane, HTTPConfig()), "http://server") as to_server,
     ):
-        posted = await to_trainer.post("/add_training_data_bulk", json={"entries": entries(400)})
-        assert posted.status_code == 202
-        trainer.run_once(["llm-ttft", "llm-tpot"])
-        listing = (await to_trainer.get("/v1/bundles")).json()
+        listing = await publish_first_models(trainer, to_trainer)
 
         async def pull() -> None:
             result = await puller._apply(to_trainer, listing, None)
@@ -126,23 +134,20 @@ async def test_predictions_are_served_while_reload_reads_the_bundle_directories(
 
 
 async def test_a_corrupt_download_is_refused_and_the_watch_goes_on(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    trainer: Trainer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A download that is not a bundle archive was not caught: it ended the background watch
     for good (the server then served its old bundles without a word) and /reload was a 500."""
     import slocast.trainer.http as trainer_http
 
-    home = tmp_path / "trainer"
-    trainer = Trainer(
-        SampleStore(sqlite_url(home)), TrainerConfig(home=home, min_samples=100, n_estimators=30)
-    )
     plane = DataPlane()
     puller = TrainerSync("http://trainer", tmp_path / "cache", plane)
     monkeypatch.setattr(trainer_http, "pack_bundle", lambda path: b"<html>bad gateway</html>")
     async with asgi_client(create_trainer_app(trainer), "http://trainer") as to_trainer:
-        await to_trainer.post("/add_training_data_bulk", json={"entries": entries(400)})
-        trainer.run_once(["llm-ttft", "llm-tpot"])
-        listing = (await to_trainer.get("/v1/bundles")).json()
+        listing = await publish_first_models(trainer, to_trainer)
         result = await puller._apply(to_trainer, listing, None)
     assert not result.synced and "cannot be unpacked" in result.message
     assert plane.models["llm-ttft"].cold_start  # what it served before
@@ -164,14 +169,10 @@ async def test_a_corrupt_download_is_refused_and_the_watch_goes_on(
 
 
 async def test_a_version_another_worker_unpacked_first_is_taken(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    trainer: Trainer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`serve http --workers N` shares one download cache: the worker that lost the race to
     rename its copy into place failed its round ('Directory not empty')."""
-    home = tmp_path / "trainer"
-    trainer = Trainer(
-        SampleStore(sqlite_url(home)), TrainerConfig(home=home, min_samples=100, n_estimators=30)
-    )
     cache = tmp_path / "cache"
     plane = DataPlane()
     puller = TrainerSync("http://trainer", cache, plane)
@@ -184,9 +185,7 @@ async def test_a_version_another_worker_unpacked_first_is_taken(
         extract(data, cache / domain / listing["bundles"][domain]["current"])
 
     async with asgi_client(create_trainer_app(trainer), "http://trainer") as to_trainer:
-        await to_trainer.post("/add_training_data_bulk", json={"entries": entries(400)})
-        trainer.run_once(["llm-ttft", "llm-tpot"])
-        listing = (await to_trainer.get("/v1/bundles")).json()
+        listing = await publish_first_models(trainer, to_trainer)
         monkeypatch.setattr(sync_module, "extract_bundle", another_worker_too)
         result = await puller._apply(to_trainer, listing, None)
     assert result.synced and result.loaded, result.message
