@@ -202,6 +202,7 @@ def _exposed_metric_names(tmp_path: Path) -> set[str]:
     exposed |= {"model_quantile", "training_samples_count"}
     for suffix in re.findall(r'f"\{name\}_(\w+)\{\{', source):
         exposed |= {f"ttft_{suffix}", f"tpot_{suffix}"}
+    exposed |= set(re.findall(r"(slocast_\w+)\{\{", source))
     return exposed
 
 
@@ -211,8 +212,8 @@ def test_grafana_and_alerts_use_only_metrics_slocast_exposes(tmp_path: Path) -> 
     exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
     rules = _documents(DEPLOY / "prometheus" / "alerts.yml")[0]["groups"][0]["rules"]
     exprs += [rule["expr"] for rule in rules]
-    functions = {"sum", "rate", "increase", "histogram_quantile", "by", "on", "group_left",
-                 "le", "route", "status", "domain"}  # fmt: skip
+    functions = {"sum", "max", "time", "rate", "increase", "histogram_quantile", "by", "on",
+                 "group_left", "group_right", "le", "route", "status", "domain"}  # fmt: skip
     for expr in exprs:
         for name in re.findall(
             r"[a-z_][a-z0-9_]*", re.sub(r'"[^"]*"|\{[^}]*\}|\[[^]]*\]', "", expr)
@@ -236,6 +237,45 @@ def test_promtool_accepts_the_config_and_rules() -> None:
             text=True,
         )
         assert run.returncode == 0, run.stdout + run.stderr
+
+
+@pytest.mark.skipif(
+    shutil.which("promtool") is None, reason="promtool not installed (apt prometheus)"
+)
+def test_stale_model_alert_fires_only_for_a_server_behind_the_trainer(tmp_path: Path) -> None:
+    """promtool's rule unit test: a trainer publishing every minute, one server following it
+    and one stuck on its first bundle; only the stuck one alerts, once 5 minutes behind for
+    10 minutes."""
+    trainer, served = (
+        "slocast_trainer_bundle_created_timestamp_seconds",
+        "slocast_model_created_timestamp_seconds",
+    )
+    spec = tmp_path / "stale_test.yml"
+    spec.write_text(f"""
+rule_files: [{DEPLOY / "prometheus" / "alerts.yml"}]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: {trainer}{{domain="llm-tpot",instance="trainer:8000"}}
+        values: 1000+60x40
+      - series: {served}{{domain="llm-tpot",instance="predict-1:8001"}}
+        values: 1000+60x40
+      - series: {served}{{domain="llm-tpot",instance="predict-2:8001"}}
+        values: 1000x40
+    alert_rule_test:
+      - eval_time: 15m
+        alertname: SlocastServingStaleModel
+        exp_alerts: []
+      - eval_time: 20m
+        alertname: SlocastServingStaleModel
+        exp_alerts:
+          - exp_labels: {{severity: warning, domain: llm-tpot, instance: "predict-2:8001"}}
+            exp_annotations:
+              summary: predict-2:8001 serves llm-tpot from a bundle 1200 s older than the trainer's
+""")  # fmt: skip
+    run = subprocess.run(["promtool", "test", "rules", str(spec)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
 
 
 def test_dockerfile_is_multistage_non_root_with_every_entry_point() -> None:

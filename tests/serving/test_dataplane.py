@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -29,3 +30,30 @@ def test_decoded_rows_get_the_bounds_dicts_get(
         assert tpot == pytest.approx(expected[1][: len(batch)], rel=1e-12)
         assert coverage == expected[2]
     assert len(set(expected[0])) > 40  # the rows differ, and so do their bounds
+
+
+def _created_series(plane: DataPlane) -> dict[str, float]:
+    """The ``slocast_model_created_timestamp_seconds`` series of ``/metrics``, by domain."""
+    prefix = 'slocast_model_created_timestamp_seconds{domain="'
+    return {
+        line[len(prefix) :].split('"')[0]: float(line.split()[-1])
+        for line in plane.metrics.render().decode().splitlines()
+        if line.startswith(prefix)
+    }
+
+
+def test_metrics_say_when_the_served_bundles_were_written(
+    llmd_bundles: list[ModelBundle],
+) -> None:
+    """What an alert compares with the trainer's current bundle: the cold-start model has no
+    bundle and no series; a swap moves the series to the new bundle's write time."""
+    plane = DataPlane()
+    assert _created_series(plane) == {}
+    ttft, tpot = llmd_bundles
+    assert plane.swap(ttft)
+    assert _created_series(plane) == {"llm-ttft": ttft.created_at.timestamp()}
+    plane.swap(tpot)
+    written = {b.spec.name: b.created_at.timestamp() for b in llmd_bundles}
+    assert _created_series(plane) == written
+    assert DataPlane(llmd_bundles).metrics.render().count(b"created_timestamp_seconds{") == 2
+    assert all(time.time() - 3600 < t <= time.time() for t in written.values())

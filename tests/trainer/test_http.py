@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +136,13 @@ async def test_flush_and_models_lifecycle(setup: Any) -> None:
     assert "ttft_aci_level{}" in metrics
     bundles = (await client.get("/v1/bundles")).json()["bundles"]
     version = bundles["llm-ttft"]["current"]
+    # When the current bundle was written: what prediction servers' own series are held to.
+    manifest = (await client.get(f"/v1/bundles/llm-ttft/{version}")).json()
+    written = datetime.fromisoformat(manifest["created_at"]).timestamp()
+    assert (
+        f'slocast_trainer_bundle_created_timestamp_seconds{{domain="llm-ttft"}} {written:.3f}'
+        in metrics
+    )
     archive = (await client.get(f"/v1/bundles/llm-ttft/{version}/download")).content
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         assert "manifest.json" in tar.getnames()

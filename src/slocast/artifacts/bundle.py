@@ -222,6 +222,11 @@ class ModelBundle:
     def coverage(self) -> float:
         return float(self.manifest["coverage"])
 
+    @property
+    def created_at(self) -> datetime:
+        """When the bundle was written (by the trainer or ``slocast train``), UTC."""
+        return datetime.fromisoformat(str(self.manifest["created_at"]))
+
     def predict_frame(self, frame: pd.DataFrame, coverage: float | None = None) -> Bounds:
         """Bounds for a frame of jobs (stateless: nothing is kept for later ``observe``)."""
         forecaster = self.forecaster

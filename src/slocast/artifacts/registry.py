@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import os
 import shutil
 import tarfile
 import zlib
 from pathlib import Path
+from typing import Any
 
 from slocast.errors import BundleError
 
@@ -37,6 +39,13 @@ class BundleRegistry:
         if "/" in version or ".." in version or not (path / "manifest.json").is_file():
             raise BundleError(f"no bundle {version!r} for domain {domain!r}", field="version")
         return path
+
+    def manifest_bytes(self, domain: str, version: str) -> bytes:
+        return (self.path(domain, version) / "manifest.json").read_bytes()
+
+    def manifest(self, domain: str, version: str) -> dict[str, Any]:
+        manifest: dict[str, Any] = json.loads(self.manifest_bytes(domain, version))
+        return manifest
 
     def staging(self, domain: str, version_hint: str) -> Path:
         """Where to write a new bundle before publishing it."""

@@ -75,6 +75,11 @@ class LoadedModel:
         return self.bundle is None
 
     @property
+    def created_at(self) -> datetime | None:
+        """When its bundle was written (None: the cold-start model has none)."""
+        return None if self.bundle is None else self.bundle.created_at
+
+    @property
     def numeric_inputs(self) -> tuple[str, ...]:
         """The numeric columns :meth:`_Predictor.predict_columns` reads."""
         if self.cold_start:
@@ -134,7 +139,7 @@ class DataPlane:
             models[bundle.spec.name] = _loaded(bundle)
         self._models: Mapping[str, LoadedModel] = models
         for model in models.values():
-            self.metrics.set_model(model.domain, model.version, model.coverage)
+            self.metrics.set_model(model.domain, model.version, model.coverage, model.created_at)
 
     # -- models ------------------------------------------------------------------------------
     @property
@@ -158,7 +163,7 @@ class DataPlane:
             if current is not None and current.version == bundle.version:
                 return False
             self._models = {**self._models, bundle.spec.name: _loaded(bundle)}
-        self.metrics.set_model(bundle.spec.name, bundle.version, bundle.coverage)
+        self.metrics.set_model(bundle.spec.name, bundle.version, bundle.coverage, bundle.created_at)
         self.metrics.model_swaps.labels(bundle.spec.name).inc()
         log.info(
             "serving %s %s (%s)",

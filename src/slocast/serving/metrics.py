@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
+from contextlib import suppress
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -75,6 +77,14 @@ class ServingMetrics:
             ["domain", "version", "coverage"],
             registry=r,
         )
+        self.model_created = Gauge(
+            "slocast_model_created_timestamp_seconds",
+            "When the bundle serving each domain was written (Unix time; no series for a "
+            "cold-start model): time() minus this is the age of the served model and "
+            "calibration, and a trainer that published later has not been synced from.",
+            ["domain"],
+            registry=r,
+        )
         self.model_swaps = Counter(
             "slocast_model_swaps", "Model versions swapped in.", ["domain"], registry=r
         )
@@ -107,14 +117,22 @@ class ServingMetrics:
             self._domains[name] = counters
         return counters
 
-    def set_model(self, domain: str, version: str, coverage: float) -> None:
-        """Point the model-info gauge of ``domain`` at its new version (the old series goes)."""
+    def set_model(
+        self, domain: str, version: str, coverage: float, created: datetime | None = None
+    ) -> None:
+        """Point the model-info gauge of ``domain`` at its new version (the old series goes),
+        and record when its bundle was written (``created``; None: a cold-start model)."""
         labels = (domain, version, f"{coverage:g}")
         previous = self._model_labels.get(domain)
         if previous is not None and previous != labels:
             self.model_info.remove(*previous)
         self.model_info.labels(*labels).set(1)
         self._model_labels[domain] = labels
+        if created is None:
+            with suppress(KeyError):
+                self.model_created.remove(domain)
+        else:
+            self.model_created.labels(domain).set(created.timestamp())
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -19,6 +19,7 @@ from sqlalchemy.exc import OperationalError
 from slocast import __version__
 from slocast.artifacts import load_bundle
 from slocast.artifacts.registry import pack_bundle
+from slocast.errors import BundleError
 from slocast.models.base import GBMConfig
 from slocast.serving import DataPlane
 from slocast.serving.httperrors import install_error_handlers, json_response
@@ -413,6 +414,20 @@ def create_trainer_app(
                 lines.append(
                     f"{name}_violation_rate_percent{{}} {100 * (1 - last.coverage_new):.3f}"
                 )
+        # Every domain's current bundle, for comparing with what prediction servers serve
+        # (their slocast_model_created_timestamp_seconds): a server behind it is not syncing.
+        for domain in trainer.registry.domains():
+            version = trainer.registry.current(domain)
+            try:
+                manifest = trainer.registry.manifest(domain, version) if version else None
+            except BundleError:  # pruned by a publish since CURRENT was read: next scrape
+                manifest = None
+            if manifest is not None:
+                created = datetime.fromisoformat(manifest["created_at"])
+                lines.append(
+                    f'slocast_trainer_bundle_created_timestamp_seconds{{domain="{domain}"}} '
+                    f"{created.timestamp():.3f}"
+                )
         return Response("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
 
     @app.get("/healthz")
@@ -494,8 +509,7 @@ def create_trainer_app(
     @app.get("/v1/bundles/{domain}/{version}")
     def bundle_manifest(domain: str, version: str) -> Response:
         return Response(
-            (trainer.registry.path(domain, version) / "manifest.json").read_bytes(),
-            media_type="application/json",
+            trainer.registry.manifest_bytes(domain, version), media_type="application/json"
         )
 
     @app.get("/v1/bundles/{domain}/{version}/download")
