@@ -3,12 +3,18 @@ of their outcomes are known, and ACI learns only from the bounds the model serve
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 
-from slocast.calibration.forecaster import CalibratedForecaster, CalibrationParams, build_slocast
+from slocast.calibration.forecaster import (
+    CalibratedForecaster,
+    CalibrationParams,
+    build_slocast,
+    release_rounds,
+)
 from slocast.datasets.history import add_group_history
 from slocast.models import GBMConfig, QuantileForecaster
 from slocast.schema import DomainSpec
@@ -163,3 +169,13 @@ def test_a_request_a_job_or_two_ran_past_is_still_a_hard_limit() -> None:
     forecaster.observe(jobs.iloc[:4], forecaster.predict(jobs.iloc[:4]))
     served = forecaster.predict(jobs.iloc[10:20]).upper
     assert np.array_equal(served, jobs["request"].to_numpy()[10:20])  # 4 outcomes of 5 known
+
+
+def test_release_rounds_merge_moments_without_splitting_one() -> None:
+    """200 ingest calls of 1-5 rows, replayed in at most 50 rounds: every row once, in order,
+    and the rows of one call never across two rounds."""
+    known = np.repeat(np.arange(200.0), np.random.default_rng(0).integers(1, 6, 200))
+    rounds = release_rounds(known, 50)
+    assert 40 <= len(rounds) <= 50
+    assert np.concatenate(rounds).tolist() == list(range(len(known)))
+    assert all(known[a[-1]] != known[b[0]] for a, b in itertools.pairwise(rounds))

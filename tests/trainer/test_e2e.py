@@ -122,7 +122,9 @@ def test_router_loop_learns_and_serves_calibrated_bounds(tmp_path: Path) -> None
     # TTFT is learned relative to the queue (DomainSpec.scale_with), which keeps its bound up
     # with the ramp. TPOT has no such load line (relative to the running batch it over-covers
     # the backtests). At the router's one-second cadence, ten runs gave TTFT 0.86-0.91 and
-    # TPOT 0.83-0.88; posting twice as fast, TPOT fell to 0.75-0.87: the served calibration is
+    # TPOT 0.83-0.88, and two since a new model's ACI replay keeps each ingest call's rows in
+    # one round TTFT 0.88 and TPOT 0.87-0.88; posting twice as fast, TPOT fell to
+    # 0.75-0.87 (before that change): the served calibration is
     # a sync behind, and that costs more batches when they come faster. TPOT misses cluster in
     # whole batches: its bound sits only 3-5 % above the median, and a batch's rows share one
     # server state, so a 1-2 ms shift between batches flips most of a batch. With the suite's

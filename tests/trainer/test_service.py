@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 
 from slocast.artifacts import load_bundle
 from slocast.artifacts.compiled import can_compile, compile_engine
+from slocast.calibration.forecaster import CalibratedForecaster
 from slocast.serving import DataPlane
 from slocast.store import SampleStore, sqlite_url
 from slocast.trainer.service import Trainer, TrainerConfig
@@ -67,6 +69,28 @@ def test_a_trainer_replaces_its_cold_start_model_and_keeps_the_promise(trainer: 
         for n in (200, 3500)
     )
     assert long > short
+
+
+def test_a_new_model_replays_its_latest_outcomes_as_they_were_ingested(
+    trainer: Trainer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fit ends by replaying its newest rows into ACI; the rows one ingest call stored come
+    back as one round, as they came live (ACI weighs a round by the root of its size: cut
+    finer, the replay moved the level further than live updates would have)."""
+    rows = synthetic_llm_rows(3000, seed=5)
+    for start in range(0, len(rows), 30):  # a router posting 30 outcomes at a time
+        trainer.ingest("llm-ttft", rows[start : start + 30])
+    rounds: list[set[float]] = []
+    observe = CalibratedForecaster.observe
+
+    def spy(self: CalibratedForecaster, done: Any, served: Any) -> None:
+        rounds.append(set(done["_received_at"]))
+        observe(self, done, served)
+
+    monkeypatch.setattr(CalibratedForecaster, "observe", spy)
+    assert trainer.retrain("llm-ttft").accepted
+    assert len(rounds) >= 3 and all(len(calls) == 1 for calls in rounds)
+    assert all(a != b for a, b in itertools.pairwise(rounds))  # no call split
 
 
 def test_no_retrain_without_new_rows_and_gating_is_recorded(trainer: Trainer) -> None:

@@ -399,13 +399,16 @@ def fit_on_history(
     base: QuantileForecaster,
     params: CalibrationParams,
     calibration_fraction: float,
+    rounds: str | None = None,
 ) -> tuple[CalibratedForecaster, int, int]:
     """Fit on the older rows and calibrate on the latest ``calibration_fraction`` by time.
 
     The first half of the calibration slice gives the conformal scores; the newer half is then
     replayed in time order (predict, then observe), so the windows and the ACI level end where
     the data ends -- a model published in the middle of a drift starts out already adjusted
-    to it. Returns the forecaster and the numbers of training and calibration rows.
+    to it. The replay hands outcomes over in the rounds they became known in
+    (:func:`release_rounds`): rows with equal ``rounds`` values together (default: equal
+    ``known_at``). Returns the forecaster and the numbers of training and calibration rows.
     """
     spec = base.spec
     if frame.empty:
@@ -419,7 +422,32 @@ def fit_on_history(
     forecaster.fit(train)
     first, recent = calibration.iloc[: max(1, n_cal // 2)], calibration.iloc[max(1, n_cal // 2) :]
     forecaster.conformalize(first)
-    for chunk in np.array_split(np.arange(len(recent)), min(len(recent), 50)):
+    for chunk in release_rounds(recent[rounds or spec.known_at].to_numpy(np.float64), 50):
         rows = recent.iloc[chunk]
         forecaster.observe(rows, forecaster.predict(rows))
     return forecaster, len(train), len(calibration)
+
+
+def release_rounds(known: np.ndarray, most: int) -> list[np.ndarray]:
+    """Positions of time-ordered jobs, split into the rounds in which a replay hands their
+    outcomes to ``observe``: jobs whose outcomes became known at one moment (``known``; one
+    ingest call) stay in one round, and with ``most`` moments or more, consecutive ones are
+    merged into ``most`` rounds of about equal size.
+
+    ACI weighs a round by the square root of its size, so a replay cut finer than the rounds
+    that come live moves the level further on the same outcomes: a model would start serving
+    from a level its live updates would not have reached.
+
+    >>> [r.tolist() for r in release_rounds(np.array([5.0, 5.0, 5.0, 9.0, 9.0, 12.0]), 50)]
+    [[0, 1, 2], [3, 4], [5]]
+    >>> [len(r) for r in release_rounds(np.arange(10.0), 4)]  # every job its own moment
+    [3, 3, 2, 2]
+    """
+    positions = np.arange(len(known))
+    moments = np.flatnonzero(known[1:] != known[:-1]) + 1  # where a new moment begins
+    if len(moments) < most:
+        return np.split(positions, moments)
+    even = np.cumsum([len(c) for c in np.array_split(positions, most)])[:-1]
+    # Each cut at the first moment at or after an even one's place.
+    cuts = np.unique(moments[np.minimum(np.searchsorted(moments, even), len(moments) - 1)])
+    return np.split(positions, cuts)

@@ -220,15 +220,17 @@ class SampleStore:
         return sizes
 
     def rows(self, domain: str, heldout: bool) -> list[dict[str, Any]]:
-        """Stored rows of one split, oldest first, with their id as ``_id``."""
+        """Stored rows of one split, oldest first, with their id as ``_id`` and the time their
+        ingest call stored them as ``_received_at`` (the same for every row of one call)."""
         with self.engine.connect() as conn:
             result = conn.execute(
-                select(samples.c.id, samples.c.payload)
+                select(samples.c.id, samples.c.received_at, samples.c.payload)
                 .where(samples.c.domain == domain, samples.c.heldout == heldout)
                 .order_by(samples.c.id)
             )
             return [
-                {**(p if isinstance(p, dict) else orjson.loads(p)), "_id": i} for i, p in result
+                {**(p if isinstance(p, dict) else orjson.loads(p)), "_id": i, "_received_at": t}
+                for i, t, p in result
             ]
 
     def counts(self, domain: str) -> StoredCounts:

@@ -364,7 +364,10 @@ class Trainer:
                 gate_feature=QUEUE_GATE if gated else "",
             ),
         )
-        forecaster, n_train, _ = fit_on_history(train, base, self.config.calibration, 0.2)
+        # The newest rows replay into ACI as they came live: one round per ingest call.
+        forecaster, n_train, _ = fit_on_history(
+            train, base, self.config.calibration, 0.2, rounds="_received_at"
+        )
         new_stats = current_stats = None
         if heldout_rows:
             heldout = _frame(heldout_rows, builtin)
