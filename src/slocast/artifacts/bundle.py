@@ -201,6 +201,11 @@ def _reuse_library(previous: ModelBundle | None, engine: str, model: Path, libra
     return True
 
 
+def created_at(manifest: Mapping[str, Any]) -> datetime:
+    """When a bundle was written (by the trainer or ``slocast train``), UTC, from its manifest."""
+    return datetime.fromisoformat(str(manifest["created_at"]))
+
+
 @dataclass(frozen=True)
 class ModelBundle:
     """A verified, loaded bundle, ready to predict."""
@@ -224,8 +229,7 @@ class ModelBundle:
 
     @property
     def created_at(self) -> datetime:
-        """When the bundle was written (by the trainer or ``slocast train``), UTC."""
-        return datetime.fromisoformat(str(self.manifest["created_at"]))
+        return created_at(self.manifest)
 
     def predict_frame(self, frame: pd.DataFrame, coverage: float | None = None) -> Bounds:
         """Bounds for a frame of jobs (stateless: nothing is kept for later ``observe``)."""

@@ -16,6 +16,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+from slocast.artifacts.bundle import MANIFEST
 from slocast.errors import BundleError
 
 __all__ = ["BundleRegistry", "extract_bundle", "pack_bundle"]
@@ -36,12 +37,12 @@ class BundleRegistry:
 
     def path(self, domain: str, version: str) -> Path:
         path = self.root / domain / version
-        if "/" in version or ".." in version or not (path / "manifest.json").is_file():
+        if "/" in version or ".." in version or not (path / MANIFEST).is_file():
             raise BundleError(f"no bundle {version!r} for domain {domain!r}", field="version")
         return path
 
     def manifest_bytes(self, domain: str, version: str) -> bytes:
-        return (self.path(domain, version) / "manifest.json").read_bytes()
+        return (self.path(domain, version) / MANIFEST).read_bytes()
 
     def manifest(self, domain: str, version: str) -> dict[str, Any]:
         manifest: dict[str, Any] = json.loads(self.manifest_bytes(domain, version))
@@ -57,16 +58,14 @@ class BundleRegistry:
         if not folder.is_dir():
             return []
         found = [
-            p
-            for p in folder.iterdir()
-            if (p / "manifest.json").is_file() and not p.name.startswith(".")
+            p for p in folder.iterdir() if (p / MANIFEST).is_file() and not p.name.startswith(".")
         ]
         return [p.name for p in sorted(found, key=lambda p: p.stat().st_mtime)]
 
     def publish(self, domain: str, written: Path, version: str) -> Path:
         """Move a written bundle into place and point CURRENT at it; prune old versions."""
         final = self.root / domain / version
-        if (final / "manifest.json").is_file():
+        if (final / MANIFEST).is_file():
             # A version names its files' hashes: the same fit published again (the same rows
             # refitted within a second) is the bundle already here.
             shutil.rmtree(written, ignore_errors=True)

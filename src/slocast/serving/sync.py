@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 
 from slocast.artifacts import load_bundle
+from slocast.artifacts.bundle import MANIFEST
 from slocast.artifacts.registry import extract_bundle
 from slocast.errors import SlocastError
 from slocast.serving.dataplane import DataPlane
@@ -57,7 +58,7 @@ class TrainerSync:
 
     async def _fetch(self, client: httpx.AsyncClient, domain: str, version: str) -> Path:
         target = self._cached(domain, version)
-        if (target / "manifest.json").is_file():
+        if (target / MANIFEST).is_file():
             return target
         response = await client.get(f"{self.url}/v1/bundles/{domain}/{version}/download")
         response.raise_for_status()
@@ -71,7 +72,7 @@ class TrainerSync:
             except OSError:
                 # The workers of one server share this cache: another may have unpacked the
                 # same version first. Theirs is the same files (load_bundle checks them).
-                if not (target / "manifest.json").is_file():
+                if not (target / MANIFEST).is_file():
                     raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)

@@ -18,6 +18,7 @@ from sqlalchemy.exc import OperationalError
 
 from slocast import __version__
 from slocast.artifacts import load_bundle
+from slocast.artifacts.bundle import created_at
 from slocast.artifacts.registry import pack_bundle
 from slocast.errors import BundleError
 from slocast.models.base import GBMConfig
@@ -423,10 +424,9 @@ def create_trainer_app(
             except BundleError:  # pruned by a publish since CURRENT was read: next scrape
                 manifest = None
             if manifest is not None:
-                created = datetime.fromisoformat(manifest["created_at"])
                 lines.append(
                     f'slocast_trainer_bundle_created_timestamp_seconds{{domain="{domain}"}} '
-                    f"{created.timestamp():.3f}"
+                    f"{created_at(manifest).timestamp():.3f}"
                 )
         return Response("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
 
