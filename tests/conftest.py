@@ -89,6 +89,16 @@ def synthetic_frame(n: int = 2000, seed: int = 0, shift_after: int | None = None
     )
 
 
+def many_groups_frame(n: int = 2400, groups: int = 20, seed: int = 0) -> pd.DataFrame:
+    """:func:`synthetic_frame` with ``groups`` processes, each using its own share of a
+    request 20x the median outcome."""
+    frame = synthetic_frame(n, seed)
+    rng = np.random.default_rng(seed)
+    frame["g"] = [f"p{i}" for i in rng.integers(0, groups, n)]
+    frame["request"] = 20.0 * float(frame["y"].median())
+    return frame
+
+
 def late_jobs_frame(n: int = 800) -> pd.DataFrame:
     """:func:`synthetic_frame` where the first ten jobs ran 1 to 10 past their request."""
     frame = synthetic_frame(n)

@@ -93,6 +93,12 @@ class Settings(BaseSettings):
         "of their request, where the request is a hard limit; otherwise unseen groups get it. "
         "0: never serve the request (the model's bound for every job).",
     )
+    unseen_share: bool = Field(
+        True,
+        description="Serve a group never seen the largest share of its request (outcome / "
+        "request) that any group seen needed, once enough groups are on record for the "
+        "promise, instead of the whole request.",
+    )
     request_limit_share: float = Field(
         0.05,
         ge=0.0,

@@ -10,7 +10,7 @@ from slocast.artifacts import load_bundle, save_bundle
 from slocast.calibration.forecaster import CalibrationParams, fit_on_history
 from slocast.errors import BundleError, InputError
 from slocast.models import GBMConfig, QuantileForecaster
-from tests.conftest import SYNTH_SPEC, late_jobs_frame, synthetic_frame
+from tests.conftest import SYNTH_SPEC, late_jobs_frame, many_groups_frame, synthetic_frame
 
 
 @pytest.fixture
@@ -156,4 +156,19 @@ def test_the_request_grace_survives_the_bundle(tmp_path: Path) -> None:
     assert loaded.forecaster.request_grace == forecaster.request_grace
     np.testing.assert_array_equal(
         loaded.predict_frame(frame).upper, forecaster.predict(frame).upper
+    )
+
+
+def test_a_server_serves_groups_never_seen_the_share_the_trainer_learned(tmp_path: Path) -> None:
+    frame = many_groups_frame()
+    base = QuantileForecaster(SYNTH_SPEC, 0.9, "lightgbm", GBMConfig(n_estimators=50))
+    forecaster, _, _ = fit_on_history(frame, base, CalibrationParams(), 0.25)
+    save_bundle(forecaster, tmp_path / "b", provenance={}, metrics={})
+    loaded = load_bundle(tmp_path / "b").forecaster
+    assert 0.0 < forecaster.unseen.share(0.9) < 1.0
+    assert loaded.unseen.share(0.9) == forecaster.unseen.share(0.9)
+    new = frame.iloc[:50].assign(g="new")
+    np.testing.assert_array_equal(loaded.predict(new).upper, forecaster.predict(new).upper)
+    np.testing.assert_allclose(
+        loaded.predict(new).upper, forecaster.unseen.share(0.9) * new["request"].to_numpy()
     )

@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from slocast.calibration.forecaster import (
     CalibratedForecaster,
@@ -15,10 +16,11 @@ from slocast.calibration.forecaster import (
     build_slocast,
     release_rounds,
 )
+from slocast.calibration.unseen import UnseenShare
 from slocast.datasets.history import add_group_history
 from slocast.models import GBMConfig, QuantileForecaster
 from slocast.schema import DomainSpec
-from tests.conftest import SYNTH_SPEC, synthetic_frame
+from tests.conftest import SYNTH_SPEC, many_groups_frame, synthetic_frame
 
 
 def _calibrated(
@@ -179,3 +181,44 @@ def test_release_rounds_merge_moments_without_splitting_one() -> None:
     assert 40 <= len(rounds) <= 50
     assert np.concatenate(rounds).tolist() == list(range(len(known)))
     assert all(known[a[-1]] != known[b[0]] for a, b in itertools.pairwise(rounds))
+
+
+def test_a_group_never_seen_gets_the_share_of_its_request_the_groups_seen_needed() -> None:
+    frame = many_groups_frame()
+    forecaster = _calibrated(frame, CalibrationParams(request_until=5))
+    shares = frame["y"][:1000] / frame["request"][:1000]
+    largest = shares.groupby(frame["g"][:1000]).max()
+    assert len(largest) == 20 and largest.max() < 1.0
+    # 20 groups: a new one needs more than all of them with probability 1/21 at most.
+    assert forecaster.unseen.share(0.9) == pytest.approx(largest.max())
+    assert forecaster.unseen.share(0.96) == 1.0  # that takes 24 groups
+    jobs = frame.iloc[1000:1010].assign(g="new")
+    request = jobs["request"].to_numpy()
+    np.testing.assert_allclose(forecaster.predict(jobs).upper, largest.max() * request)
+    # Seen once, it is a thin group: its request until 5 outcomes are known.
+    forecaster.observe(jobs.iloc[:1], forecaster.predict(jobs.iloc[:1]))
+    np.testing.assert_array_equal(forecaster.predict(jobs.iloc[1:]).upper, request[1:])
+    whole = _calibrated(frame, CalibrationParams(request_until=5, unseen_share=False))
+    np.testing.assert_array_equal(whole.predict(jobs).upper, request)
+
+
+def test_too_few_groups_or_a_share_past_the_request_serve_the_whole_request() -> None:
+    forecaster = _fitted(request_until=5)[0]  # three groups: 3/4 < 0.9
+    assert forecaster.unseen.share(0.9) == 1.0
+    frame = many_groups_frame()
+    frame.loc[:999, "request"] = frame["y"][:1000] / 2  # every group ran past its request
+    forecaster = _calibrated(frame, CalibrationParams(request_until=5))
+    assert forecaster.unseen.share(0.9) == 1.0
+
+
+def test_the_unseen_share_covers_new_groups_at_the_promised_rate() -> None:
+    """Groups whose largest share varies widely (log-normal): with 9 groups seen, the share
+    served to a tenth (the largest of theirs) covers it when it is not the largest of the
+    ten: in 90 % of draws exactly."""
+    rng = np.random.default_rng(1)
+    covered = []
+    for _ in range(4000):
+        shares = np.exp(rng.normal(-2.0, 1.0, 10))
+        unseen = UnseenShare({f"g{i}": s for i, s in enumerate(shares[:9])})
+        covered.append(shares[9] <= unseen.share(0.9))
+    assert np.mean(covered) == pytest.approx(0.9, abs=0.015)  # 3 standard errors

@@ -169,7 +169,7 @@ def test_search_space_offers_the_domains_anchors(iwd_dev) -> None:
                 "min_child_samples": 10, "subsample": 0.9, "colsample": 0.9, "reg_lambda": 1.0,
                 "anchor": "history", "min_group_size": 30, "window": 500, "aci_step": 0.01,
                 "coverage": 0.95, "n_bins": 7, "bin_strategy": "kmeans", "request_until": 1,
-                "level_bins": 3, "history_expert": False,
+                "level_bins": 3, "history_expert": False, "unseen_share": False,
             }
         ),
         "bins-forest",
@@ -180,6 +180,7 @@ def test_search_space_offers_the_domains_anchors(iwd_dev) -> None:
     assert np.isclose(candidate.calibration.aci_step, 0.01)
     assert candidate.calibration.request_until == 1
     assert not candidate.calibration.history_expert
+    assert not candidate.calibration.unseen_share
 
 
 def test_folds_whose_calibration_is_still_running_are_left_out() -> None:

@@ -44,6 +44,7 @@ from slocast.artifacts.compiled import (
 from slocast.calibration import AdaptiveConformal, ConformalUpper
 from slocast.calibration.forecaster import CalibratedForecaster
 from slocast.calibration.history import HistoryExpert
+from slocast.calibration.unseen import UnseenShare
 from slocast.errors import BundleError, InputError
 from slocast.features import (
     FeaturePipeline,
@@ -154,6 +155,8 @@ def save_bundle(
             "request_is_cap": forecaster.request_is_cap,
             "request_grace": forecaster.request_grace,
             "known_per_group": dict(forecaster.known_per_group),
+            "unseen_share": forecaster.scale_unseen,
+            "unseen": forecaster.unseen.state(),
             "history": None if forecaster.history is None else forecaster.history.state(),
         },
     )
@@ -430,7 +433,11 @@ def load_bundle(path: Path, prefer_compiled: bool = True, threads: int = 0) -> M
         # Bundles from before thin groups fell back: only unseen groups did.
         request_until=int(cal.get("request_until", 1)),
         history=history,
+        # Bundles from before it serve unseen groups their whole request.
+        unseen_share=bool(cal.get("unseen_share", False)),
     )
+    if cal.get("unseen"):
+        forecaster.unseen = UnseenShare.from_state(cal["unseen"])
     # Bundles from before the grace: capped at the request only where it was a hard limit.
     grace = cal.get("request_grace", 0.0 if cal["request_is_cap"] else None)
     forecaster.request_grace = None if grace is None else float(grace)

@@ -31,6 +31,7 @@ import pandas as pd
 from slocast.calibration.aci import AdaptiveConformal, level_for
 from slocast.calibration.conformal import ConformalUpper
 from slocast.calibration.history import HistoryExpert
+from slocast.calibration.unseen import UnseenShare
 from slocast.errors import EmptyDataError, LifecycleError
 from slocast.features import group_keys, history_quantile_column
 from slocast.models.base import Bounds
@@ -73,6 +74,9 @@ class CalibrationParams:
     # The share of the miss budget (1 - coverage) that capping bounds at the request plus its
     # grace may cost on past jobs (0: the grace is the largest overrun seen).
     request_limit_share: float = 0.05
+    # A group never seen gets the largest share of its request that any group seen needed
+    # (calibration/unseen.py); off: its whole request.
+    unseen_share: bool = True
 
 
 class Served(NamedTuple):
@@ -80,7 +84,8 @@ class Served(NamedTuple):
 
     bounds: Bounds
     upper_z: np.ndarray  # the model's raw upper quantile, model scale
-    by_request: np.ndarray | None  # jobs served their own request (None: no request given)
+    # Jobs served their own request, or for groups never seen a share of it (None: no request).
+    by_request: np.ndarray | None
     model_upper: np.ndarray  # the model's bound, request rules applied
     history_upper: np.ndarray | None  # the history expert's bound (NaN: no history)
     by_history: np.ndarray | None  # jobs served the history expert's bound, not the model's
@@ -99,12 +104,15 @@ class CalibratedForecaster:
         request_until: int = 1,
         history: HistoryExpert | None = None,
         request_limit_share: float = 0.05,
+        unseen_share: bool = False,
     ) -> None:
         """``request_until``: where the request is a hard limit (its grace is 0: no more training
         jobs ran past it than the cap may miss), a group's jobs get it until that many of their
         outcomes are known; otherwise unseen groups get it (where the domain has a request).
         0: the model's bound serves every job.
-        ``request_limit_share``: see :attr:`CalibrationParams.request_limit_share`."""
+        ``request_limit_share``: see :attr:`CalibrationParams.request_limit_share`.
+        ``unseen_share``: a group never seen gets the share of its request that
+        :class:`UnseenShare` learns, not all of it."""
         self.name = name
         self.base = base
         self.spec = base.spec
@@ -120,6 +128,8 @@ class CalibratedForecaster:
         self.request_limit_share = request_limit_share
         self.request_until = request_until
         self.known_per_group: Counter[str] = Counter()
+        self.scale_unseen = unseen_share
+        self.unseen = UnseenShare()
         # Only where the domain keeps the history feature the expert reads.
         column = history_quantile_column(self.spec)
         self.history = history if column and column in self.spec.numeric else None
@@ -141,6 +151,8 @@ class CalibratedForecaster:
         if self.fit_base or self.base.pipeline is None:
             self.base.fit(train)
         self.known_per_group = Counter(self._groups(train).tolist())
+        self.unseen = UnseenShare()
+        self._record_shares(train)
         if self.spec.user_request is not None:
             outcome = train[self.spec.target].to_numpy(np.float64)
             request = train[self.spec.user_request].to_numpy(np.float64)
@@ -159,6 +171,7 @@ class CalibratedForecaster:
         if self.aci is not None:
             self.aci.set_scale(scores)
         self.known_per_group.update(groups.tolist())
+        self._record_shares(calibration)
         self._ready = True
         return self
 
@@ -200,6 +213,28 @@ class CalibratedForecaster:
                 self._served_experts.update(zip(frame.index, kept, strict=True))
         return served.bounds
 
+    def _fallback(
+        self,
+        groups: np.ndarray,
+        request: np.ndarray,
+        by_request: np.ndarray,
+        coverage: float | None,
+    ) -> np.ndarray:
+        """What jobs served by their request get: the request, scaled by
+        :meth:`UnseenShare.share` for groups never seen."""
+        if not self.scale_unseen or not by_request.any():
+            return request
+        share = self.unseen.share(coverage or self.coverage)
+        unseen = np.array([self.known_per_group[g] == 0 for g in groups], bool)
+        return np.where(unseen, share * request, request)
+
+    def _record_shares(self, done: pd.DataFrame) -> None:
+        if self.spec.user_request is None or done.empty:
+            return
+        outcome = done[self.spec.target].to_numpy(np.float64)
+        request = done[self.spec.user_request].to_numpy(np.float64)
+        self.unseen.record(self._groups(done), outcome / request)
+
     def _falls_back(self, groups: np.ndarray, request: np.ndarray) -> np.ndarray:
         """Jobs served their own request: a request given, and a group never seen -- or, where
         the request is a hard limit (so it always covers), one still too thin to trust."""
@@ -235,7 +270,9 @@ class CalibratedForecaster:
         if request is not None:
             by_request = self._falls_back(groups, request)  # all False without use_request
             if self.use_request:
-                upper = np.where(by_request, request, upper)
+                upper = np.where(
+                    by_request, self._fallback(groups, request, by_request, coverage), upper
+                )
                 upper = np.maximum(self._capped(upper, request), 0.0)
         model_upper, history_upper, by_history = upper, None, None
         if self.history is not None and self.history.ready:
@@ -305,6 +342,7 @@ class CalibratedForecaster:
             needed = self.aci.needed(exceedance, scores - top)
         self.calibrator.update(scores, groups, stored)
         self.known_per_group.update(groups.tolist())
+        self._record_shares(done)
         y = done[self.spec.target].to_numpy(np.float64)
         # Each expert's ACI follows the misses of the bounds it served: a choice that sends a
         # group's easy jobs to one expert must not let the other's level relax on them.
@@ -367,6 +405,7 @@ def build_slocast(
         request_until=params.request_until,
         history=history,
         request_limit_share=params.request_limit_share,
+        unseen_share=params.unseen_share,
     )
 
 

@@ -54,6 +54,7 @@ def calibration_params(settings: Settings) -> CalibrationParams:
         aci_experts=settings.aci_experts,
         request_until=settings.request_until,
         request_limit_share=settings.request_limit_share,
+        unseen_share=settings.unseen_share,
         decay=settings.calibration_decay,
         level_bins=settings.level_bins,
         history_expert=settings.history_expert,

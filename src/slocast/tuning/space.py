@@ -117,6 +117,7 @@ CALIBRATION_PARAMS = (
     "request_until",
     "level_bins",
     "history_expert",
+    "unseen_share",
 )
 
 
@@ -157,6 +158,7 @@ def suggest(
         request_until=trial.suggest_categorical("request_until", [1, 30]),
         level_bins=trial.suggest_categorical("level_bins", [1, 3]),
         history_expert=trial.suggest_categorical("history_expert", [True, False]),
+        unseen_share=trial.suggest_categorical("unseen_share", [True, False]),
         under_cost_ratio=under_cost_ratio,
     )
     return Candidate(
