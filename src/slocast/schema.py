@@ -43,7 +43,10 @@ class DomainSpec:
     follow a load heavier than any seen in training instead of flattening at the largest one
     (see :class:`~slocast.features.FeaturePipeline`). ``non_negative``: every number a job
     carries (features and request) is a count, size, duration or share, so one below 0 is bad
-    input, refused before any model sees it.
+    input, refused before any model sees it. ``group_path``: the separator of group names that
+    are paths whose last segment names the program the group runs (a Nextflow process
+    ``RNASEQ:MARK_DUPLICATES_PICARD:SAMTOOLS_STATS`` runs the module ``SAMTOOLS_STATS``, also
+    run under other subworkflows); empty where groups are not.
     """
 
     name: str
@@ -60,6 +63,7 @@ class DomainSpec:
     description: str = ""
     scale_with: tuple[str, ...] = ()
     non_negative: bool = True
+    group_path: str = ""
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -115,6 +119,7 @@ class DomainSpec:
             "description": self.description,
             "scale_with": list(self.scale_with),
             "non_negative": self.non_negative,
+            "group_path": self.group_path,
         }
 
     @classmethod
@@ -142,6 +147,7 @@ class DomainSpec:
             description=str(data.get("description", "")),
             scale_with=names("scale_with"),
             non_negative=bool(data.get("non_negative", True)),
+            group_path=str(data.get("group_path", "")),
         )
 
 
@@ -200,6 +206,7 @@ DOMAINS: dict[str, DomainSpec] = {
             categorical=("process",),
             group="process",
             user_request="memory",
+            group_path=":",
             unit="bytes",
             description="Workflow task peak memory (Nextflow traces)",
         ),

@@ -97,7 +97,8 @@ class Settings(BaseSettings):
         True,
         description="Serve a group never seen the largest share of its request (outcome / "
         "request) that any group seen needed, once enough groups are on record for the "
-        "promise, instead of the whole request.",
+        "promise, instead of the whole request; where group names are paths ending in the "
+        "program run (Nextflow processes), what its program needed in other groups.",
     )
     request_limit_share: float = Field(
         0.05,

@@ -437,7 +437,7 @@ def load_bundle(path: Path, prefer_compiled: bool = True, threads: int = 0) -> M
         unseen_share=bool(cal.get("unseen_share", False)),
     )
     if cal.get("unseen"):
-        forecaster.unseen = UnseenShare.from_state(cal["unseen"])
+        forecaster.unseen = UnseenShare.from_state(cal["unseen"], forecaster.spec.group_path)
     # Bundles from before the grace: capped at the request only where it was a hard limit.
     grace = cal.get("request_grace", 0.0 if cal["request_is_cap"] else None)
     forecaster.request_grace = None if grace is None else float(grace)

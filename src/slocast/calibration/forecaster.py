@@ -129,7 +129,7 @@ class CalibratedForecaster:
         self.request_until = request_until
         self.known_per_group: Counter[str] = Counter()
         self.scale_unseen = unseen_share
-        self.unseen = UnseenShare()
+        self.unseen = UnseenShare(separator=self.spec.group_path)
         # Only where the domain keeps the history feature the expert reads.
         column = history_quantile_column(self.spec)
         self.history = history if column and column in self.spec.numeric else None
@@ -151,7 +151,7 @@ class CalibratedForecaster:
         if self.fit_base or self.base.pipeline is None:
             self.base.fit(train)
         self.known_per_group = Counter(self._groups(train).tolist())
-        self.unseen = UnseenShare()
+        self.unseen = UnseenShare(separator=self.spec.group_path)
         self._record_shares(train)
         if self.spec.user_request is not None:
             outcome = train[self.spec.target].to_numpy(np.float64)
@@ -224,9 +224,13 @@ class CalibratedForecaster:
         :meth:`UnseenShare.share` for groups never seen."""
         if not self.scale_unseen or not by_request.any():
             return request
-        share = self.unseen.share(coverage or self.coverage)
-        unseen = np.array([self.known_per_group[g] == 0 for g in groups], bool)
-        return np.where(unseen, share * request, request)
+        level = coverage or self.coverage
+        shares = {
+            g: self.unseen.share(level, g) if self.known_per_group[g] == 0 else 1.0
+            for g in dict.fromkeys(groups[by_request].tolist())
+        }
+        share = np.array([shares.get(g, 1.0) for g in groups.tolist()], np.float64)
+        return np.asarray(share * request, np.float64)
 
     def _record_shares(self, done: pd.DataFrame) -> None:
         if self.spec.user_request is None or done.empty:
