@@ -42,8 +42,18 @@ def test_a_program_run_elsewhere_is_sized_from_that_run() -> None:
     sibling = 0.03 * (1.0 + 2 / 18)
     assert unseen.share(0.9, "RUN:REPORT:TOOL2") == pytest.approx(ratio * sibling)
     # A program never run: the most any group needed, as without paths.
+    assert unseen.sibling_share(0.9, "RUN:REPORT:NEWTOOL") is None
     assert unseen.share(0.9, "RUN:REPORT:NEWTOOL") == pytest.approx(0.8)
     assert unseen.share(0.9) == pytest.approx(0.8)
+    # A thin group is sized from its siblings, not from itself.
+    assert unseen.sibling_share(0.9, "RUN:QC:TOOL2") == pytest.approx(ratio * 0.03)
+
+
+def test_a_sibling_that_used_nothing_sizes_nothing() -> None:
+    unseen = _pipeline(pairs=9)
+    unseen.record(np.array(["RUN:ALIGN:IDLE"]), np.array([0.0]))
+    assert unseen.sibling_share(0.9, "RUN:QC:IDLE") is None
+    assert unseen.share(0.9, "RUN:QC:IDLE") == pytest.approx(0.8)
 
 
 def test_too_few_programs_run_twice_size_by_every_group() -> None:

@@ -221,14 +221,19 @@ class CalibratedForecaster:
         coverage: float | None,
     ) -> np.ndarray:
         """What jobs served by their request get: the request, scaled by
-        :meth:`UnseenShare.share` for groups never seen."""
+        :meth:`UnseenShare.share` for groups never seen and by :meth:`UnseenShare.sibling_share`
+        for thin groups whose program ran in other groups."""
         if not self.scale_unseen or not by_request.any():
             return request
         level = coverage or self.coverage
-        shares = {
-            g: self.unseen.share(level, g) if self.known_per_group[g] == 0 else 1.0
-            for g in dict.fromkeys(groups[by_request].tolist())
-        }
+
+        def share_of(group: str) -> float:
+            if self.known_per_group[group] == 0:
+                return self.unseen.share(level, group)
+            thin = self.unseen.sibling_share(level, group)
+            return 1.0 if thin is None else thin
+
+        shares = {g: share_of(g) for g in dict.fromkeys(groups[by_request].tolist())}
         share = np.array([shares.get(g, 1.0) for g in groups.tolist()], np.float64)
         return np.asarray(share * request, np.float64)
 

@@ -17,10 +17,12 @@ a quantile over the groups seen (not their maximum) served later stages too litt
 Where group names are paths that end in the program run (``DomainSpec.group_path``: a
 Nextflow process ``RNASEQ:MARK_DUPLICATES_PICARD:SAMTOOLS_STATS`` runs the module
 ``SAMTOOLS_STATS``, which other subworkflows run too), a group whose program ran in another
-group is sized from that sibling: its largest share times the largest ratio, over the groups
-that had a sibling on record when they started, of their own largest share to that sibling's.
-The same argument over those ``m`` groups holds it up to ``m / (m + 1)``; before that, the
-share above serves.
+group is sized from that sibling instead: its largest share times the largest ratio, over the
+groups that had a sibling on record when they started, of their own largest share to that
+sibling's. The same argument over those ``m`` groups holds it up to ``m / (m + 1)``; before
+that, the share above serves. This also serves a thin group (one with too few outcomes for
+its own calibration, which otherwise keeps its request): its own outcomes so far are among
+the ones the ratios were taken from.
 """
 
 from __future__ import annotations
@@ -78,11 +80,23 @@ class UnseenShare:
                 self._programs.setdefault(self.program(key), set()).add(key)
             self.largest[key] = max(self.largest.get(key, 0.0), value)
 
+    def sibling_share(self, coverage: float, group: str) -> float | None:
+        """The share of its request that ``group`` gets from its program's runs in other
+        groups while ``coverage`` is promised; None where its program ran nowhere else or too
+        few groups started with a sibling for that promise."""
+        sibling = self._siblings_largest(group)
+        m = len(self.sibling_at_start)
+        # A sibling that used none of its request says nothing of how much this group needs.
+        if sibling is None or sibling <= 0.0 or m / (m + 1) < coverage - 1e-12:
+            return None
+        ratio = max(self.largest[g] / s for g, s in self.sibling_at_start.items())
+        return min(1.0, ratio * sibling)
+
     def share(self, coverage: float, group: str | None = None) -> float:
         """The share of its request that ``group``, never seen, gets while ``coverage`` is
-        promised: the largest any group needed, once ``n / (n + 1)`` reaches ``coverage``
-        (1, the whole request, before that, or where a group ran past its request); less
-        where its program ran in another group and enough groups started with a sibling.
+        promised: :meth:`sibling_share` where there is one, otherwise the largest any group
+        needed, once ``n / (n + 1)`` reaches ``coverage`` (1, the whole request, before that,
+        or where a group ran past its request).
 
         >>> u = UnseenShare({f"g{i}": s for i, s in enumerate(np.linspace(0.1, 0.5, 9))})
         >>> u.share(0.9)  # 9 groups: a tenth group needs more with probability 1/10
@@ -90,16 +104,13 @@ class UnseenShare:
         >>> u.share(0.95)  # that takes 19
         1.0
         """
+        sibling = None if group is None else self.sibling_share(coverage, group)
+        if sibling is not None:
+            return sibling
         n = len(self.largest)
         if n == 0 or n / (n + 1) < coverage - 1e-12:
             return 1.0
-        anyone = min(1.0, max(self.largest.values()))
-        sibling = None if group is None else self._siblings_largest(group)
-        m = len(self.sibling_at_start)
-        if sibling is None or m / (m + 1) < coverage - 1e-12:
-            return anyone
-        ratio = max(self.largest[g] / s for g, s in self.sibling_at_start.items())
-        return min(anyone, ratio * sibling)
+        return min(1.0, max(self.largest.values()))
 
     def state(self) -> dict[str, Any]:
         return {"largest": dict(self.largest), "sibling_at_start": dict(self.sibling_at_start)}
