@@ -20,9 +20,10 @@ Nextflow process ``RNASEQ:MARK_DUPLICATES_PICARD:SAMTOOLS_STATS`` runs the modul
 group is sized from that sibling instead: its largest share times the largest ratio, over the
 groups that had a sibling on record when they started, of their own largest share to that
 sibling's. The same argument over those ``m`` groups holds it up to ``m / (m + 1)``; before
-that, the share above serves. This also serves a thin group (one with too few outcomes for
-its own calibration, which otherwise keeps its request): its own outcomes so far are among
-the ones the ratios were taken from.
+that, the share above serves. The same bound serves a thin group (one with too few outcomes
+for its own calibration, which otherwise keeps its request): its program's runs elsewhere
+bound it as they bound a new one, and where it started with a sibling its own ratio so far is
+among the ratios.
 """
 
 from __future__ import annotations
