@@ -98,7 +98,8 @@ class Settings(BaseSettings):
         description="Serve a group never seen the largest share of its request (outcome / "
         "request) that any group seen needed, once enough groups are on record for the "
         "promise, instead of the whole request; where group names are paths ending in the "
-        "program run (Nextflow processes), what its program needed in other groups.",
+        "program run (Nextflow processes), what its program needed in other groups, which "
+        "also sizes groups with too few outcomes that would keep their request.",
     )
     request_limit_share: float = Field(
         0.05,

@@ -84,7 +84,7 @@ class Served(NamedTuple):
 
     bounds: Bounds
     upper_z: np.ndarray  # the model's raw upper quantile, model scale
-    # Jobs served their own request, or for groups never seen a share of it (None: no request).
+    # Jobs served their own request, or the share of it UnseenShare gives (None: no request).
     by_request: np.ndarray | None
     model_upper: np.ndarray  # the model's bound, request rules applied
     history_upper: np.ndarray | None  # the history expert's bound (NaN: no history)
@@ -112,7 +112,8 @@ class CalibratedForecaster:
         0: the model's bound serves every job.
         ``request_limit_share``: see :attr:`CalibrationParams.request_limit_share`.
         ``unseen_share``: a group never seen gets the share of its request that
-        :class:`UnseenShare` learns, not all of it."""
+        :class:`UnseenShare` learns, not all of it, and so does a thin group whose program ran
+        in other groups."""
         self.name = name
         self.base = base
         self.spec = base.spec
@@ -233,9 +234,11 @@ class CalibratedForecaster:
             thin = self.unseen.sibling_share(level, group)
             return 1.0 if thin is None else thin
 
-        shares = {g: share_of(g) for g in dict.fromkeys(groups[by_request].tolist())}
-        share = np.array([shares.get(g, 1.0) for g in groups.tolist()], np.float64)
-        return np.asarray(share * request, np.float64)
+        served = groups[by_request].tolist()
+        shares = {g: share_of(g) for g in dict.fromkeys(served)}
+        scaled = np.array(request, np.float64)  # only the fallback jobs' entries are read
+        scaled[by_request] *= [shares[g] for g in served]
+        return scaled
 
     def _record_shares(self, done: pd.DataFrame) -> None:
         if self.spec.user_request is None or done.empty:
