@@ -7,6 +7,7 @@ import pytest
 
 from slocast import ConfigError, Prediction, get_domain
 from slocast.artifacts import validate_records
+from slocast.cli._common import calibration_params
 from slocast.errors import DataFormatError, InputError, SlocastError
 from slocast.schema import DOMAINS, DomainSpec
 from slocast.settings import load_settings
@@ -27,6 +28,10 @@ def test_spec_round_trips_through_dict() -> None:
     # Bundles written before the field: every builtin number is a count, size or duration.
     older = {k: v for k, v in spec.to_dict().items() if k != "non_negative"}
     assert DomainSpec.from_dict(older).non_negative
+    # Nor group paths: every group its own program.
+    assert spec.group_path == ":"
+    older = {k: v for k, v in spec.to_dict().items() if k != "group_path"}
+    assert DomainSpec.from_dict(older).group_path == ""
 
 
 def test_inputs_out_of_the_domains_range_are_refused_naming_the_job_and_field() -> None:
@@ -81,6 +86,16 @@ def test_invalid_setting_names_the_field(monkeypatch: pytest.MonkeyPatch) -> Non
     with pytest.raises(ConfigError) as info:
         load_settings()
     assert info.value.field == "target_coverage"
+
+
+def test_the_unseen_share_setting_reaches_calibration(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert calibration_params(load_settings()).unseen_share
+    monkeypatch.setenv("SLOCAST_UNSEEN_SHARE", "false")
+    assert not calibration_params(load_settings()).unseen_share
+    monkeypatch.setenv("SLOCAST_UNSEEN_SHARE", "sometimes")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert info.value.field == "unseen_share"
 
 
 @pytest.mark.parametrize(
