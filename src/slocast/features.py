@@ -50,8 +50,9 @@ __all__ = [
     "TargetTransform",
     "column_group_keys",
     "group_keys",
-    "history_quantile_column",
+    "history_base_column",
     "history_quantile_name",
+    "history_size_name",
     "numeric_block",
     "record_group_keys",
 ]
@@ -268,14 +269,24 @@ def group_keys(frame: pd.DataFrame, spec: DomainSpec) -> np.ndarray:
 
 
 def history_quantile_name(group: str, target: str) -> str:
-    """The history feature holding the 0.9 quantile of the group's latest finished outcomes:
-    the history expert's base (:mod:`slocast.calibration.history`)."""
+    """The history feature holding the 0.9 quantile of the group's latest finished outcomes."""
     return f"{group}_p90_{target}"
 
 
-def history_quantile_column(spec: DomainSpec) -> str | None:
-    """:func:`history_quantile_name` for the domain's group (None without groups)."""
-    return history_quantile_name(spec.group, spec.target) if spec.group else None
+def history_size_name(group: str, target: str) -> str:
+    """The history feature holding what the group's history says a job of this size needs
+    (:func:`slocast.datasets.history.add_group_history`)."""
+    return f"{group}_by_size_{target}"
+
+
+def history_base_column(spec: DomainSpec) -> str | None:
+    """The history expert's base (:mod:`slocast.calibration.history`): what the group's
+    history says this job needs by its size where the domain keeps that, else the 0.9 quantile
+    of the group's latest outcomes (None without groups)."""
+    if spec.group is None:
+        return None
+    by_size = history_size_name(spec.group, spec.target)
+    return by_size if by_size in spec.numeric else history_quantile_name(spec.group, spec.target)
 
 
 def record_group_keys(records: Sequence[Mapping[str, object]], spec: DomainSpec) -> np.ndarray:

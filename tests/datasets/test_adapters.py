@@ -279,3 +279,28 @@ def test_history_features_use_only_finished_jobs() -> None:
     same = frame[(frame["user"] == row["user"]) & (frame["known_at"] < row["time"])]
     expected = same.sort_values("known_at", kind="stable")["run_time"].iloc[-1]
     assert row["user_prev_run_time"] == expected
+
+
+@pytest.mark.parametrize(
+    ("workflow", "process", "low", "high"),
+    [("eager", "damageprofiler", 0.75, 1.0), ("iwd", "graphToShapefile", 0.0, 0.35)],
+)
+def test_a_process_is_sized_by_its_input_where_that_bounds_it_more_tightly(
+    workflow: str, process: str, low: float, high: float
+) -> None:
+    """eager's damageprofiler needs memory in proportion to what it reads; iwd's
+    graphToShapefile needs one of two amounts, whatever it reads. The line through a process's
+    finished tasks (recomputed here by brute force) sizes most tasks of the first (measured
+    80 %) and few of the second (23 %), which keep their recent 0.9 quantile."""
+    data = load_dataset(f"nextflow:{shared_file(SIZEY.format(workflow))}")
+    column = "process_by_size_peak_rss"
+    assert column in data.spec.features and column in data.spec.optional
+    jobs = data.frame[data.frame["process"] == process]
+    sized = jobs[column].notna() & (jobs[column] != jobs["process_p90_peak_rss"])
+    assert low <= sized.mean() <= high
+    for _, row in jobs[sized].iloc[::9].iterrows():
+        done = jobs[jobs["known_at"] < row["time"]].sort_values("known_at", kind="stable")
+        size, need = done["rchar"].iloc[-50:], done["peak_rss"].iloc[-50:]  # the latest 50
+        slope = max(0.0, np.polyfit(size, need, 1)[0])
+        expected = need.mean() + slope * (row["rchar"] - size.mean())
+        assert row[column] == pytest.approx(max(0.0, expected), rel=1e-9)

@@ -33,7 +33,7 @@ from slocast.calibration.conformal import ConformalUpper
 from slocast.calibration.history import HistoryExpert
 from slocast.calibration.unseen import UnseenShare
 from slocast.errors import EmptyDataError, LifecycleError
-from slocast.features import group_keys, history_quantile_column
+from slocast.features import group_keys, history_base_column
 from slocast.models.base import Bounds
 from slocast.models.quantile import QuantileForecaster
 from slocast.schema import POOLED
@@ -132,7 +132,7 @@ class CalibratedForecaster:
         self.scale_unseen = unseen_share
         self.unseen = UnseenShare(separator=self.spec.group_path)
         # Only where the domain keeps the history feature the expert reads.
-        column = history_quantile_column(self.spec)
+        column = history_base_column(self.spec)
         self.history = history if column and column in self.spec.numeric else None
         self._served_upper_z: dict[object, float] = {}
         # Jobs whose served bound was the request: ACI must not count them as the model's hits.
@@ -398,7 +398,7 @@ def build_slocast(
             experts=params.aci_experts,
         )
 
-    column = history_quantile_column(base.spec)
+    column = history_base_column(base.spec)
     history = (
         HistoryExpert(
             column,

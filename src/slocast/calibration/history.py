@@ -6,8 +6,10 @@ offset must then be as wide as the model's errors are varied. What the group's f
 used is often the better predictor (that is all a Kubernetes VPA looks at). So next to the
 model, slocast keeps a *history expert*:
 
-- its base is a history feature ``H``, the 0.9 quantile of the group's latest outcomes known
-  at submission (see :mod:`slocast.datasets.history`);
+- its base is a history feature ``H`` known at submission (see
+  :mod:`slocast.datasets.history`): the 0.9 quantile of the group's latest outcomes, or where
+  the domain keeps one, what the group's latest outcomes say a job of this size needs
+  (:func:`slocast.features.history_base_column`);
 - its bound is ``H`` shifted by the conformal quantile of signed scores ``y - H`` on the model's
   scale, per group (:class:`ConformalUpper`), so it carries the same coverage promise as the
   model's bound. A group with fewer scores than the Mondrian size takes the pooled scores of

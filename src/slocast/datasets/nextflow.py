@@ -81,5 +81,5 @@ def load_nextflow(path: Path) -> Dataset:
         "missing_submit": int((finished & has_target & has_request & ~has_time).sum()),
     }
     kept = finished & has_target & has_request & has_time
-    frame, spec = add_group_history(frame[kept], spec, "process")
+    frame, spec = add_group_history(frame[kept], spec, "process", size="rchar")
     return finish(frame, spec, path, len(raw), dropped)
