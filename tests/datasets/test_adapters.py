@@ -303,4 +303,4 @@ def test_a_process_is_sized_by_its_input_where_that_bounds_it_more_tightly(
         size, need = done["rchar"].iloc[-50:], done["peak_rss"].iloc[-50:]  # the latest 50
         slope = max(0.0, np.polyfit(size, need, 1)[0])
         expected = need.mean() + slope * (row["rchar"] - size.mean())
-        assert row[column] == pytest.approx(max(0.0, expected), rel=1e-9)
+        assert row[column] == pytest.approx(max(0.0, expected), rel=5e-4)  # 4 digits

@@ -155,7 +155,7 @@ def test_alibaba_coverage() -> None:
     assert result.methods["slocast"].metrics.coverage == pytest.approx(0.9, abs=0.015)
 
 
-@pytest.mark.parametrize("workflow", ["iwd", "eager", "rnaseq"])
+@pytest.mark.parametrize("workflow", ["iwd", "eager", "rnaseq", "chipseq"])
 def test_sizey_coverage(workflow: str) -> None:
     result = _evaluate(f"nextflow:{shared_file(SIZEY.format(workflow))}")
     slocast = result.methods["slocast"].metrics
@@ -173,23 +173,12 @@ def test_sizey_coverage(workflow: str) -> None:
         assert slocast.business_score < 0.95 * floor.business_score
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap (issue 3 note): chipseq covers 0.932: processes with fewer than 30 known "
-    "outcomes get their request where the history expert does not serve, and the request covers "
-    "nearly every job",
-)
-def test_sizey_coverage_known_gap_chipseq() -> None:
-    result = _evaluate(f"nextflow:{shared_file(SIZEY.format('chipseq'))}")
-    assert result.methods["slocast"].metrics.coverage == pytest.approx(0.9, abs=_tolerance(result))
-
-
 @pytest.mark.parametrize("workflow", ["iwd", "chipseq", "eager"])
 def test_the_history_expert_on_traces_without_requests(tmp_path: Path, workflow: str) -> None:
     """Without requests most test tasks belong to processes the model was not trained on: a
     bound from each process's own recent outcomes, served where it has cost less (the lower
     of the two for a process with nothing on record), cuts the business score by more than
-    30 % (measured: iwd 160 -> 103, chipseq 928 -> 155, eager 269 -> 101) at no loss of
+    30 % (measured: iwd 162 -> 105, chipseq 860 -> 146, eager 294 -> 102) at no loss of
     coverage."""
     data = load_dataset(f"nextflow:{_default_fields(tmp_path, workflow)}")
     base = QuantileForecaster(data.spec, 0.9)
@@ -225,7 +214,7 @@ def test_a_process_whose_memory_follows_its_input_is_sized_by_it() -> None:
     it reads (3-8 GB). The history expert standing on the line through each process's sizes
     (where it bounded the process's tasks more tightly than their 0.9 quantile) covers 50 of
     its 51 test tasks; standing on the quantile of its recent tasks, which lags behind growing
-    inputs, 36. The whole slice: measured 80.7 against 102.2, coverage 0.908 and 0.886."""
+    inputs, 36. The whole slice: measured 79.3 against 102.2, coverage 0.908 and 0.886."""
     data = load_dataset(f"nextflow:{shared_file(SIZEY.format('eager'))}")
     by_size = "process_by_size_peak_rss"
     assert history_base_column(data.spec) == by_size

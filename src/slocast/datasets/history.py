@@ -10,9 +10,11 @@ caller without history leaves them out and the model treats them as missing.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Literal
 
 import numpy as np
 import pandas as pd
+from numpy.lib.stride_tricks import sliding_window_view
 
 from slocast.features import history_quantile_name, history_size_name
 from slocast.schema import DomainSpec
@@ -42,7 +44,7 @@ def add_group_history(
 
     With ``size``, a column saying how big a job is (a task's input), also what the group's
     history says a job of this size needs: the line through its latest finished jobs' sizes
-    and outcomes (:func:`size_line`) at this job's size, where that line has bounded those jobs
+    and outcomes (:func:`size_lines`) at this job's size, where that line has bounded those jobs
     more tightly than their 0.9 quantile (:func:`tighter`); the quantile elsewhere. A process
     whose memory follows its input (a profiler reading the whole file) is then sized by its
     input; one whose memory does not (a tool with a fixed footprint, or two modes), by its
@@ -84,19 +86,20 @@ def add_group_history(
         outcomes = y[finished]
         # An observed outcome (no interpolation): values differing from a tree's threshold
         # only in the last bit would make compiled and native trees disagree.
-        recent = [
-            np.quantile(outcomes[max(0, k - RECENT) : k], 0.9, method="inverted_cdf")
-            for k in range(1, len(rows) + 1)
-        ]
-        quantile[rows[one]] = np.asarray(recent)[count[one] - 1]
+        recent = _latest_quantile(latest(outcomes), "inverted_cdf")
+        quantile[rows[one]] = recent[count[one] - 1]
         if sizes is not None:
-            needs = _by_size(sizes[rows], sizes[finished], outcomes, count)
+            intercept, slope = size_lines(latest(sizes[finished]), latest(outcomes))
+            needs = np.full(len(rows), np.nan)
+            needs[one] = _significant(
+                intercept[count[one] - 1] + slope[count[one] - 1] * sizes[rows[one]]
+            )
             if spec.non_negative:  # a line through small jobs can cross 0 below them
                 needs = np.maximum(needs, 0.0)
             # Each finished job's two values, as they stood at its submission.
             order = np.argsort(rows, kind="stable")
             at = order[np.searchsorted(rows, finished, sorter=order)]
-            tight = tighter(outcomes, quantile[finished], needs[at], count[one])
+            tight = tighter(outcomes, quantile[finished], needs[at])[count[one] - 1]
             out[history_size_name(group, spec.target)][rows[one]] = np.where(
                 tight, needs[one], quantile[rows[one]]
             )
@@ -107,67 +110,92 @@ def add_group_history(
     return frame, spec
 
 
-def _by_size(
-    size: np.ndarray, done: np.ndarray, outcomes: np.ndarray, count: np.ndarray
-) -> np.ndarray:
-    """Per job of a group (``size``; ``count`` of the group's jobs finished before it): its
-    size on the line through the latest ``RECENT`` of them (sizes ``done``, ``outcomes``, in
-    order of finishing); NaN where none had finished."""
-    lines = {
-        k: size_line(done[max(0, k - RECENT) : k], outcomes[max(0, k - RECENT) : k])
-        for k in np.unique(count[count > 0]).tolist()
-    }
-    line = np.array([lines.get(k, (np.nan, np.nan)) for k in count.tolist()]).reshape(-1, 2)
-    return np.asarray(line[:, 0] + line[:, 1] * size)
+def latest(values: np.ndarray) -> np.ndarray:
+    """Row ``k - 1``: the latest ``RECENT`` of ``values[:k]``, NaN-padded in front (a view)."""
+    padded = np.concatenate([np.full(RECENT - 1, np.nan), np.asarray(values, np.float64)])
+    return sliding_window_view(padded, RECENT)
 
 
-def size_line(size: np.ndarray, outcome: np.ndarray) -> tuple[float, float]:
-    """Intercept and slope of the least-squares line of ``outcome`` on ``size``, the slope
-    held at 0 or above: a job with more input needs no less, and a negative slope fitted to
-    noise would bound the largest jobs lowest. Fewer than three sized jobs, or all of one size,
-    say nothing of a slope: the line is flat at their largest outcome.
+def _significant(values: np.ndarray, digits: int = 4) -> np.ndarray:
+    """``values`` to ``digits`` significant digits. A tree compiled to float32 thresholds
+    sends a value within float32 precision of a threshold the other way than the native tree
+    does; values this coarse lie far from any threshold between two of them.
 
-    >>> size_line(np.array([1.0, 2.0, 3.0]), np.array([3.0, 5.0, 7.0]))
-    (1.0, 2.0)
-    >>> size_line(np.array([1.0, 2.0, 3.0]), np.array([7.0, 5.0, 3.0]))  # held at 0
-    (5.0, 0.0)
-    >>> size_line(np.array([1.0, np.nan]), np.array([4.0, 6.0]))
-    (6.0, 0.0)
+    >>> _significant(np.array([4620295808.591317, 0.012345678, 0.0, np.nan])).tolist()
+    [4620000000.0, 0.01235, 0.0, nan]
     """
-    known = np.isfinite(size)
-    x, y = size[known], outcome[known]
-    if len(x) < 3 or np.ptp(x) == 0:
-        return float(np.max(outcome)), 0.0
-    slope = max(0.0, float(np.mean((x - x.mean()) * (y - y.mean())) / np.var(x)))
-    return float(y.mean() - slope * x.mean()), slope
+    magnitude = np.floor(np.log10(np.abs(values), where=values != 0, out=np.zeros_like(values)))
+    scale = 10.0 ** (digits - 1 - np.nan_to_num(magnitude))
+    return np.asarray(np.round(values * scale) / scale)
 
 
-def tighter(
-    outcomes: np.ndarray, quantile: np.ndarray, line: np.ndarray, count: np.ndarray
-) -> np.ndarray:
-    """Per job (``count`` of its group's jobs finished before it): whether, on the latest
-    ``RECENT`` of those, the line's values would have given a tighter upper bound than the 0.9
-    quantile's -- each base shifted by the 0.9 quantile of its own errors, the mean excess
-    over the outcomes is smaller. Both bound 90 % of those jobs, so the tighter wastes less at
-    equal coverage. Fewer than three jobs with both values: not tighter.
+def size_lines(size: np.ndarray, outcome: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of jobs (NaN: none there), intercept and slope of the least-squares line of
+    ``outcome`` on ``size``, the slope held at 0 or above: a job with more input needs no less,
+    and a negative slope fitted to noise would bound the largest jobs lowest. Fewer than three
+    sized jobs, or all of one size, say nothing of a slope: the line is flat at their largest
+    outcome.
+
+    >>> x, y = np.array([[1.0, 2.0, 3.0], [1.0, 2.0, 3.0], [np.nan, 1.0, np.nan]]), np.array(
+    ...     [[3.0, 5.0, 7.0], [7.0, 5.0, 3.0], [np.nan, 4.0, 6.0]])
+    >>> [line.tolist() for line in size_lines(x, y)]  # the second held at 0
+    [[1.0, 5.0, 6.0], [2.0, 0.0, 0.0]]
+    """
+    sized = np.isfinite(size) & np.isfinite(outcome)
+    n = sized.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_x = np.where(sized, size, 0.0).sum(axis=1) / n
+        mean_y = np.where(sized, outcome, 0.0).sum(axis=1) / n
+        dx = np.where(sized, size - mean_x[:, None], 0.0)
+        dy = np.where(sized, outcome - mean_y[:, None], 0.0)
+        slope = np.maximum((dx * dy).sum(axis=1) / (dx * dx).sum(axis=1), 0.0)
+    spread = np.where(sized, size, -np.inf).max(axis=1) > np.where(sized, size, np.inf).min(axis=1)
+    line = (n >= 3) & spread
+    flat = np.fmax.reduce(outcome, axis=1)  # the largest outcome, NaN padding ignored
+    return np.where(line, mean_y - slope * mean_x, flat), np.where(line, slope, 0.0)
+
+
+def tighter(outcomes: np.ndarray, quantile: np.ndarray, line: np.ndarray) -> np.ndarray:
+    """Row ``k - 1``: whether, on the latest ``RECENT`` of the first ``k`` finished jobs, the
+    line's values would have given a tighter upper bound than the 0.9 quantile's -- each base
+    shifted by the 0.9 quantile of its own errors, the mean excess over the outcomes is
+    smaller. Both bound 90 % of those jobs, so the tighter wastes less at equal coverage.
+    Fewer than three jobs with both values: not tighter.
 
     ``outcomes``, ``quantile`` and ``line``: the finished jobs in order of finishing, each
     base as it stood when that job was submitted (so every error is out of sample).
 
     >>> y = np.array([1.0, 2.0, 3.0, 4.0])
-    >>> tighter(y, np.full(4, 4.0), y + 0.1, np.array([4, 2])).tolist()  # exact line; too few
-    [True, False]
+    >>> tighter(y, np.full(4, 4.0), y + 0.1).tolist()  # an exact line, from three jobs on
+    [False, False, True, True]
     """
-    by_quantile, by_line = outcomes - quantile, outcomes - line
-    verdicts = {}
-    for k in np.unique(count).tolist():
-        window = slice(max(0, k - RECENT), k)
-        q, fit = by_quantile[window], by_line[window]
-        both = np.isfinite(q) & np.isfinite(fit)
-        verdicts[k] = bool(both.sum() >= 3 and _excess(fit[both]) < _excess(q[both]))
-    return np.array([verdicts[k] for k in count.tolist()], dtype=bool)
+    by_quantile, by_line = latest(outcomes - quantile), latest(outcomes - line)
+    both = np.isfinite(by_quantile) & np.isfinite(by_line)
+    q = _excess(np.where(both, by_quantile, np.nan))
+    fit = _excess(np.where(both, by_line, np.nan))
+    return np.asarray((both.sum(axis=1) >= 3) & (fit < q))
 
 
-def _excess(errors: np.ndarray) -> float:
-    """Mean excess of the bound that shifts a base by the 0.9 quantile of its errors."""
-    return float(np.mean(np.quantile(errors, 0.9, method="higher") - errors))
+def _excess(errors: np.ndarray) -> np.ndarray:
+    """Per row: the mean excess of the bound that shifts a base by the 0.9 quantile of its
+    errors (NaN: no job there)."""
+    return np.asarray(_latest_quantile(errors, "higher") - _nanmean(errors))
+
+
+def _latest_quantile(rows: np.ndarray, method: Literal["inverted_cdf", "higher"]) -> np.ndarray:
+    """The 0.9 quantile of each row's values (NaN: no value there), as :func:`np.quantile`
+    computes it on those values alone; rows of full windows at once."""
+    full = np.isfinite(rows).all(axis=1)
+    result = np.full(len(rows), np.nan)
+    if full.any():
+        result[full] = np.quantile(rows[full], 0.9, axis=1, method=method)
+    for i in np.flatnonzero(~full & np.isfinite(rows).any(axis=1)).tolist():
+        values = rows[i][np.isfinite(rows[i])]
+        result[i] = np.quantile(values, 0.9, method=method)
+    return result
+
+
+def _nanmean(rows: np.ndarray) -> np.ndarray:
+    known = np.isfinite(rows)
+    with np.errstate(invalid="ignore"):
+        return np.asarray(np.where(known, rows, 0.0).sum(axis=1) / known.sum(axis=1))
