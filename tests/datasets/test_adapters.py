@@ -279,6 +279,11 @@ def test_history_features_use_only_finished_jobs() -> None:
     same = frame[(frame["user"] == row["user"]) & (frame["known_at"] < row["time"])]
     expected = same.sort_values("known_at", kind="stable")["run_time"].iloc[-1]
     assert row["user_prev_run_time"] == expected
+    # The 0.9 quantile of the user's latest 50 finished jobs (fewer for a young user's job).
+    for row in (frame.iloc[30000], frame.iloc[40]):
+        same = frame[(frame["user"] == row["user"]) & (frame["known_at"] < row["time"])]
+        latest = same.sort_values("known_at", kind="stable")["run_time"].iloc[-50:]
+        assert row["user_p90_run_time"] == np.quantile(latest, 0.9, method="inverted_cdf")
 
 
 @pytest.mark.parametrize(

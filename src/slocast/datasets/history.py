@@ -86,10 +86,10 @@ def add_group_history(
         outcomes = y[finished]
         # An observed outcome (no interpolation): values differing from a tree's threshold
         # only in the last bit would make compiled and native trees disagree.
-        recent = _latest_quantile(latest(outcomes), "inverted_cdf")
+        recent = _latest_quantile(_latest(outcomes), "inverted_cdf")
         quantile[rows[one]] = recent[count[one] - 1]
         if sizes is not None:
-            intercept, slope = size_lines(latest(sizes[finished]), latest(outcomes))
+            intercept, slope = size_lines(_latest(sizes[finished]), _latest(outcomes))
             needs = np.full(len(rows), np.nan)
             needs[one] = _significant(
                 intercept[count[one] - 1] + slope[count[one] - 1] * sizes[rows[one]]
@@ -110,7 +110,7 @@ def add_group_history(
     return frame, spec
 
 
-def latest(values: np.ndarray) -> np.ndarray:
+def _latest(values: np.ndarray) -> np.ndarray:
     """Row ``k - 1``: the latest ``RECENT`` of ``values[:k]``, NaN-padded in front (a view)."""
     padded = np.concatenate([np.full(RECENT - 1, np.nan), np.asarray(values, np.float64)])
     return sliding_window_view(padded, RECENT)
@@ -169,7 +169,7 @@ def tighter(outcomes: np.ndarray, quantile: np.ndarray, line: np.ndarray) -> np.
     >>> tighter(y, np.full(4, 4.0), y + 0.1).tolist()  # an exact line, from three jobs on
     [False, False, True, True]
     """
-    by_quantile, by_line = latest(outcomes - quantile), latest(outcomes - line)
+    by_quantile, by_line = _latest(outcomes - quantile), _latest(outcomes - line)
     both = np.isfinite(by_quantile) & np.isfinite(by_line)
     q = _excess(np.where(both, by_quantile, np.nan))
     fit = _excess(np.where(both, by_line, np.nan))
