@@ -132,8 +132,8 @@ class CalibratedForecaster:
         self.scale_unseen = unseen_share
         self.unseen = UnseenShare(separator=self.spec.group_path)
         # Only where the domain keeps the history feature the expert reads.
-        column = history_base_column(self.spec)
-        self.history = history if column and column in self.spec.numeric else None
+        keeps = history is not None and history.column in self.spec.numeric
+        self.history = history if keeps else None
         self._served_upper_z: dict[object, float] = {}
         # Jobs whose served bound was the request: ACI must not count them as the model's hits.
         self._served_request: set[object] = set()

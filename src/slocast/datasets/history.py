@@ -71,6 +71,7 @@ def add_group_history(
     sizes = None if size is None else frame[size].to_numpy(np.float64)
     out = {name: np.full(len(frame), np.nan) for name in columns}
     quantile = out[history_quantile_name(group, spec.target)]
+    line = np.full(len(frame), np.nan)  # each job's value on its group's size line
     for indices in frame.groupby(group, sort=False, dropna=True).indices.values():
         rows = np.asarray(indices, dtype=np.intp)
         finished = rows[np.argsort(known[rows], kind="stable")]
@@ -90,18 +91,14 @@ def add_group_history(
         quantile[rows[one]] = recent[count[one] - 1]
         if sizes is not None:
             intercept, slope = size_lines(_latest(sizes[finished]), _latest(outcomes))
-            needs = np.full(len(rows), np.nan)
-            needs[one] = _significant(
-                intercept[count[one] - 1] + slope[count[one] - 1] * sizes[rows[one]]
-            )
-            if spec.non_negative:  # a line through small jobs can cross 0 below them
-                needs = np.maximum(needs, 0.0)
+            at = count[one] - 1
+            needs = _significant(intercept[at] + slope[at] * sizes[rows[one]])
+            # A line through small jobs can cross 0 below them.
+            line[rows[one]] = np.maximum(needs, 0.0) if spec.non_negative else needs
             # Each finished job's two values, as they stood at its submission.
-            order = np.argsort(rows, kind="stable")
-            at = order[np.searchsorted(rows, finished, sorter=order)]
-            tight = tighter(outcomes, quantile[finished], needs[at])[count[one] - 1]
+            tight = tighter(outcomes, quantile[finished], line[finished])[at]
             out[history_size_name(group, spec.target)][rows[one]] = np.where(
-                tight, needs[one], quantile[rows[one]]
+                tight, line[rows[one]], quantile[rows[one]]
             )
     frame = frame.assign(**out)
     spec = replace(
