@@ -12,6 +12,9 @@ p50/p99 per call and throughput for:
     client (prebuilt request bytes on one socket: what is timed is the server and the
     loopback, not a Python client library) and, for reference, through httpx;
     then /predict paced at 1,000 req/s (open loop, every row new) for the p99 under load,
+    and, where `wrk` is installed (`apt-get install wrk`), /predict driven by wrk, a load
+    generator in C on one thread, over 1, 4 and 16 keep-alive connections, every row new: the
+    server's throughput when the client does not take the second core from it,
   - a real `slocast serve grpc` process, and a no-work gRPC servicer for grpcio's own cost.
 The ratio column divides by native XGBoost's in-process call for the same number of rows.
 Every library predicts on all the machine's cores for a batch (XGBoost's and LightGBM's default,
@@ -25,6 +28,8 @@ import gzip
 import json
 import multiprocessing
 import os
+import re
+import shutil
 import socket
 import statistics
 import subprocess
@@ -148,9 +153,54 @@ def paced(call: Callable[[], object], rate: float, seconds: float) -> list[float
     return out
 
 
-def unseen_rows(n: int) -> list[dict[str, float]]:
-    """``n`` rows no two alike (the KV-cache use spread over its range), so none is a cache hit."""
-    return [{**row, "kv_cache_percentage": i / n} for i, row in enumerate(rows(n))]
+# Each wrk connection sends the next line of BODIES; the file is read once per wrk thread.
+WRK_SCRIPT = """
+local bodies, next_body = {}, 0
+for line in io.lines(os.getenv("BODIES")) do bodies[#bodies + 1] = line end
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+request = function()
+  next_body = next_body % #bodies + 1
+  return wrk.format(nil, nil, nil, bodies[next_body])
+end
+"""
+_WRK_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
+WRK_BODIES = 100_000  # more than a 5 s run sends, so no row repeats
+
+
+def wrk_load(url: str, bodies: Path, connections: int, seconds: int) -> dict[str, float] | None:
+    """Requests/s and latency p50 / p99 (s) of `wrk` POSTing ``bodies`` (one JSON per line, each
+    sent once while the run lasts) to ``url`` over ``connections`` keep-alive connections from
+    one thread; None without wrk."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        return None
+    script = bodies.with_suffix(".lua")
+    script.write_text(WRK_SCRIPT)
+    command = [wrk, "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url]
+    done = subprocess.run(
+        command, capture_output=True, text=True, env={**os.environ, "BODIES": str(bodies)}
+    )
+    out = done.stdout
+    if done.returncode != 0 or "Non-2xx" in out or "Socket errors" in out:
+        raise RuntimeError(f"wrk failed or saw errors:\n{out}{done.stderr}")
+    sent = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    if sent > WRK_BODIES:
+        raise RuntimeError(
+            f"wrk sent {sent} requests, more than the {WRK_BODIES} rows: some repeat"
+        )
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    latency = {
+        p: float(v) * _WRK_UNITS[unit]
+        for p, v, unit in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)$", out, re.MULTILINE)
+    }
+    return {"rate": rate, "p50": latency["50"], "p99": latency["99"]}
+
+
+def unseen_rows(n: int, shift: float = 0.0) -> list[dict[str, float]]:
+    """``n`` rows no two alike (the KV-cache use spread over its range), so none is a cache hit;
+    a ``shift`` in (0, 1) gives KV-cache values that no other shift's rows have."""
+    return [{**row, "kv_cache_percentage": (i + shift) / n} for i, row in enumerate(rows(n))]
 
 
 def rows(n: int) -> list[dict[str, float]]:
@@ -300,6 +350,8 @@ def main() -> None:
     references: dict[int, tuple[Callable[[], object], Callable[[], object]]] = {}
     # Per batch size: slocast's HTTP round trip against those, measured interleaved.
     duel: dict[int, list[list[float]]] = {}
+    # Per connection count: wrk's rate and latency against /predict (None without wrk).
+    load: dict[int, dict[str, float] | None] = {}
 
     def record(name: str, n: int, call: Callable[[], object], repeat: int = 300) -> None:
         results.append((name, n, timings(call, repeat)))
@@ -371,6 +423,12 @@ def main() -> None:
         with httpx.Client(base_url=url) as client:
             body = rows(1)[0]
             record("HTTP /predict (httpx client)", 1, lambda: client.post("/predict", json=body))
+        # Rows no call has sent: each run its own KV-cache values, between the ones above.
+        for run, connections in enumerate((1, 4, 16)):
+            bodies = work / f"wrk_{connections}.jsonl"
+            fresh_rows = unseen_rows(WRK_BODIES, shift=(run + 1) / 4)
+            bodies.write_text("".join(json.dumps(r) + "\n" for r in fresh_rows))
+            load[connections] = wrk_load(f"{url}/predict", bodies, connections, 5)
     bench_grpc(dirs, record)
     baseline = {n: statistics.median(t) for name, n, t in results if name.startswith("native XGB")}
     title = (
@@ -388,6 +446,26 @@ def main() -> None:
     console = Console(width=150)
     console.print(table)
     console.print(head_to_head(duel))
+    console.print(load_table(load))
+
+
+def load_table(load: dict[int, dict[str, float] | None]) -> Table | str:
+    """The issue's throughput bar, from a load generator that leaves the server its core."""
+    if any(result is None for result in load.values()):
+        return "wrk is not installed (apt-get install wrk): no load-generator rows"
+    table = Table(title="HTTP /predict from wrk (one thread, keep-alive), every row new")
+    for column in ("connections", "req/s", "p50 µs", "p99 µs", "issue target"):
+        table.add_column(column, justify="right")
+    for connections, result in load.items():
+        assert result is not None
+        table.add_row(
+            str(connections),
+            f"{result['rate']:,.0f}",
+            f"{result['p50'] * 1e6:,.0f}",
+            f"{result['p99'] * 1e6:,.0f}",
+            "≥ 3,000 req/s",
+        )
+    return table
 
 
 def head_to_head(duel: dict[int, list[list[float]]]) -> Table:

@@ -46,3 +46,16 @@ def test_text_lines_are_plain() -> None:
     assert len(lines) == 2 and "INFO slocast.trainer.service: retrain of llm-ttft" in lines[0]
     with pytest.raises(json.JSONDecodeError):
         json.loads(lines[0])
+
+
+@pytest.mark.parametrize(
+    ("level", "shown"),
+    [("trace", True), ("debug", True), ("info", True), ("INFO", True), ("warning", False),
+     ("error", False), ("critical", False)],
+)  # fmt: skip
+def test_access_lines_are_built_only_where_the_level_shows_them(level: str, shown: bool) -> None:
+    import uvicorn.config  # noqa: F401  (registers uvicorn's TRACE level, as serving does)
+
+    from slocast.logs import access_log_shown
+
+    assert access_log_shown(level) is shown

@@ -22,7 +22,7 @@ from slocast.cli._common import (
     require_extra,
 )
 from slocast.errors import InputError, SlocastError
-from slocast.logs import configure_logging
+from slocast.logs import access_log_shown, configure_logging
 from slocast.schema import get_domain
 from slocast.settings import Settings, cores_per_worker
 
@@ -169,6 +169,7 @@ def serve_http(
         "port": settings.serve_port,
         "log_level": log_level,
         "log_config": log_config,
+        "access_log": access_log_shown(log_level),
     }
     if workers == 1:
         uvicorn.run(web, **serve)  # type: ignore[arg-type]
@@ -286,6 +287,7 @@ def trainer(
             port=settings.trainer_port,
             log_level=log_level,
             log_config=log_config,
+            access_log=access_log_shown(log_level),
         )
     finally:
         service.stop()
