@@ -98,6 +98,16 @@ def test_the_unseen_share_setting_reaches_calibration(monkeypatch: pytest.Monkey
     assert info.value.field == "unseen_share"
 
 
+def test_the_headroom_setting_reaches_calibration(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert calibration_params(load_settings()).headroom == 0.0
+    monkeypatch.setenv("SLOCAST_HEADROOM", "0.01")
+    assert calibration_params(load_settings()).headroom == 0.01
+    monkeypatch.setenv("SLOCAST_HEADROOM", "2")  # a share of the mean outcome: at most 1
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert info.value.field == "headroom"
+
+
 @pytest.mark.parametrize(
     ("name", "url"),
     [("SLOCAST_STORE_URL", "mysql://user:secret@db/x"), ("SLOCAST_CACHE_URL", "memcached://c")],

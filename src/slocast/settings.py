@@ -109,6 +109,15 @@ class Settings(BaseSettings):
         "plus the grace past jobs took beyond theirs may cost (0: the grace is the largest "
         "overrun seen).",
     )
+    headroom: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="Room added to every bound, as a share of the mean outcome the model was "
+        "fitted on (0: none): under a business score that counts missed jobs alike but weighs "
+        "waste by size, it covers small jobs' slight overruns almost free, and raises coverage "
+        "above the promise.",
+    )
     calibration_window: int = Field(
         500, ge=50, description="Most recent conformity scores kept per group (tracks drift)."
     )

@@ -99,17 +99,18 @@ def test_optional_features_may_be_left_out() -> None:
 
 
 def test_calibration_settings_survive_the_bundle(tmp_path: Path) -> None:
-    """Score decay, level cells and how long thin groups keep their request travel with the
-    bundle: a server gives the bounds the trainer's forecaster gives."""
+    """Score decay, level cells, how long thin groups keep their request and the headroom travel
+    with the bundle: a server gives the bounds the trainer's forecaster gives."""
     from slocast.features import group_keys
 
     frame = synthetic_frame(800)
     base = QuantileForecaster(SYNTH_SPEC, 0.9, "lightgbm", GBMConfig(n_estimators=50))
-    params = CalibrationParams(request_until=400, decay=0.95, level_bins=4)
+    params = CalibrationParams(request_until=400, decay=0.95, level_bins=4, headroom=0.05)
     forecaster, _, _ = fit_on_history(frame, base, params, 0.25)
     save_bundle(forecaster, tmp_path / "b", provenance={}, metrics={})
     loaded = load_bundle(tmp_path / "b").forecaster
     assert loaded.request_until == 400 and loaded.calibrator.decay == 0.95
+    assert loaded.headroom == forecaster.headroom > 0
     assert forecaster.calibrator.level_edges.size == 3
     np.testing.assert_array_equal(loaded.calibrator.level_edges, forecaster.calibrator.level_edges)
     assert base.pipeline is not None

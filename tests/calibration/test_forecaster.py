@@ -17,6 +17,7 @@ from slocast.calibration.forecaster import (
     release_rounds,
 )
 from slocast.datasets.history import add_group_history
+from slocast.errors import ConfigError
 from slocast.models import GBMConfig, QuantileForecaster
 from slocast.schema import DomainSpec
 from tests.conftest import SYNTH_SPEC, many_groups_frame, synthetic_frame
@@ -170,6 +171,22 @@ def test_a_request_a_job_or_two_ran_past_is_still_a_hard_limit() -> None:
     forecaster.observe(jobs.iloc[:4], forecaster.predict(jobs.iloc[:4]))
     served = forecaster.predict(jobs.iloc[10:20]).upper
     assert np.array_equal(served, jobs["request"].to_numpy()[10:20])  # 4 outcomes of 5 known
+
+
+def test_headroom_adds_a_share_of_the_mean_outcome_up_to_the_request() -> None:
+    frame = synthetic_frame(1200)
+    jobs = frame.iloc[1000:].copy()
+    plain = _calibrated(frame, CalibrationParams(request_until=0)).predict(jobs).upper
+    roomy = _calibrated(frame, CalibrationParams(request_until=0, headroom=0.3))
+    room = 0.3 * frame["y"].iloc[:800].mean()  # the mean outcome the model was fitted on
+    assert roomy.headroom == pytest.approx(room)
+    jobs.loc[jobs.index[:20], "request"] = plain[:20] + room / 2  # requests the room would pass
+    upper, request = roomy.predict(jobs).upper, jobs["request"].to_numpy()
+    np.testing.assert_allclose(upper, np.minimum(plain + room, request))  # the request caps it
+    assert (upper == request).any() and (upper > plain).any()
+    with pytest.raises(ConfigError) as info:
+        build_slocast(QuantileForecaster(SYNTH_SPEC, 0.9), CalibrationParams(headroom=1.5))
+    assert info.value.field == "headroom"
 
 
 def test_release_rounds_merge_moments_without_splitting_one() -> None:

@@ -154,6 +154,7 @@ def save_bundle(
             # Readers from before the grace read only this.
             "request_is_cap": forecaster.request_is_cap,
             "request_grace": forecaster.request_grace,
+            "headroom": forecaster.headroom,
             "known_per_group": dict(forecaster.known_per_group),
             "unseen_share": forecaster.scale_unseen,
             "unseen": forecaster.unseen.state(),
@@ -441,6 +442,7 @@ def load_bundle(path: Path, prefer_compiled: bool = True, threads: int = 0) -> M
     # Bundles from before the grace: capped at the request only where it was a hard limit.
     grace = cal.get("request_grace", 0.0 if cal["request_is_cap"] else None)
     forecaster.request_grace = None if grace is None else float(grace)
+    forecaster.headroom = float(cal.get("headroom", 0.0))  # bundles from before it: none
     forecaster.known_per_group = Counter(
         {str(k): int(v) for k, v in cal["known_per_group"].items()}
     )

@@ -32,7 +32,7 @@ from slocast.calibration.aci import AdaptiveConformal, level_for
 from slocast.calibration.conformal import ConformalUpper
 from slocast.calibration.history import HistoryExpert
 from slocast.calibration.unseen import UnseenShare
-from slocast.errors import EmptyDataError, LifecycleError
+from slocast.errors import ConfigError, EmptyDataError, LifecycleError
 from slocast.features import group_keys, history_base_column
 from slocast.models.base import Bounds
 from slocast.models.quantile import QuantileForecaster
@@ -77,6 +77,11 @@ class CalibrationParams:
     # A group never seen gets the largest share of its request that any group seen needed
     # (calibration/unseen.py); off: its whole request.
     unseen_share: bool = True
+    # Room added to every bound, as a share of the mean outcome the model was fitted on (0:
+    # none). A business score counts a missed job the same whatever its size but weighs waste
+    # by size, so room that covers a small job's slight overrun costs next to nothing there;
+    # on a large job it is a sliver. It raises coverage above the promise (docs/concepts.md).
+    headroom: float = 0.0
 
 
 class Served(NamedTuple):
@@ -105,6 +110,7 @@ class CalibratedForecaster:
         history: HistoryExpert | None = None,
         request_limit_share: float = 0.05,
         unseen_share: bool = False,
+        headroom_share: float = 0.0,
     ) -> None:
         """``request_until``: where the request is a hard limit (its grace is 0: no more training
         jobs ran past it than the cap may miss), a group's jobs get it until that many of their
@@ -113,7 +119,13 @@ class CalibratedForecaster:
         ``request_limit_share``: see :attr:`CalibrationParams.request_limit_share`.
         ``unseen_share``: a group never seen gets the share of its request that
         :class:`UnseenShare` learns, not all of it, and so does a thin group whose program ran
-        in other groups."""
+        in other groups.
+        ``headroom_share``: see :attr:`CalibrationParams.headroom`."""
+        if not 0.0 <= headroom_share <= 1.0:
+            raise ConfigError(
+                f"headroom must be in [0, 1] (a share of the mean outcome), got {headroom_share}",
+                field="headroom",
+            )
         self.name = name
         self.base = base
         self.spec = base.spec
@@ -128,6 +140,9 @@ class CalibratedForecaster:
         self.request_grace: float | None = None
         self.request_limit_share = request_limit_share
         self.request_until = request_until
+        self.headroom_share = headroom_share
+        # Added to every bound, in the target's unit (set by fit: the share times the mean).
+        self.headroom = 0.0
         self.known_per_group: Counter[str] = Counter()
         self.scale_unseen = unseen_share
         self.unseen = UnseenShare(separator=self.spec.group_path)
@@ -154,6 +169,8 @@ class CalibratedForecaster:
         self.known_per_group = Counter(self._groups(train).tolist())
         self.unseen = UnseenShare(separator=self.spec.group_path)
         self._record_shares(train)
+        outcome_mean = float(np.nanmean(train[self.spec.target].to_numpy(np.float64)))
+        self.headroom = self.headroom_share * max(outcome_mean, 0.0)
         if self.spec.user_request is not None:
             outcome = train[self.spec.target].to_numpy(np.float64)
             request = train[self.spec.user_request].to_numpy(np.float64)
@@ -296,6 +313,8 @@ class CalibratedForecaster:
             # Each expert's ACI follows the misses its share of the choice adds (see observe).
             by_history = self.history.serves(groups, upper, history_upper)
             upper = np.where(by_history, history_upper, upper)
+        if self.headroom:
+            upper = self._capped(upper + self.headroom, request)
         point = point_z if upper_only else np.minimum(self.base.decode(point_z), upper)
         return Served(
             Bounds(point, upper), upper_z, by_request, model_upper, history_upper, by_history
@@ -418,6 +437,7 @@ def build_slocast(
         history=history,
         request_limit_share=params.request_limit_share,
         unseen_share=params.unseen_share,
+        headroom_share=params.headroom,
     )
 
 

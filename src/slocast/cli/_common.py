@@ -45,7 +45,7 @@ def merged_settings(**overrides: object) -> Settings:
 
 
 def calibration_params(settings: Settings) -> CalibrationParams:
-    # By name: eight numbers in a row are one swapped pair away from a silent mix-up.
+    # By name: a dozen numbers in a row are one swapped pair away from a silent mix-up.
     return CalibrationParams(
         min_group_size=settings.min_group_size,
         window=settings.calibration_window,
@@ -59,6 +59,7 @@ def calibration_params(settings: Settings) -> CalibrationParams:
         level_bins=settings.level_bins,
         history_expert=settings.history_expert,
         under_cost_ratio=settings.under_cost_ratio,
+        headroom=settings.headroom,
     )
 
 
