@@ -46,7 +46,9 @@ class DomainSpec:
     input, refused before any model sees it. ``group_path``: the separator of group names that
     are paths whose last segment names the program the group runs (a Nextflow process
     ``RNASEQ:MARK_DUPLICATES_PICARD:SAMTOOLS_STATS`` runs the module ``SAMTOOLS_STATS``, also
-    run under other subworkflows); empty where groups are not.
+    run under other subworkflows); empty where groups are not. ``retry``: the numeric feature
+    counting a job's attempts (1: its first), where the log records them; a job on a later
+    attempt ran out of what an earlier one had, so it gets at least its request.
     """
 
     name: str
@@ -64,6 +66,7 @@ class DomainSpec:
     scale_with: tuple[str, ...] = ()
     non_negative: bool = True
     group_path: str = ""
+    retry: str = ""
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -101,6 +104,7 @@ class DomainSpec:
             categorical=tuple(c for c in self.categorical if c not in dropped),
             optional=tuple(c for c in self.optional if c not in dropped),
             scale_with=tuple(c for c in self.scale_with if c not in dropped),
+            retry="" if self.retry in dropped else self.retry,
         )
 
     def to_dict(self) -> dict[str, object]:
@@ -120,6 +124,7 @@ class DomainSpec:
             "scale_with": list(self.scale_with),
             "non_negative": self.non_negative,
             "group_path": self.group_path,
+            "retry": self.retry,
         }
 
     @classmethod
@@ -148,6 +153,7 @@ class DomainSpec:
             scale_with=names("scale_with"),
             non_negative=bool(data.get("non_negative", True)),
             group_path=str(data.get("group_path", "")),
+            retry=str(data.get("retry", "")),
         )
 
 
@@ -202,11 +208,13 @@ DOMAINS: dict[str, DomainSpec] = {
         DomainSpec(
             name="task-memory",
             target="peak_rss",
-            numeric=("cpus", "time_limit", "memory", "rchar"),
+            numeric=("cpus", "time_limit", "memory", "rchar", "attempt"),
             categorical=("process",),
             group="process",
             user_request="memory",
+            optional=("attempt",),
             group_path=":",
+            retry="attempt",
             unit="bytes",
             description="Workflow task peak memory (Nextflow traces)",
         ),

@@ -95,6 +95,25 @@ def test_nextflow_sizey_traces(workflow: str, rows: int, dropped: dict[str, int]
     assert (data.frame["peak_rss"] <= data.frame["memory"]).all()
 
 
+def test_nextflow_keeps_the_attempt_count_for_retried_tasks() -> None:
+    """nf-core retries a task that ran out of memory with its memory times the attempt: eager
+    records ten markduplicates tasks only by their later attempt, each with a larger request
+    than the process's first attempts and a peak past what those requested. The count stays
+    where every task is a first attempt too (chipseq): a later trace's retries still count."""
+    eager = load_dataset(f"nextflow:{shared_file(SIZEY.format('eager'))}")
+    assert eager.spec.retry == "attempt" and "attempt" in eager.spec.optional
+    retried = eager.frame[eager.frame["attempt"] > 1]
+    assert sorted(retried["attempt"].tolist()) == [2.0] * 9 + [3.0]
+    assert set(retried["process"]) == {"markduplicates"}
+    first = eager.frame[
+        (eager.frame["process"] == "markduplicates") & (eager.frame["attempt"] == 1)
+    ]
+    assert (retried["memory"] == retried["attempt"] * first["memory"].iloc[0]).all()
+    assert (retried["peak_rss"] > first["memory"].max()).all()
+    chipseq = load_dataset(f"nextflow:{shared_file(SIZEY.format('chipseq'))}")
+    assert chipseq.spec.retry == "attempt" and (chipseq.frame["attempt"] == 1).all()
+
+
 def test_nextflow_without_time_limits_drops_the_feature() -> None:
     data = load_dataset(f"nextflow:{shared_file(SIZEY.format('iwd'))}")
     assert "time_limit" not in data.spec.features  # '-' throughout the iwd trace
@@ -169,6 +188,7 @@ def test_nextflow_trace_with_the_default_fields(tmp_path: Path) -> None:
     assert data.rows == 3 and data.spec.user_request is None
     assert data.frame["process"].tolist() == ["NFCORE:ALIGN", "NFCORE:ALIGN", "SORT"]
     assert "cpus" not in data.spec.features and data.spec.group == "process"
+    assert "attempt" not in data.spec.features and data.spec.retry == ""  # not recorded
     assert data.frame["known_at"].tolist() == [6.0, 10.5, 2.6]  # submit in ms, duration added
     no_name = tmp_path / "no-name.txt"
     no_name.write_text("task_id\tpeak_rss\tsubmit\n1\t1 GB\t1000\n")

@@ -10,6 +10,7 @@ import gzip
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from slocast.calibration.forecaster import CalibrationParams, build_slocast
@@ -155,7 +156,22 @@ def test_alibaba_coverage() -> None:
     assert result.methods["slocast"].metrics.coverage == pytest.approx(0.9, abs=0.015)
 
 
-@pytest.mark.parametrize("workflow", ["iwd", "eager", "rnaseq", "chipseq"])
+@pytest.mark.parametrize(
+    "workflow",
+    [
+        "iwd",
+        pytest.param(
+            "eager",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="0.933: the ten retried tasks served their request all cover, one task "
+                "past the 3 points a 315-task slice allows (test_retried_tasks_get_their_request)",
+            ),
+        ),
+        "rnaseq",
+        "chipseq",
+    ],
+)
 def test_sizey_coverage(workflow: str) -> None:
     result = _evaluate(f"nextflow:{shared_file(SIZEY.format(workflow))}")
     slocast = result.methods["slocast"].metrics
@@ -171,6 +187,23 @@ def test_sizey_coverage(workflow: str) -> None:
         request = result.methods["user_request"].metrics.business_score
         assert floor.coverage == 1.0 and 0.3 < floor.business_score / request < 0.45
         assert slocast.business_score < 0.95 * floor.business_score
+
+
+def test_retried_tasks_get_their_request() -> None:
+    """eager's ten markduplicates tasks recorded on a later attempt (their first ran out of
+    memory) come in its test slice, after 44 first attempts that all fit. Served the model's
+    bound they all missed (1.8-2.0e10 bytes for peaks of 3.2-4.5e10) and the business score
+    was 1.09x the request's; served their request, which nf-core raised with the attempt, they
+    cover, and the score falls below the request's."""
+    result = _evaluate(f"nextflow:{shared_file(SIZEY.format('eager'))}")
+    test, y = result.split.test, result.y_test
+    upper = result.methods["slocast"].bounds.upper
+    retried = test["attempt"].to_numpy() > 1
+    assert retried.sum() == 10
+    np.testing.assert_array_equal(upper[retried], test["memory"].to_numpy()[retried])
+    assert (y[retried] <= upper[retried]).all()
+    request = result.methods["user_request"].metrics.business_score
+    assert result.methods["slocast"].metrics.business_score < 0.85 * request
 
 
 @pytest.mark.parametrize("workflow", ["iwd", "chipseq", "eager"])

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
@@ -229,6 +230,7 @@ def test_item_columns_only_for_complete_items() -> None:
     assert columns is not None
     numeric, categorical = columns
     assert set(numeric) == set(spec.numbers) and list(numeric["memory"]) == [4e9, 4e9]
+    assert np.isnan(numeric["attempt"]).all()  # optional: left out, it is missing
     assert categorical == {"process": ["ALIGN", "ALIGN"]}
     no_rchar = pb.Item(numeric={**full, "rchar": float("nan")}, categorical={"process": "A"})
     del no_rchar.numeric["rchar"]

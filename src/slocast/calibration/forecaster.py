@@ -313,12 +313,32 @@ class CalibratedForecaster:
             # Each expert's ACI follows the misses its share of the choice adds (see observe).
             by_history = self.history.serves(groups, upper, history_upper)
             upper = np.where(by_history, history_upper, upper)
+        retried = self._retried(X, request)
+        if retried is not None and request is not None:
+            # An earlier attempt ran out of what it had: the model's bound, learnt mostly from
+            # first attempts, would send it out again. Its request is the scheduler's answer.
+            upper = np.where(retried, np.maximum(upper, request), upper)
+            by_request = retried if by_request is None else by_request | retried
+            if by_history is not None:
+                by_history = by_history & ~retried
         if self.headroom:
             upper = self._capped(upper + self.headroom, request)
         point = point_z if upper_only else np.minimum(self.base.decode(point_z), upper)
         return Served(
             Bounds(point, upper), upper_z, by_request, model_upper, history_upper, by_history
         )
+
+    def _retried(self, X: np.ndarray, request: np.ndarray | None) -> np.ndarray | None:
+        """Jobs on a later attempt (:attr:`DomainSpec.retry` over 1) that have a request to
+        get; None where there are none."""
+        pipeline = self.base.pipeline
+        retry = self.spec.retry
+        if request is None or not self.use_request or pipeline is None:
+            return None
+        if not retry or retry not in pipeline.numeric:
+            return None
+        retried = (X[:, pipeline.numeric.index(retry)] > 1) & np.isfinite(request)
+        return retried if retried.any() else None
 
     @property
     def request_is_cap(self) -> bool:

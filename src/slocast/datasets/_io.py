@@ -164,8 +164,11 @@ def finish(
 ) -> Dataset:
     """Sort by time, drop features that carry no information in this file, and check size."""
     constant = {c for c in spec.features if frame[c].nunique(dropna=True) <= 1}
-    # A request column stays even when constant: it is the baseline, not only a feature.
+    # A request column stays even when constant: it is the baseline, not only a feature. So
+    # does a recorded attempt count: a log of first attempts still serves later ones.
     constant.discard(spec.user_request or "")
+    if spec.retry and frame[spec.retry].notna().any():
+        constant.discard(spec.retry)
     spec = spec.without_features(constant)
     frame = frame.sort_values(spec.time, kind="stable").reset_index(drop=True)
     if frame.empty:

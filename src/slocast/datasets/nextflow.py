@@ -53,6 +53,8 @@ def load_nextflow(path: Path) -> Dataset:
     frame["memory"] = numeric_column(raw, "memory", path, parse_size) if "memory" in raw else nan
     frame["peak_rss"] = numeric_column(raw, "peak_rss", path, parse_size)
     frame["rchar"] = numeric_column(raw, "rchar", path, parse_size) if "rchar" in raw else nan
+    # A task retried (`maxRetries`) after running out is recorded once, with its last attempt.
+    frame["attempt"] = numeric_column(raw, "attempt", path) if "attempt" in raw else nan
     frame["time_limit"] = (
         numeric_column(raw, "time", path, parse_duration_s) if "time" in raw else nan
     )

@@ -51,13 +51,15 @@ _NAN = float("nan")
 def _item_columns(
     items: Sequence[Any], spec: DomainSpec
 ) -> tuple[dict[str, np.ndarray], dict[str, list[str | None]]] | None:
-    """``items`` as the columns form of a batch, or None where an item lacks an input or sends
-    NaN or an empty text for one: the per-item path then serves it, or names the item."""
+    """``items`` as the columns form of a batch, or None where an item lacks a required input
+    or sends NaN or an empty text for one: the per-item path then serves it, or names the
+    item. An optional input left out is missing (NaN) in its column, as the per-item path
+    takes it."""
     numbers = [item.numeric for item in items]
     numeric = {}
     for name in spec.numbers:
         column = np.fromiter((m.get(name, _NAN) for m in numbers), np.float64, len(numbers))
-        if np.isnan(column).any():
+        if name not in spec.optional and np.isnan(column).any():
             return None
         numeric[name] = column
     texts = [item.categorical for item in items]
