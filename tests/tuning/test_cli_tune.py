@@ -93,6 +93,19 @@ def test_preprocess_only_then_skip_preprocessing(iwd: str, tmp_path: Path) -> No
     assert json.loads(run.stdout)["families"]["lightgbm"]["trials"] == 0
 
 
+def test_the_cache_key_follows_the_code_that_builds_the_frame(
+    iwd: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A frame cached by other adapter code (a working copy between two commits of one
+    version) is not read back: its features may differ."""
+    from slocast.tuning import cache
+
+    before = cache.cache_path(iwd, tmp_path)
+    assert cache.cache_path(iwd, tmp_path) == before  # stable for the same code
+    monkeypatch.setattr(cache, "frame_code_digest", lambda: "other adapter code")
+    assert cache.cache_path(iwd, tmp_path) != before
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -2,12 +2,15 @@
 
 Reading and parsing a trace, and computing its per-group history features, is the same work
 every time a search runs on the same file. The cache key is the sha256 of the file plus the
-adapter kind and the slocast version (a new adapter may parse differently), so an edited file
-or an upgraded slocast never reads a stale frame.
+adapter kind, the slocast version and a digest of the code that builds the frame (the
+adapters and the domain specs): an edited file, an upgraded slocast or a changed adapter in a
+working copy never reads a stale frame (one cached before the Nextflow adapter kept the
+attempt count once served a search a frame without it).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -15,7 +18,7 @@ from typing import Literal
 
 import pandas as pd
 
-from slocast import __version__
+from slocast import __version__, datasets, schema
 from slocast.artifacts import sha256_file
 from slocast.datasets import Dataset, load_dataset, parse_dataset_arg
 from slocast.errors import ConfigError
@@ -31,8 +34,18 @@ def cache_path(dataset_arg: str, cache_dir: Path) -> Path:
     kind, path = parse_dataset_arg(dataset_arg)
     if not path.is_file():
         raise ConfigError(f"data file {path} does not exist", field="dataset", source=str(path))
-    key = hashlib.sha256(f"{sha256_file(path)}:{kind}:{__version__}".encode()).hexdigest()
-    return cache_dir / f"{kind}-{key[:20]}.parquet"
+    key = f"{sha256_file(path)}:{kind}:{__version__}:{frame_code_digest()}"
+    return cache_dir / f"{kind}-{hashlib.sha256(key.encode()).hexdigest()[:20]}.parquet"
+
+
+@functools.cache
+def frame_code_digest() -> str:
+    """sha256 of the sources that turn a file into a frame: the adapters and the domain specs."""
+    digest = hashlib.sha256()
+    sources = [*sorted(Path(datasets.__file__).parent.glob("*.py")), Path(schema.__file__)]
+    for source in sources:
+        digest.update(source.name.encode() + b"\0" + source.read_bytes())
+    return digest.hexdigest()
 
 
 def preprocess(dataset_arg: str, cache_dir: Path, mode: CacheMode = "auto") -> Dataset:
