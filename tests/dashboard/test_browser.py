@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,7 +31,9 @@ SCREENSHOTS = REPO / "artifacts" / "screenshots"
 TRACE = f"llmd-ttft:{LLMD / 'chatbot-synthetic-h200.jsonl.gz'}"
 
 
-def _browser() -> object:
+def _browser(scratch: Path) -> object:
+    """Headless Chromium whose profile and temporary files stay under ``scratch`` (left to
+    itself it leaves a directory in /tmp per run)."""
     webdriver = pytest.importorskip("selenium.webdriver", reason="selenium not installed")
     chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
     if not chromium or not driver:
@@ -38,9 +41,10 @@ def _browser() -> object:
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                 "--window-size=1400,1000"):  # fmt: skip
+                 "--window-size=1400,1000", f"--user-data-dir={scratch / 'profile'}"):  # fmt: skip
         options.add_argument(flag)
-    service = webdriver.ChromeService(executable_path=driver)
+    env = {**os.environ, "TMPDIR": str(scratch)}
+    service = webdriver.ChromeService(executable_path=driver, env=env)
     return webdriver.Chrome(options=options, service=service)
 
 
@@ -102,9 +106,9 @@ def _click(browser: object, xpath: str) -> None:
     browser.find_element("xpath", xpath).click()  # type: ignore[attr-defined]
 
 
-def test_every_page_renders_real_values(dashboard: tuple[int, str]) -> None:
+def test_every_page_renders_real_values(dashboard: tuple[int, str], tmp_path: Path) -> None:
     port, version = dashboard
-    browser = _browser()
+    browser = _browser(tmp_path)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     try:
         browser.get(f"http://127.0.0.1:{port}")  # type: ignore[attr-defined]
