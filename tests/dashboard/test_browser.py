@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -106,9 +107,17 @@ def _click(browser: object, xpath: str) -> None:
     browser.find_element("xpath", xpath).click()  # type: ignore[attr-defined]
 
 
-def test_every_page_renders_real_values(dashboard: tuple[int, str], tmp_path: Path) -> None:
+@pytest.fixture
+def scratch() -> Iterator[Path]:
+    """A short directory for Chromium, removed after the test: its singleton socket's path must
+    fit a UNIX socket name (108 bytes), which pytest's tmp_path under xdist leaves no room for."""
+    with tempfile.TemporaryDirectory(prefix="slocast-chromium-") as path:
+        yield Path(path)
+
+
+def test_every_page_renders_real_values(dashboard: tuple[int, str], scratch: Path) -> None:
     port, version = dashboard
-    browser = _browser(tmp_path)
+    browser = _browser(scratch)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     try:
         browser.get(f"http://127.0.0.1:{port}")  # type: ignore[attr-defined]
