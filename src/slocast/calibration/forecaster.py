@@ -169,10 +169,9 @@ class CalibratedForecaster:
         self.known_per_group = Counter(self._groups(train).tolist())
         self.unseen = UnseenShare(separator=self.spec.group_path)
         self._record_shares(train)
-        outcome_mean = float(np.nanmean(train[self.spec.target].to_numpy(np.float64)))
-        self.headroom = self.headroom_share * max(outcome_mean, 0.0)
+        outcome = train[self.spec.target].to_numpy(np.float64)
+        self.headroom = self.headroom_share * max(float(np.nanmean(outcome)), 0.0)
         if self.spec.user_request is not None:
-            outcome = train[self.spec.target].to_numpy(np.float64)
             request = train[self.spec.user_request].to_numpy(np.float64)
             miss_share = self.request_limit_share * (1.0 - self.coverage)
             self.request_grace = request_grace(outcome, request, miss_share)

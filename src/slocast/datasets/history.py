@@ -9,6 +9,7 @@ caller without history leaves them out and the model treats them as missing.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import replace
 from typing import Literal
 
@@ -176,7 +177,10 @@ def tighter(outcomes: np.ndarray, quantile: np.ndarray, line: np.ndarray) -> np.
 def _excess(errors: np.ndarray) -> np.ndarray:
     """Per row: the mean excess of the bound that shifts a base by the 0.9 quantile of its
     errors (NaN: no job there)."""
-    return np.asarray(_latest_quantile(errors, "higher") - _nanmean(errors))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a row with no job: NaN
+        mean = np.nanmean(errors, axis=1)
+    return np.asarray(_latest_quantile(errors, "higher") - mean)
 
 
 def _latest_quantile(rows: np.ndarray, method: Literal["inverted_cdf", "higher"]) -> np.ndarray:
@@ -190,9 +194,3 @@ def _latest_quantile(rows: np.ndarray, method: Literal["inverted_cdf", "higher"]
         values = rows[i][np.isfinite(rows[i])]
         result[i] = np.quantile(values, 0.9, method=method)
     return result
-
-
-def _nanmean(rows: np.ndarray) -> np.ndarray:
-    known = np.isfinite(rows)
-    with np.errstate(invalid="ignore"):
-        return np.asarray(np.where(known, rows, 0.0).sum(axis=1) / known.sum(axis=1))
