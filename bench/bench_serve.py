@@ -446,21 +446,24 @@ def main() -> None:
     console = Console(width=150)
     console.print(table)
     console.print(head_to_head(duel))
-    console.print(load_table(load))
+    console.print(load_table(load, baseline[1]))
 
 
-def load_table(load: dict[int, dict[str, float] | None]) -> Table | str:
-    """The issue's throughput bar, from a load generator that leaves the server its core."""
+def load_table(load: dict[int, dict[str, float] | None], xgboost_one_row_s: float) -> Table | str:
+    """The issue's throughput bar, from a load generator that leaves the server its core, and
+    the rate against one-row native XGBoost calls in process, back to back (this run's p50)."""
     if any(result is None for result in load.values()):
         return "wrk is not installed (apt-get install wrk): no load-generator rows"
     table = Table(title="HTTP /predict from wrk (one thread, keep-alive), every row new")
-    for column in ("connections", "req/s", "p50 µs", "p99 µs", "issue target"):
+    columns = ("connections", "req/s", "vs XGBoost calls/s", "p50 µs", "p99 µs", "issue target")
+    for column in columns:
         table.add_column(column, justify="right")
     for connections, result in load.items():
         assert result is not None
         table.add_row(
             str(connections),
             f"{result['rate']:,.0f}",
+            f"{result['rate'] * xgboost_one_row_s:.2f}x",
             f"{result['p50'] * 1e6:,.0f}",
             f"{result['p99'] * 1e6:,.0f}",
             "≥ 3,000 req/s",
