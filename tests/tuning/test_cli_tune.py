@@ -8,11 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from slocast.artifacts import DeployableModel, load_bundle
 from slocast.datasets import load_dataset
+from slocast.tuning.selection import Contender, choose_family
 from tests.conftest import SIZEY, shared_file
 
 pytestmark = [pytest.mark.shared_data, pytest.mark.slow]
@@ -57,6 +59,16 @@ def test_tune_json_bundles_and_report(iwd: str, tmp_path: Path) -> None:
     assert set(out["strategies"]) == {"balanced", "small-waste", "tiny-under-alloc"}
     assert {"balanced", "user_request", "vpa_p90"} <= set(out["retry"]["results"])
     assert out["families"]["lightgbm"]["trials"] == 4
+    # Each family's best trial keeps its folds' scores, and the family deployed is the first
+    # one given unless the other scores clearly lower on the same folds.
+    contenders = []
+    for name in ("lightgbm", "bins-logistic"):
+        family = out["families"][name]
+        folds = family["cv_fold_scores"]
+        assert len(folds) == family["cv"]["folds"] >= 1
+        assert np.mean(folds) == pytest.approx(family["cv"]["business_score"])
+        contenders.append(Contender(name, family["cv"]["business_score"], tuple(folds)))
+    assert best["family"] == choose_family(contenders)
     for name in ("lightgbm", "bins-logistic"):
         model = DeployableModel.load(tmp_path / "bundles" / name)
         assert model.metadata["family"] == name

@@ -19,6 +19,7 @@ from slocast.tuning.space import (
     suggest,
 )
 from slocast.tuning.study import (
+    FOLD_SCORES,
     SearchConfig,
     best_trial,
     completed,
@@ -62,6 +63,9 @@ def test_search_improves_on_its_first_trial(iwd_dev, tmp_path: Path) -> None:
         assert {"under_alloc_pct", "over_alloc_pct", "coverage", "fit_seconds"} <= set(
             trial.user_attrs
         )
+        # One score per fold, for choosing between families (slocast.tuning.selection).
+        folds = trial.user_attrs[FOLD_SCORES]
+        assert len(folds) == 2 and np.mean(folds) == pytest.approx(trial.value)
         assert 0.5 <= trial.params["coverage"] <= 0.995
 
 

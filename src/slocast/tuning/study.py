@@ -30,6 +30,7 @@ from slocast.tuning.cv import FoldScore, scorable_folds, score_fold
 from slocast.tuning.space import Candidate, check_bins, suggest
 
 __all__ = [
+    "FOLD_SCORES",
     "PRUNERS",
     "SearchConfig",
     "best_trial",
@@ -87,6 +88,10 @@ class SearchConfig:
         if self.threads_per_trial is not None:
             return self.threads_per_trial
         return 1 if self.n_jobs > 1 else 2
+
+
+# A trial's user attribute holding each fold's business score (the others are numbers).
+FOLD_SCORES = "fold_business_scores"
 
 
 def cv_summary(scores: list[FoldScore], under_cost_ratio: float) -> dict[str, float]:
@@ -158,6 +163,7 @@ def run_study(
             summary = cv_summary(scores, config.under_cost_ratio)
             for key, value in summary.items():
                 trial.set_user_attr(key, value)
+            trial.set_user_attr(FOLD_SCORES, [s.metrics.business_score for s in scores])
             trial.report(summary["business_score"], step)
             # After the last fold the trial is complete: nothing left to save by pruning.
             if step < len(folds) - 1 and trial.should_prune():

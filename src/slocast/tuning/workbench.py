@@ -6,7 +6,9 @@
    cross-validated business score (meeting the under-allocation constraint) is its model.
 3. The best model of every family, the named strategies and today's baselines (the user's
    request, a VPA-like p90 + 15 % margin) are fitted on the same past and replayed on the same
-   test slice; the winner is chosen by cross-validation, not by the test numbers.
+   test slice; the winner is chosen by cross-validation, not by the test numbers: the first
+   family given, unless a later one scores clearly lower on the same folds
+   (:mod:`slocast.tuning.selection`).
 4. Each strategy's and baseline's allocations go through the retry simulation: the memory-time an
    operator pays, failed attempts included.
 """
@@ -27,9 +29,11 @@ from slocast.features import group_keys
 from slocast.models.base import Forecaster
 from slocast.models.baselines import UserRequestBaseline, VPABaseline
 from slocast.tuning.cv import evaluate_cv
+from slocast.tuning.selection import Contender, choose_family
 from slocast.tuning.space import Candidate, default_candidate, starting_points
 from slocast.tuning.strategies import Point, choose_strategies, pareto_front
 from slocast.tuning.study import (
+    FOLD_SCORES,
     SearchConfig,
     best_trial,
     completed,
@@ -52,6 +56,11 @@ class FamilyOutcome:
     pruned: int = 0
     first_trial_score: float | None = None
     test: MethodMetrics | None = None
+    # The business score of each cross-validation fold, in time order.
+    fold_scores: tuple[float, ...] = ()
+
+    def contender(self) -> Contender:
+        return Contender(self.family, self.cv["business_score"], self.fold_scores)
 
 
 @dataclass
@@ -130,6 +139,7 @@ class TuneResult:
                 name: {
                     "params": f.candidate.describe(),
                     "cv": f.cv,
+                    "cv_fold_scores": list(f.fold_scores),
                     "test": None if f.test is None else metrics_summary(f.test),
                     "trials": f.trials,
                     "pruned": f.pruned,
@@ -196,10 +206,12 @@ def _search_family(
     return FamilyOutcome(
         family,
         trial_candidate(best, family, spec, search),
-        {k: float(v) for k, v in best.user_attrs.items()},
+        {k: float(v) for k, v in best.user_attrs.items() if k != FOLD_SCORES},
         trials=len(study.trials),
         pruned=sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials),
         first_trial_score=first.value,
+        # Studies saved before fold scores were kept have none: their means are compared.
+        fold_scores=tuple(best.user_attrs.get(FOLD_SCORES, ())),
     )
 
 
@@ -240,7 +252,8 @@ def tune(
             under_cost_ratio,
         )
         summary = cv_summary(scores, under_cost_ratio)
-        outcomes[family] = FamilyOutcome(family, candidate, summary)
+        folds_scored = tuple(s.metrics.business_score for s in scores)
+        outcomes[family] = FamilyOutcome(family, candidate, summary, fold_scores=folds_scored)
         key = f"{family}#default"
         points.append(Point(key, summary["under_alloc_pct"], summary["over_alloc_pct"]))
         candidates[key] = candidate
@@ -248,7 +261,7 @@ def tune(
     feasible = [
         f for f in outcomes.values() if limit is None or f.cv["under_alloc_pct"] <= limit
     ] or list(outcomes.values())
-    best = min(feasible, key=lambda f: f.cv["business_score"]).family
+    best = choose_family([f.contender() for f in feasible])
     strategies = {
         name: (point, candidates[point.key])
         for name, point in choose_strategies(points, under_cost_ratio).items()
