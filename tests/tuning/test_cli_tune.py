@@ -85,7 +85,11 @@ def test_tune_json_bundles_and_report(iwd: str, tmp_path: Path) -> None:
     # the request on the same test slice.
     floor = out["references"]["request_until_known"]
     assert floor["coverage"] == 1.0 and floor["business_score"] < request["business_score"]
-    assert "floor for request fallback" in (tmp_path / "rep" / "tune.md").read_text()
+    report = (tmp_path / "rep" / "tune.md").read_text()
+    assert "floor for request fallback" in report
+    assert f"Family chosen by cross-validation: **{best['family']}**" in report
+    folds = " / ".join(f"{v:.1f}" for v in out["families"]["lightgbm"]["cv_fold_scores"])
+    assert "cv_folds" in report and folds in report
 
 
 def test_preprocess_only_then_skip_preprocessing(iwd: str, tmp_path: Path) -> None:

@@ -20,6 +20,8 @@ from slocast.tuning.workbench import TuneResult, metrics_summary
 
 __all__ = ["comparison_rows", "write_tune_report"]
 
+CHOICE = "the first family given, unless another scores clearly lower on the same folds"
+
 
 def comparison_rows(result: TuneResult) -> list[dict[str, object]]:
     """One row per family's best model and per baseline, test-slice metrics and timings."""
@@ -31,6 +33,7 @@ def comparison_rows(result: TuneResult) -> list[dict[str, object]]:
                 "model": name,
                 **metrics_summary(outcome.test),
                 "cv_score": outcome.cv["business_score"],
+                "cv_folds": " / ".join(f"{v:.1f}" for v in outcome.fold_scores) or None,
                 "fit_s": outcome.cv.get("fit_seconds"),
                 "predict_us_per_row": 1e6 * outcome.cv.get("predict_seconds_per_row", np.nan),
                 "trials": outcome.trials,
@@ -120,7 +123,7 @@ def write_tune_report(result: TuneResult, out_dir: Path) -> Path:
     (out_dir / "tune.json").write_text(json.dumps(data, indent=1, default=float))
     columns = [
         "model", "business_score", "under_alloc_pct", "over_alloc_pct", "coverage",
-        "cv_score", "fit_s", "predict_us_per_row", "trials",
+        "cv_score", "cv_folds", "fit_s", "predict_us_per_row", "trials",
     ]  # fmt: skip
     retry_rows: list[dict[str, object]] = [
         {"policy": name, **r.to_dict()} for name, r in result.retry.items()
@@ -134,7 +137,7 @@ def write_tune_report(result: TuneResult, out_dir: Path) -> Path:
         f"# {title}",
         "",
         f"Test slice: the latest {result.test_rows} of {result.rows} jobs by time. "
-        f"Best family by cross-validation: **{result.best}**.",
+        f"Family chosen by cross-validation: **{result.best}** ({CHOICE}).",
         "",
         *[f"{note}.\n" for note in notes],
         *_markdown_table(rows, columns),
@@ -151,8 +154,8 @@ def write_tune_report(result: TuneResult, out_dir: Path) -> Path:
     ]
     (out_dir / "tune.md").write_text("\n".join(lines) + "\n")
     body = (
-        f"<p>test slice: latest {result.test_rows} of {result.rows} jobs; best family "
-        f"(cross-validated): <b>{html.escape(result.best)}</b></p>"
+        f"<p>test slice: latest {result.test_rows} of {result.rows} jobs; family chosen by "
+        f"cross-validation: <b>{html.escape(result.best)}</b> ({CHOICE})</p>"
         + "".join(f"<p>{html.escape(note)}.</p>" for note in notes)
         + _html_table(rows, columns)
         + "<h2>Memory-time with retries</h2>"
