@@ -107,6 +107,14 @@ def test_preprocess_only_then_skip_preprocessing(iwd: str, tmp_path: Path) -> No
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout)["families"]["lightgbm"]["trials"] == 0
+    # For people: the deployed family is marked, and each family's fold scores are shown.
+    table = tune(
+        tmp_path, "--dataset", iwd, "--skip-preprocessing", "--no-run-search",
+        "--family", "lightgbm", "--folds", "2",
+    )  # fmt: skip
+    assert table.returncode == 0, table.stderr
+    assert "lightgbm (deployed)" in table.stdout and "cv folds" in table.stdout
+    assert "deployed: the first family given" in table.stdout
 
 
 def test_the_cache_key_follows_the_code_that_builds_the_frame(

@@ -61,14 +61,18 @@ def _tune_families(families: list[str] | None, task_type: str, all_archs: bool) 
 
 
 def _tune_table(result: Any) -> Table:
-    from slocast.tuning.report import comparison_rows
+    from slocast.tuning.report import CHOICE, comparison_rows
     from slocast.tuning.workbench import metrics_summary
 
     request = result.baselines.get("user_request")
     table = Table(
-        title=f"{result.domain}: best model per family on the latest {result.test_rows} jobs"
+        title=f"{result.domain}: best model per family on the latest {result.test_rows} jobs",
+        caption=f"deployed: {CHOICE}",
     )
-    columns = ["model", "business score", "under %", "over %", "coverage", "cv score", "trials"]
+    columns = [
+        "model", "business score", "under %", "over %", "coverage", "cv score", "cv folds",
+        "trials",
+    ]  # fmt: skip
     for column in [*columns, *(["vs request"] if request else [])]:
         table.add_column(column, justify="left" if column == "model" else "right")
     rows = comparison_rows(result)
@@ -76,19 +80,21 @@ def _tune_table(result: Any) -> Table:
         metrics = result.backtest.methods[name].metrics
         rows.append({"model": f"strategy:{name}", **metrics_summary(metrics)})
     for row in rows:
+        deployed = row["model"] == result.best
         cells = [
-            str(row["model"]),
+            f"{row['model']} (deployed)" if deployed else str(row["model"]),
             f"{row['business_score']:.1f}",
             f"{row['under_alloc_pct']:.2f}",
             f"{row['over_alloc_pct']:.1f}",
             f"{row['coverage']:.3f}",
             "" if row.get("cv_score") is None else f"{row['cv_score']:.1f}",
+            str(row.get("cv_folds") or ""),
             str(row.get("trials", "")),
         ]
         if request:
             score = float(row["business_score"])  # type: ignore[arg-type]
             cells.append(f"{score / max(request.business_score, 1e-12):.2f}x")
-        table.add_row(*cells, style="bold" if row["model"] == result.best else None)
+        table.add_row(*cells, style="bold" if deployed else None)
     return table
 
 

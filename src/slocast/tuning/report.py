@@ -20,7 +20,7 @@ from slocast.tuning.workbench import TuneResult, metrics_summary
 
 __all__ = ["comparison_rows", "write_tune_report"]
 
-CHOICE = "the first family given, unless another scores clearly lower on the same folds"
+CHOICE = "the first family given, unless a later one scores clearly lower on the same folds"
 
 
 def comparison_rows(result: TuneResult) -> list[dict[str, object]]:
