@@ -61,13 +61,14 @@ def _tune_families(families: list[str] | None, task_type: str, all_archs: bool) 
 
 
 def _tune_table(result: Any) -> Table:
-    from slocast.tuning.report import CHOICE, comparison_rows
+    from slocast.tuning.report import comparison_rows
+    from slocast.tuning.selection import RULE
     from slocast.tuning.workbench import metrics_summary
 
     request = result.baselines.get("user_request")
     table = Table(
         title=f"{result.domain}: best model per family on the latest {result.test_rows} jobs",
-        caption=f"deployed: {CHOICE}",
+        caption=f"deployed: {RULE}",
     )
     columns = [
         "model", "business score", "under %", "over %", "coverage", "cv score", "cv folds",

@@ -15,12 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from slocast.evaluation.report import figure, floor_notes, html_page
+from slocast.tuning.selection import RULE
 from slocast.tuning.strategies import pareto_front
 from slocast.tuning.workbench import TuneResult, metrics_summary
 
 __all__ = ["comparison_rows", "write_tune_report"]
-
-CHOICE = "the first family given, unless a later one scores clearly lower on the same folds"
 
 
 def comparison_rows(result: TuneResult) -> list[dict[str, object]]:
@@ -137,7 +136,7 @@ def write_tune_report(result: TuneResult, out_dir: Path) -> Path:
         f"# {title}",
         "",
         f"Test slice: the latest {result.test_rows} of {result.rows} jobs by time. "
-        f"Family chosen by cross-validation: **{result.best}** ({CHOICE}).",
+        f"Family chosen by cross-validation: **{result.best}** ({RULE}).",
         "",
         *[f"{note}.\n" for note in notes],
         *_markdown_table(rows, columns),
@@ -155,7 +154,7 @@ def write_tune_report(result: TuneResult, out_dir: Path) -> Path:
     (out_dir / "tune.md").write_text("\n".join(lines) + "\n")
     body = (
         f"<p>test slice: latest {result.test_rows} of {result.rows} jobs; family chosen by "
-        f"cross-validation: <b>{html.escape(result.best)}</b> ({CHOICE})</p>"
+        f"cross-validation: <b>{html.escape(result.best)}</b> ({RULE})</p>"
         + "".join(f"<p>{html.escape(note)}.</p>" for note in notes)
         + _html_table(rows, columns)
         + "<h2>Memory-time with retries</h2>"

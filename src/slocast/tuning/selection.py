@@ -18,7 +18,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Contender", "choose_family", "clearly_better"]
+__all__ = ["RULE", "Contender", "choose_family", "clearly_better"]
+
+# The rule in words, for reports and tables.
+RULE = "the first family given, unless a later one scores clearly lower on the same folds"
 
 
 @dataclass(frozen=True)
