@@ -61,6 +61,22 @@ def test_level_is_clamped_and_overflow_engages_only_beyond_it() -> None:
     assert aci.level > aci.min_level  # and no wind-up: one miss moves it straight back up
 
 
+@pytest.mark.parametrize("coverage", [0.999, 0.9999])
+def test_a_promise_above_the_usual_ceiling_is_served_at_its_level_or_above(
+    coverage: float,
+) -> None:
+    """The clamp keeps a quantile of the scores finite; it must not lower a promise of 0.999
+    to 0.995 (nor fail to build, as it did)."""
+    aci = AdaptiveConformal(coverage, step=0.05)
+    assert aci.level == coverage
+    for _ in range(50):
+        aci.update([True])
+    assert coverage < aci.level < 1.0
+    usual = AdaptiveConformal(0.9, step=0.05)
+    assert usual.max_level == 0.995
+    assert usual.level_for(coverage) >= coverage  # asked per request of a 0.9 model
+
+
 def test_a_burst_of_misses_is_damped() -> None:
     single, burst = AdaptiveConformal(0.9, 0.005), AdaptiveConformal(0.9, 0.005)
     for _ in range(10):

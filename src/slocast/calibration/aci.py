@@ -5,16 +5,17 @@ misses ask for more coverage next time, hits for slightly less, so the long-run 
 ``1 - coverage`` even when the data drift.
 
 The level used for bounds is clamped to ``[min_level, max_level]`` so a quantile of the scores
-always exists and bounds stay finite. Where plain ACI would need a level above ``max_level``
-(a trend such as a load ramp, where each new outcome exceeds every past score), the deficit
-``max_level - (1 - alpha_t)`` can be kept: with ``overflow_gain`` > 0 it becomes an additive
-widening of ``overflow_gain * deficit * scale`` score units (``scale`` = the spread of the
-calibration scores), so the bound keeps growing with the misses -- proportional control in score
-space (cf. conformal PID control, Angelopoulos et al., 2023) that engages only when the clamp
-binds. It is off by default: on a log-scaled target a widening in score units multiplies the
-bound, and where the misses come from a few groups the model cannot know (tasks of processes
-never seen, in a trace without requests) it multiplied every job's bound by orders of magnitude
-while adding under half a point of coverage.
+always exists and bounds stay finite. The ceiling is 0.995, or halfway from the coverage asked
+to 1 where that is higher: a promise of 0.999 is never served at 0.995. Where plain ACI would
+need a level above ``max_level`` (a trend such as a load ramp, where each new outcome exceeds
+every past score), the deficit ``max_level - (1 - alpha_t)`` can be kept: with
+``overflow_gain`` > 0 it becomes an additive widening of ``overflow_gain * deficit * scale``
+score units (``scale`` = the spread of the calibration scores), so the bound keeps growing with
+the misses -- proportional control in score space (cf. conformal PID control, Angelopoulos et
+al., 2023) that engages only when the clamp binds. It is off by default: on a log-scaled target
+a widening in score units multiplies the bound, and where the misses come from a few groups the
+model cannot know (tasks of processes never seen, in a trace without requests) it multiplied
+every job's bound by orders of magnitude while adding under half a point of coverage.
 
 With ``experts > 1`` the step size itself is learned (DtACI, Gibbs & Candès, 2024): several
 ACI learners with steps on a geometric grid around ``step`` each track the level they would
@@ -52,13 +53,14 @@ class AdaptiveConformal:
         coverage: float,
         step: float = 0.005,
         min_level: float = 0.5,
-        max_level: float = 0.995,
+        max_level: float | None = None,
         overflow_gain: float = 0.0,
         max_round: int = 10,
         experts: int = 1,
     ) -> None:
         if not 0.0 < coverage < 1.0:
             raise ValueError(f"coverage must be in (0, 1), got {coverage}")
+        max_level = _ceiling(coverage) if max_level is None else max_level
         if not 0.0 < min_level <= coverage <= max_level < 1.0:
             raise ValueError("need 0 < min_level <= coverage <= max_level < 1")
         if experts < 1:
@@ -105,7 +107,7 @@ class AdaptiveConformal:
         if coverage is None:
             return self.level
         shifted = coverage + (self.level - self.coverage)
-        return min(self.max_level, max(self.min_level, shifted))
+        return min(max(self.max_level, _ceiling(coverage)), max(self.min_level, shifted))
 
     @property
     def overflow(self) -> float:
@@ -217,6 +219,11 @@ class AdaptiveConformal:
         self.scale = float(state["scale"])
         self.observed = int(state["observed"])
         self.misses = int(state["misses"])
+
+
+def _ceiling(coverage: float) -> float:
+    """The highest level served for ``coverage``: 0.995, or halfway from it to 1 if higher."""
+    return max(0.995, (1.0 + coverage) / 2.0)
 
 
 def level_for(aci: AdaptiveConformal | None, coverage: float | None, promised: float) -> float:
