@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from slocast.artifacts import load_bundle, save_bundle
+from slocast.artifacts import DeployableModel, load_bundle, save_bundle
 from slocast.calibration.forecaster import CalibrationParams, fit_on_history
 from slocast.errors import BundleError, InputError
 from slocast.models import GBMConfig, QuantileForecaster
@@ -173,3 +173,25 @@ def test_a_server_serves_groups_never_seen_the_share_the_trainer_learned(tmp_pat
     np.testing.assert_allclose(
         loaded.predict(new).upper, forecaster.unseen.share(0.9) * new["request"].to_numpy()
     )
+
+
+def test_a_frame_with_text_where_numbers_are_due_names_the_row_and_column(
+    bundle_dir: Path,
+) -> None:
+    """DeployableModel.predict takes a frame; the feature pipeline would read "4 GB" or "x" as
+    a missing value and answer as if the input had not been given."""
+    model = DeployableModel.load(bundle_dir)
+    frame = synthetic_frame(20)
+    frame["x2"] = frame["x2"].abs()  # the domain's numbers are non-negative
+    assert len(model.predict(frame)) == 20
+    assert len(model.predict(frame.assign(x1=frame["x1"].astype(str)))) == 20  # "5.0" is a number
+    for column, values, field, message in [
+        ("x1", ["x"] + [1.0] * 19, "[0].x1", "must be a number, got 'x'"),
+        ("request", [1e9] * 3 + ["4 GB"] + [1e9] * 16, "[3].request", "got '4 GB'"),
+        ("x2", [0.1] * 5 + [-1.0] + [0.1] * 14, "[5].x2", "must be in"),
+    ]:
+        with pytest.raises(InputError, match=message) as info:
+            model.predict(frame.assign(**{column: values}))
+        assert info.value.field == field
+    with pytest.raises(InputError, match="not booleans"):
+        model.predict(frame.assign(x2=True))

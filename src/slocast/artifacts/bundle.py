@@ -63,6 +63,7 @@ __all__ = [
     "load_bundle",
     "save_bundle",
     "sha256_file",
+    "validate_frame",
     "validate_records",
 ]
 
@@ -339,6 +340,35 @@ def validate_records(records: Sequence[Mapping[str, object]], spec: DomainSpec) 
                 raise InputError(
                     f"item {index}: {column!r} must be in {spec.number_range_text}, got {value!r}",
                     field=f"[{index}].{column}",
+                )
+
+
+def validate_frame(frame: pd.DataFrame, spec: DomainSpec) -> None:
+    """:func:`validate_records` for a frame, column by column: each numeric input it holds is
+    a number in the domain's range where it is not missing. A text such as ``"4 GB"`` or
+    ``"x"`` would otherwise be read as missing without a word.
+
+    Raises InputError naming the row (its position) and column, e.g. ``[3].memory``.
+    """
+    low, high = spec.number_range
+    for column in dict.fromkeys(spec.numbers):
+        if column not in frame.columns:
+            continue
+        given = frame[column]
+        if pd.api.types.is_bool_dtype(given):
+            raise InputError(f"column {column!r} must hold numbers, not booleans", field=column)
+        values = pd.to_numeric(given, errors="coerce").to_numpy(np.float64)
+        not_number = np.isnan(values) & given.notna().to_numpy()
+        # NaN is a missing value (it compares false to both ends), not an out-of-range one.
+        out_of_range = (values < low) | (values > high)
+        for bad, what in ((not_number, "a number"), (out_of_range, f"in {spec.number_range_text}")):
+            if bad.any():
+                row = int(np.argmax(bad))
+                value = given.iloc[row]
+                value = value.item() if isinstance(value, np.generic) else value
+                raise InputError(
+                    f"row {row}: {column!r} must be {what}, got {value!r}",
+                    field=f"[{row}].{column}",
                 )
 
 

@@ -2,7 +2,9 @@
 
 For notebooks, batch jobs and schedulers that call slocast in process: the bundle carries the
 preprocessing (feature pipeline), the model, the calibration and the metadata, so a frame of
-raw jobs -- the columns the domain names, extra columns ignored -- is all it needs.
+raw jobs -- the columns the domain names, extra columns ignored -- is all it needs. Its numbers
+are checked as a prediction server checks them: a text where a number is due is an error
+naming the row and column, not a missing value.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from slocast.artifacts.bundle import ModelBundle, load_bundle
+from slocast.artifacts.bundle import ModelBundle, load_bundle, validate_frame
 from slocast.errors import InputError
 
 __all__ = ["DeployableModel"]
@@ -42,6 +44,7 @@ class DeployableModel:
         missing = [c for c in dict.fromkeys(required) if c not in frame.columns]
         if missing:
             raise InputError(f"input frame lacks column {missing[0]!r}", field=missing[0])
+        validate_frame(frame, spec)
         # Optional inputs (history features) absent from the frame count as unknown.
         full = frame.assign(**{c: float("nan") for c in spec.optional if c not in frame.columns})
         bounds = self.bundle.predict_frame(full, coverage)
