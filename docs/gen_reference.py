@@ -108,7 +108,7 @@ def _cli() -> str:
 def _benchmarks() -> str:
     readme = (ROOT / "README.md").read_text()
     sections = re.split(r"(?m)^## ", readme)
-    keep = [s for s in sections if s.startswith(("Results", "Decisions", "Sizing"))]
+    keep = [s for s in sections if s.startswith(("Where", "Results", "Decisions", "Sizing"))]
     body = "\n".join("## " + s.strip() for s in keep)
     return "# Benchmarks and results\n\nCopied from the README at build time.\n\n" + body + "\n"
 
