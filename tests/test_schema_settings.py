@@ -127,3 +127,19 @@ def test_missing_config_file_is_reported(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("SLOCAST_CONFIG", "/nonexistent/slocast.toml")
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings()
+
+
+def test_a_config_file_that_is_not_toml_is_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It used to end every command in a tomllib traceback (exit 1)."""
+    config = tmp_path / "slocast.toml"
+    config.write_text('aci_step = "0.05\n[unclosed')
+    monkeypatch.setenv("SLOCAST_CONFIG", str(config))
+    with pytest.raises(ConfigError, match="is not valid TOML") as info:
+        load_settings()
+    assert info.value.field == str(config)
+    monkeypatch.delenv("SLOCAST_CONFIG")
+    monkeypatch.chdir(tmp_path)  # the default file, slocast.toml in the working directory
+    with pytest.raises(ConfigError, match=r"slocast\.toml is not valid TOML"):
+        load_settings()

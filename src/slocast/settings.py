@@ -8,6 +8,7 @@ arguments. The TOML file is ``slocast.toml`` in the working directory, or the pa
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
 from typing import Literal
 
@@ -297,6 +298,9 @@ def load_settings(**overrides: object) -> Settings:
         raise ConfigError(f"config file {config} does not exist", field="SLOCAST_CONFIG")
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
+    except tomllib.TOMLDecodeError as exc:
+        path = config or "slocast.toml"
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}", field=path) from exc
     except ValidationError as exc:
         first = exc.errors()[0]
         name = ".".join(str(p) for p in first["loc"])
