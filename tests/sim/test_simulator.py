@@ -21,11 +21,11 @@ from slocast.decisions.router import (
     RoundRobin,
     SLOAwareRouter,
 )
-from slocast.errors import DataFormatError
+from slocast.errors import ConfigError, DataFormatError
 from slocast.schema import Prediction
 from slocast.sim import AutoscaleScenario, simulate_autoscale
 from slocast.sim.route import RouteScenario, Telemetry, simulate_route, train_ttft_predictor
-from slocast.sim.traces import LLMRequests, load_llm_requests, load_rates
+from slocast.sim.traces import LLMRequests, load_llm_requests, load_rates, parse_trace_arg
 from tests.conftest import shared_file
 
 pytestmark = pytest.mark.shared_data
@@ -364,6 +364,20 @@ def test_cli_route_json_names_the_policies_asked_for() -> None:
 def test_cli_unknown_trace_kind_exits_2(tmp_path: Path) -> None:
     run = _simulate("--scenario", "route", "--trace", f"bogus:{tmp_path}")
     assert run.returncode == 2 and "unknown trace kind 'bogus'" in run.stderr
+
+
+def test_a_trace_path_of_the_wrong_kind_says_what_the_kind_takes(tmp_path: Path) -> None:
+    """A file given where a folder is due (or the other way) was reported as missing."""
+    afile = tmp_path / "qps.csv.gz"
+    afile.write_bytes(b"")
+    for trace, message in [
+        (f"alibaba-stages:{afile}", "alibaba-stages takes a folder"),
+        (f"twitter:{tmp_path}", "twitter takes a file"),
+        (f"twitter:{tmp_path / 'absent.txt'}", "does not exist"),
+    ]:
+        with pytest.raises(ConfigError, match=message) as info:
+            parse_trace_arg(trace)
+        assert info.value.field == "trace"
 
 
 @pytest.mark.parametrize(

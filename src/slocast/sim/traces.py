@@ -44,9 +44,12 @@ def parse_trace_arg(value: str) -> tuple[str, Path]:
         raise ConfigError(
             f"unknown trace kind {kind!r}; known: {', '.join(TRACE_KINDS)}", field="trace"
         )
-    exists = Path(path).is_dir() if kind == "alibaba-stages" else Path(path).is_file()
-    if not exists:
+    folder = kind == "alibaba-stages"  # the folder holding the per-stage series
+    if not Path(path).exists():
         raise ConfigError(f"trace {path} does not exist", field="trace", source=path)
+    if folder != Path(path).is_dir():
+        what = "a folder (the one holding the stage files)" if folder else "a file"
+        raise ConfigError(f"trace {path}: {kind} takes {what}", field="trace", source=path)
     return kind, Path(path)
 
 
