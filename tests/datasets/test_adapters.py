@@ -218,6 +218,8 @@ def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(DataFormatError, match="no such file") as info:
         load_dataset(f"swf:{tmp_path / 'absent.swf'}")
     assert info.value.source == str(tmp_path / "absent.swf")
+    with pytest.raises(DataFormatError, match="is a folder, not a trace file"):
+        load_dataset(f"nextflow:{tmp_path}")
 
 
 def test_empty_file(tmp_path: Path) -> None:

@@ -32,6 +32,8 @@ class Dataset:
 
 def read_bytes(path: Path) -> bytes:
     """Whole file, gzip-transparent; missing or corrupt files raise DataFormatError."""
+    if path.is_dir():
+        raise DataFormatError(f"{path} is a folder, not a trace file", source=str(path))
     if not path.is_file():
         raise DataFormatError(f"no such file: {path}", source=str(path))
     raw = path.read_bytes()
