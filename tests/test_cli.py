@@ -154,6 +154,15 @@ def test_predict_rejects_bad_lines(tmp_path: Path) -> None:
     assert run.returncode == 2 and "missing" in run.stderr
     run = slocast("predict", "--bundle", str(bundle), "--input", "-", stdin="not json\n")
     assert run.returncode == 2 and "line 1" in run.stderr
+    # A bad job is named by its line, blank lines counted: not by its index among the jobs.
+    with gzip.open(TTFT.split(":", 1)[1], "rt") as trace:
+        good = json.dumps(json.loads(trace.readline()))
+    bad = good.replace('"input_token_length": ', '"input_token_length": "many", "x": ')
+    run = slocast("predict", "--bundle", str(bundle), "--input", "-",
+                  stdin=f"{good}\n\n{good}\n\n{bad}\n")  # fmt: skip
+    assert run.returncode == 2
+    assert "line 5: 'input_token_length' must be a number" in run.stderr, run.stderr
+    assert "field=line 5.input_token_length" in run.stderr
 
 
 def test_report_writes_a_self_contained_page(tmp_path: Path) -> None:

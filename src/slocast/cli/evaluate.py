@@ -4,6 +4,7 @@ from a trace."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -248,7 +249,7 @@ def predict(
         if coverage is not None and not 0.5 < coverage < 1.0:
             raise InputError("coverage must be in (0.5, 1)", field="coverage")
         text = sys.stdin.read() if input_path == "-" else _read_input(Path(input_path))
-        records = []
+        records, lines = [], []
         for number, line in enumerate(text.splitlines(), start=1):
             if line.strip():
                 try:
@@ -257,7 +258,11 @@ def predict(
                     raise InputError(
                         f"line {number} is not JSON: {exc}", field=f"line {number}"
                     ) from exc
-        predictions = model.predict_records(records, coverage) if records else []
+                lines.append(number)
+        try:
+            predictions = model.predict_records(records, coverage) if records else []
+        except InputError as exc:
+            raise _on_line(exc, lines) from exc
         out = sys.stdout
         for p in predictions:
             out.write(
@@ -272,6 +277,18 @@ def predict(
                 )
                 + "\n"
             )
+
+
+def _on_line(error: InputError, lines: list[int]) -> InputError:
+    """The error of item ``i`` (``[i].field``) as one of input line ``lines[i]``: blank lines
+    are skipped, so in a long file the item's index is not where to look."""
+    match = re.fullmatch(r"\[(\d+)\](.*)", error.field or "")
+    if match is None:
+        return error
+    index, rest = int(match.group(1)), match.group(2)
+    line = lines[index]
+    message = re.sub(rf"^item {index}\b", f"line {line}", error.message)
+    return InputError(message, field=f"line {line}{rest}")
 
 
 def _read_input(path: Path) -> str:
