@@ -138,7 +138,7 @@ def test_a_config_file_that_is_not_toml_is_reported(
     monkeypatch.setenv("SLOCAST_CONFIG", str(config))
     with pytest.raises(ConfigError, match="is not valid TOML") as info:
         load_settings()
-    assert info.value.field == str(config)
+    assert info.value.source == str(config) and info.value.field == "SLOCAST_CONFIG"
     monkeypatch.delenv("SLOCAST_CONFIG")
     monkeypatch.chdir(tmp_path)  # the default file, slocast.toml in the working directory
     with pytest.raises(ConfigError, match=r"slocast\.toml is not valid TOML"):

@@ -300,7 +300,11 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except tomllib.TOMLDecodeError as exc:
         path = config or "slocast.toml"
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}", field=path) from exc
+        raise ConfigError(
+            f"config file {path} is not valid TOML: {exc}",
+            field="SLOCAST_CONFIG" if config else None,
+            source=path,
+        ) from exc
     except ValidationError as exc:
         first = exc.errors()[0]
         name = ".".join(str(p) for p in first["loc"])
