@@ -105,6 +105,13 @@ def test_resumed_study_continues_its_trial_count(iwd_dev, tmp_path: Path) -> Non
     again = run_study(dev, spec, "bins-lightgbm", config)
     assert len(again.trials) == 6
     assert [t.number for t in again.trials] == list(range(6))
+    # The same name on other rows or another split would lend these trials' scores to it.
+    with pytest.raises(ConfigError, match="scored on other data") as info:
+        run_study(dev.iloc[:-50], spec, "bins-lightgbm", config)
+    assert info.value.field == "study_name"
+    with pytest.raises(ConfigError, match="scored on other folds"):
+        run_study(dev, spec, "bins-lightgbm", _config(tmp_path, trials=3, folds=3))
+    assert len(run_study(dev, spec, "bins-lightgbm", config).trials) == 9
 
 
 def test_constraint_picks_a_trial_within_the_limit(iwd_dev, tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ trials to it.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -92,6 +93,8 @@ class SearchConfig:
 
 # A trial's user attribute holding each fold's business score (the others are numbers).
 FOLD_SCORES = "fold_business_scores"
+# Study attribute: what its trials were scored on (see _check_scored_on).
+SCORED_ON = "scored_on"
 
 
 def cv_summary(scores: list[FoldScore], under_cost_ratio: float) -> dict[str, float]:
@@ -181,6 +184,7 @@ def run_study(
         )
     except OperationalError as exc:
         raise unreachable("study storage", config.storage or "", exc, "storage") from exc
+    _check_scored_on(study, _scored_on(dev, config))
     if not study.trials:
         for params in start:
             study.enqueue_trial(dict(params))
@@ -190,6 +194,36 @@ def run_study(
         callbacks=callbacks,
     )  # fmt: skip
     return study
+
+
+def _scored_on(dev: pd.DataFrame, config: SearchConfig) -> dict[str, Any]:
+    """What a trial's score depends on beyond its parameters: the rows and how they are split
+    and costed."""
+    rows = hashlib.sha256(pd.util.hash_pandas_object(dev, index=False).to_numpy().tobytes())
+    return {
+        "rows": rows.hexdigest()[:16],
+        "folds": config.folds,
+        "under_cost_ratio": config.under_cost_ratio,
+        "calibration_fraction": config.calibration_fraction,
+    }
+
+
+def _check_scored_on(study: optuna.Study, scored_on: dict[str, Any]) -> None:
+    """A study resumes only on what its trials were scored on: Optuna loads any study of the
+    name, and one scored on another trace (a reused ``--study-name``) would lend its trials'
+    scores to this one's best."""
+    before = study.user_attrs.get(SCORED_ON)
+    if before is None or not study.trials:
+        study.set_user_attr(SCORED_ON, scored_on)  # a study from before the check: from now on
+        return
+    changed = [key for key, value in scored_on.items() if before.get(key) != value]
+    if changed:
+        raise ConfigError(
+            f"study {study.study_name!r} was scored on other "
+            f"{' and '.join('data' if k == 'rows' else k for k in changed)}: resuming it would mix "
+            "its trials' scores with these; give another --study-name (or storage)",
+            field="study_name",
+        )
 
 
 def completed(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
