@@ -46,6 +46,25 @@ def test_two_sweeps_at_once_each_get_their_own_ports() -> None:
     assert 8787 not in ports and ports[0] != ports[1]
 
 
+def test_a_scheduler_that_cannot_be_reached_is_named() -> None:
+    """Both used to end in a Dask traceback (exit 1 with no line saying what to fix)."""
+    import dask
+
+    from slocast.errors import ConfigError, SlocastError
+    from tests.conftest import free_port
+
+    with (
+        dask.config.set({"distributed.comm.timeouts.connect": "1s"}),
+        pytest.raises(
+            SlocastError, match=r"Dask scheduler tcp://127\.0\.0\.1:\d+ unreachable"
+        ) as info,
+    ):
+        run_sweep([SweepJob(TTFT)], scheduler=f"tcp://127.0.0.1:{free_port()}")
+    assert info.value.field == "scheduler"
+    with pytest.raises(ConfigError, match="not a Dask scheduler address"):
+        run_sweep([SweepJob(TTFT)], scheduler="localhost")
+
+
 def test_cli_sweep_prints_one_json_object_per_dataset() -> None:
     done = slocast("sweep", "--dataset", TTFT, "--dataset", TPOT, "--workers", "1", "--json")
     assert done.returncode == 0, done.stderr

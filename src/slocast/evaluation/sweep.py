@@ -16,6 +16,7 @@ from typing import Any
 
 from slocast.calibration.forecaster import CalibrationParams
 from slocast.datasets import Dataset, load_dataset
+from slocast.errors import ConfigError, SlocastError
 from slocast.evaluation.backtest import EvaluationResult, run_backtest
 from slocast.evaluation.methods import standard_methods
 from slocast.models.base import GBMConfig
@@ -68,7 +69,15 @@ def _client(scheduler: str | None, workers: int) -> Iterator[Any]:
     from dask.distributed import Client, LocalCluster
 
     if scheduler is not None:
-        with Client(scheduler) as client:  # type: ignore[no-untyped-call]
+        try:
+            client = Client(scheduler)  # type: ignore[no-untyped-call]
+        except ValueError as exc:  # no port, unknown protocol
+            raise ConfigError(f"not a Dask scheduler address: {exc}", field="scheduler") from exc
+        except OSError as exc:  # refused, or no answer within Dask's connect timeout
+            raise SlocastError(
+                f"Dask scheduler {scheduler} unreachable: {exc}", field="scheduler"
+            ) from exc
+        with client:
             yield client
         return
     # One single-threaded process per worker: GBM fits use the threads the job says. The
