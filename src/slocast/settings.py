@@ -37,6 +37,7 @@ def _alias(field: str, llmd_name: str) -> AliasChoices:
 
 STORE_SCHEMES = ("sqlite://", "postgresql://", "postgresql+psycopg://")
 CACHE_SCHEMES = ("redis://", "rediss://", "unix://")
+TRAINER_SCHEMES = ("http://", "https://")
 
 
 def url_with_scheme(url: str | None, schemes: tuple[str, ...]) -> str | None:
@@ -268,6 +269,12 @@ class Settings(BaseSettings):
     @classmethod
     def _cache_scheme(cls, url: str | None) -> str | None:
         return url_with_scheme(url, CACHE_SCHEMES)
+
+    @field_validator("training_server_url")
+    @classmethod
+    def _trainer_scheme(cls, url: str | None) -> str | None:
+        # Without it a server started, then warned every sync that no trainer answered.
+        return url_with_scheme(url, TRAINER_SCHEMES)
 
     @classmethod
     def settings_customise_sources(
