@@ -214,7 +214,7 @@ def _check_scored_on(study: optuna.Study, scored_on: dict[str, Any]) -> None:
     scores to this one's best."""
     before = study.user_attrs.get(SCORED_ON)
     if before is None or not study.trials:
-        study.set_user_attr(SCORED_ON, scored_on)  # a study from before the check: from now on
+        study.set_user_attr(SCORED_ON, scored_on)  # new, or kept before this check: pinned now
         return
     changed = [key for key, value in scored_on.items() if before.get(key) != value]
     if changed:
