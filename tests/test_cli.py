@@ -114,6 +114,10 @@ def test_train_then_predict(tmp_path: Path) -> None:
         # A gRPC port out of range used to serve on a port of grpcio's choosing.
         (("serve", "grpc", "--bundle", "/nonexistent", "--port", "99999"), "'--port'"),
         (("dashboard", "--port", "0"), "'--port'"),  # it was a traceback
+        # These started the app, which then showed a warning on one page or none.
+        (("dashboard", "--trainer", "trainer:8000"), "trainer URL must start with http://"),
+        (("dashboard", "--trace", "nextflow:/nonexistent.csv"), "no such trace file"),
+        (("dashboard", "--sim-results", str(LLMD / "bimodal-h200-spec.yaml")), "not JSON"),
     ],
 )
 def test_bad_input_exits_2_with_a_message(args: tuple[str, ...], message: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -16,7 +17,9 @@ from slocast.cli._common import (
     exit_codes,
     require_extra,
 )
-from slocast.errors import InputError, SlocastError
+from slocast.datasets import parse_dataset_arg
+from slocast.errors import ConfigError, DataFormatError, InputError, SlocastError
+from slocast.settings import TRAINER_SCHEMES, url_with_scheme
 
 
 @app.command()
@@ -41,8 +44,21 @@ def dashboard(
 
     with exit_codes():
         require_extra("streamlit", "dashboard", "slocast dashboard")
+        # Refused here, each with its file and field: once Streamlit runs, a bad argument is
+        # only a warning on whichever page reads it.
         for directory in bundle or []:
-            load_bundle(directory)  # a bad bundle is refused here, with its file and field
+            load_bundle(directory)
+        for argument in trace or []:
+            source = parse_dataset_arg(argument)[1]
+            if not source.is_file():
+                raise DataFormatError(f"no such trace file: {source}", source=str(source))
+        if sim_results is not None:
+            _check_sim_results(sim_results)
+        if trainer_url is not None:
+            try:
+                url_with_scheme(trainer_url, TRAINER_SCHEMES)
+            except ValueError as exc:
+                raise ConfigError(f"trainer {exc}", field="trainer") from exc
         arguments = [f"--bundle={b}" for b in bundle or []]
         arguments += [f"--trace={t}" for t in trace or []]
         if trainer_url:
@@ -55,6 +71,21 @@ def dashboard(
             "--browser.gatherUsageStats=false", "--", *arguments,
         ]  # fmt: skip
         os.execv(sys.executable, command)
+
+
+def _check_sim_results(path: Path) -> None:
+    """The output of ``slocast simulate --json``: one object with its scenario and policies."""
+    try:
+        results = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise DataFormatError(f"no such file: {path}", source=str(path)) from exc
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DataFormatError(f"not JSON: {exc}", source=str(path)) from exc
+    if not isinstance(results, dict) or not {"scenario", "policies"} <= results.keys():
+        raise DataFormatError(
+            "not the output of `slocast simulate --json` (no scenario and policies)",
+            source=str(path),
+        )
 
 
 BENCHMARKS = ("evaluate", "serve", "trainer", "tune", "sim")
