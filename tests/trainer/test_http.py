@@ -174,6 +174,14 @@ async def test_generic_samples_route(setup: Any) -> None:
     rows = [{"cpus": 1, "memory": 1e9, "rchar": 1e6, "process": "ALIGN", "peak_rss": 5e8}] * 3
     response = await client.post("/v1/task-memory/samples", json={"items": rows})
     assert response.status_code == 202 and response.json()["accepted"] == 3
+    # Stored, and the answer says whether this trainer retrains the domain (--domain).
+    assert response.json()["retrained"] is False
+    trainer.start(["task-memory"])
+    try:
+        again = await client.post("/v1/task-memory/samples", json={"items": rows[:1]})
+    finally:
+        trainer.stop()
+    assert again.json() == {"accepted": 1, "domain": "task-memory", "retrained": True}
     bad = await client.post("/v1/task-memory/samples", json={"items": [{"cpus": 1}]})
     assert bad.status_code == 422 and "peak_rss" in str(bad.json())
     headers = {"content-type": "application/json"}
@@ -183,7 +191,7 @@ async def test_generic_samples_route(setup: Any) -> None:
         refused = await client.post("/v1/task-memory/samples", content=body, headers=headers)
         assert refused.status_code == 422, (field, refused.text)
         assert ["body", 1, field] in [e["loc"] for e in refused.json()["detail"]], refused.text
-    assert trainer.store.counts("task-memory").train + trainer.store.counts("task-memory").test == 3
+    assert trainer.store.counts("task-memory").train + trainer.store.counts("task-memory").test == 4
     # A missing input is a gap the model learns around, not an error.
     nan_kv = json_with({"items": [entries(1)[0] | {"kv_cache_percentage": "@"}]}, "NaN")
     gap = await client.post("/v1/llm-ttft/samples", content=nan_kv, headers=headers)

@@ -136,7 +136,10 @@ def create_trainer_app(
                 {"detail": f"batch of {len(body.items)} exceeds the limit of {max_batch}"}, 413
             )
         accepted = await asyncio.to_thread(trainer.ingest, domain, body.items)
-        return json_response({"accepted": accepted, "domain": domain}, 202)
+        # Stored either way (durable, for a trainer started with that domain later), but the
+        # sender is told whether this trainer learns from them.
+        retrained = domain in trainer.domains
+        return json_response({"accepted": accepted, "domain": domain, "retrained": retrained}, 202)
 
     @app.post("/flush")
     async def flush(request: Request) -> Response:

@@ -191,6 +191,8 @@ class Trainer:
         self.early_retrains: Counter[str] = Counter()
         self._thread: threading.Thread | None = None
         self._recalibrator: threading.Thread | None = None
+        # What the background loop retrains (set by start); rows of other domains are stored.
+        self.domains: tuple[str, ...] = ()
 
     # -- ingest ------------------------------------------------------------------------------
     def ingest(
@@ -453,6 +455,7 @@ class Trainer:
         """Two background threads: retraining every ``retrain_interval_s``, and republishing
         calibration when outcomes arrive (at most once per ``recalibrate_interval_s``), which
         must not wait for a fit to follow drift."""
+        self.domains = tuple(domains)
 
         def loop() -> None:
             while not self._stop.is_set():
