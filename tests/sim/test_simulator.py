@@ -24,6 +24,7 @@ from slocast.decisions.router import (
 from slocast.errors import ConfigError, DataFormatError
 from slocast.schema import Prediction
 from slocast.sim import AutoscaleScenario, simulate_autoscale
+from slocast.sim.results import PolicyResult
 from slocast.sim.route import RouteScenario, Telemetry, simulate_route, train_ttft_predictor
 from slocast.sim.traces import LLMRequests, load_llm_requests, load_rates, parse_trace_arg
 from tests.conftest import shared_file
@@ -426,6 +427,30 @@ def test_learned_stage_blend_beats_the_untrained_one() -> None:
     assert mean["learned"] < 1.1 * mean["no-smoothing"]
     online = np.mean([e["online"] for e in errors.values()])
     assert online < 0.98 * mean["no-smoothing"] and online < mean["learned"]
+
+
+def test_a_fixed_fleet_plot_compares_tails_not_an_empty_replicas_panel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Routing and placement run a fixed fleet: the replicas panel was empty, and its legend
+    call warned (an error here) that it had nothing to show."""
+    import slocast.sim.plots as plots
+
+    rng = np.random.default_rng(0)
+    results = {
+        name: PolicyResult(name, slo_s=2.0, arrived=400, served=400, latencies=list(lat))
+        for name, lat in [("least-loaded", rng.lognormal(0.5, 1.0, 400)),
+                          ("slo-aware", rng.lognormal(0.0, 0.5, 400))]
+    }  # fmt: skip
+    drawn: list[list[str]] = []
+    tails = plots._tails
+    monkeypatch.setattr(plots, "_tails", lambda axis, r: drawn.append(list(r)) or tails(axis, r))
+    path = plots.plot_results(results, tmp_path / "route.png", "route")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert drawn == [["least-loaded", "slo-aware"]]
+    results["slo-aware"].timeline = [(0.0, 4), (60.0, 6)]  # a policy that scales
+    plots.plot_results(results, tmp_path / "autoscale.png", "autoscale")
+    assert len(drawn) == 1
 
 
 def test_cli_pipeline_json_and_plot(tmp_path: Path) -> None:
