@@ -301,45 +301,59 @@ class ModelBundle:
         return forecaster.bounds(X, groups, requested, coverage, upper_only)[0]
 
 
-def validate_records(records: Sequence[Mapping[str, object]], spec: DomainSpec) -> None:
+def validate_records(
+    records: Sequence[Mapping[str, object]],
+    spec: DomainSpec,
+    lines: Sequence[int] | None = None,
+) -> None:
     """Each job a dict with every required input; numbers where numbers are due, in the
     domain's range (NaN or None: missing).
 
-    Raises InputError naming the item index and field, e.g. ``[3].input_token_length``.
+    Raises InputError naming the item index and field, e.g. ``[3].input_token_length``; with
+    ``lines`` (each record's line in an input file) the line instead, ``line 5.input_token_length``.
     """
     numbers = set(spec.numbers)
     optional = set(spec.optional)
     # (column, holds a number, may be left out), worked out once for every job.
     checks = [(c, c in numbers, c in optional) for c in dict.fromkeys(spec.features + spec.numbers)]
     low, high = spec.number_range
+
+    def where(index: int) -> tuple[str, str]:  # (the job in a message, the job in a field)
+        if lines is None:
+            return f"item {index}", f"[{index}]"
+        return f"line {lines[index]}", f"line {lines[index]}"
+
     for index, record in enumerate(records):
         if not isinstance(record, Mapping):
-            raise InputError(f"item {index} is not an object", field=f"[{index}]")
+            job, at = where(index)
+            raise InputError(f"{job} is not an object", field=at)
         for column, numeric, may_lack in checks:
             value = record.get(column, _ABSENT)
             if value is _ABSENT:
                 if may_lack:
                     continue
-                raise InputError(f"item {index} is missing {column!r}", field=f"[{index}].{column}")
+                job, at = where(index)
+                raise InputError(f"{job} is missing {column!r}", field=f"{at}.{column}")
             if value is None:
                 continue
             if not numeric:
                 # A category is a name; an id sent as a number names it too (user 12).
                 if isinstance(value, bool) or not isinstance(value, str | int | float):
+                    job, at = where(index)
                     raise InputError(
-                        f"item {index}: {column!r} must be a name, got {value!r}",
-                        field=f"[{index}].{column}",
+                        f"{job}: {column!r} must be a name, got {value!r}", field=f"{at}.{column}"
                     )
             elif isinstance(value, bool) or not isinstance(value, int | float):
+                job, at = where(index)
                 raise InputError(
-                    f"item {index}: {column!r} must be a number, got {value!r}",
-                    field=f"[{index}].{column}",
+                    f"{job}: {column!r} must be a number, got {value!r}", field=f"{at}.{column}"
                 )
             # NaN is a missing value (it compares false to both ends), not an out-of-range one.
             elif value < low or value > high:
+                job, at = where(index)
                 raise InputError(
-                    f"item {index}: {column!r} must be in {spec.number_range_text}, got {value!r}",
-                    field=f"[{index}].{column}",
+                    f"{job}: {column!r} must be in {spec.number_range_text}, got {value!r}",
+                    field=f"{at}.{column}",
                 )
 
 

@@ -4,7 +4,6 @@ from a trace."""
 from __future__ import annotations
 
 import json
-import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from slocast.artifacts import load_bundle
+from slocast.artifacts import load_bundle, validate_records
 from slocast.cli._common import (
     CoverageOpt,
     DatasetOpt,
@@ -259,10 +258,10 @@ def predict(
                         f"line {number} is not JSON: {exc}", field=f"line {number}"
                     ) from exc
                 lines.append(number)
-        try:
-            predictions = model.predict_records(records, coverage) if records else []
-        except InputError as exc:
-            raise _on_line(exc, lines) from exc
+        # A bad job is named by its line: blank lines are skipped, so its index among the jobs
+        # is not where to look in a long file.
+        validate_records(records, model.spec, lines)
+        predictions = model.predict_records(records, coverage, validated=True) if records else []
         out = sys.stdout
         for p in predictions:
             out.write(
@@ -277,18 +276,6 @@ def predict(
                 )
                 + "\n"
             )
-
-
-def _on_line(error: InputError, lines: list[int]) -> InputError:
-    """The error of item ``i`` (``[i].field``) as one of input line ``lines[i]``: blank lines
-    are skipped, so in a long file the item's index is not where to look."""
-    match = re.fullmatch(r"\[(\d+)\](.*)", error.field or "")
-    if match is None:
-        return error
-    index, rest = int(match.group(1)), match.group(2)
-    line = lines[index]
-    message = re.sub(rf"^item {index}\b", f"line {line}", error.message)
-    return InputError(message, field=f"line {line}{rest}")
 
 
 def _read_input(path: Path) -> str:
