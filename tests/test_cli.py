@@ -116,7 +116,7 @@ def test_train_then_predict(tmp_path: Path) -> None:
         (("dashboard", "--port", "0"), "'--port'"),  # it was a traceback
         # These started the app, which then showed a warning on one page or none.
         (("dashboard", "--trainer", "trainer:8000"), "trainer URL must start with http://"),
-        (("dashboard", "--trace", "nextflow:/nonexistent.csv"), "no such trace file"),
+        (("dashboard", "--trace", "nextflow:/nonexistent.csv"), "no such file: /nonexistent.csv"),
         (("dashboard", "--sim-results", str(LLMD / "bimodal-h200-spec.yaml")), "not JSON"),
     ],
 )

@@ -30,6 +30,7 @@ from slocast.cli._common import (
     write_bundle,
 )
 from slocast.datasets import Dataset, parse_dataset_arg
+from slocast.datasets._io import require_file
 from slocast.errors import InputError
 from slocast.evaluation import EvaluationResult, write_report
 from slocast.evaluation.report import METRIC_COLUMNS, floor_notes
@@ -279,6 +280,5 @@ def predict(
 
 
 def _read_input(path: Path) -> str:
-    if not path.is_file():
-        raise InputError(f"no such file: {path}", source=str(path))
+    require_file(path, "JSON lines file")
     return path.read_text()

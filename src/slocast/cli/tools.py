@@ -18,6 +18,7 @@ from slocast.cli._common import (
     require_extra,
 )
 from slocast.datasets import parse_dataset_arg
+from slocast.datasets._io import require_file
 from slocast.errors import ConfigError, DataFormatError, InputError, SlocastError
 from slocast.settings import TRAINER_SCHEMES, url_with_scheme
 
@@ -49,9 +50,7 @@ def dashboard(
         for directory in bundle or []:
             load_bundle(directory)
         for argument in trace or []:
-            source = parse_dataset_arg(argument)[1]
-            if not source.is_file():
-                raise DataFormatError(f"no such trace file: {source}", source=str(source))
+            require_file(parse_dataset_arg(argument)[1])
         if sim_results is not None:
             _check_sim_results(sim_results)
         if trainer_url is not None:
@@ -75,10 +74,9 @@ def dashboard(
 
 def _check_sim_results(path: Path) -> None:
     """The output of ``slocast simulate --json``: one object with its scenario and policies."""
+    require_file(path, "results file")
     try:
         results = json.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise DataFormatError(f"no such file: {path}", source=str(path)) from exc
     except (ValueError, UnicodeDecodeError) as exc:
         raise DataFormatError(f"not JSON: {exc}", source=str(path)) from exc
     if not isinstance(results, dict) or not {"scenario", "policies"} <= results.keys():

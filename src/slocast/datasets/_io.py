@@ -30,12 +30,17 @@ class Dataset:
         return len(self.frame)
 
 
-def read_bytes(path: Path) -> bytes:
-    """Whole file, gzip-transparent; missing or corrupt files raise DataFormatError."""
+def require_file(path: Path, what: str = "trace file") -> None:
+    """``path`` names a file: a folder or nothing there raises DataFormatError saying which."""
     if path.is_dir():
-        raise DataFormatError(f"{path} is a folder, not a trace file", source=str(path))
+        raise DataFormatError(f"{path} is a folder, not a {what}", source=str(path))
     if not path.is_file():
         raise DataFormatError(f"no such file: {path}", source=str(path))
+
+
+def read_bytes(path: Path) -> bytes:
+    """Whole file, gzip-transparent; missing or corrupt files raise DataFormatError."""
+    require_file(path)
     raw = path.read_bytes()
     if raw[:2] == b"\x1f\x8b":
         try:
