@@ -109,22 +109,22 @@ def test_the_headroom_setting_reaches_calibration(monkeypatch: pytest.MonkeyPatc
 
 
 @pytest.mark.parametrize(
-    ("name", "url"),
+    ("name", "url", "field"),
     [
-        ("SLOCAST_STORE_URL", "mysql://user:secret@db/x"),
-        ("SLOCAST_CACHE_URL", "memcached://c"),
-        ("SLOCAST_TRAINING_SERVER_URL", "trainer:8000"),
+        ("SLOCAST_STORE_URL", "mysql://user:secret@db/x", "store_url"),
+        ("SLOCAST_CACHE_URL", "memcached://c", "cache_url"),
+        # A setting with an llm-d name too is reported by the variable that was set.
+        ("SLOCAST_TRAINING_SERVER_URL", "trainer:8000", "SLOCAST_TRAINING_SERVER_URL"),
     ],
 )
 def test_a_url_of_an_unknown_scheme_is_refused_when_settings_load(
-    monkeypatch: pytest.MonkeyPatch, name: str, url: str
+    monkeypatch: pytest.MonkeyPatch, name: str, url: str, field: str
 ) -> None:
     """It used to surface as a traceback when a server first connected."""
     monkeypatch.setenv(name, url)
     with pytest.raises(ConfigError, match="URL must start with") as info:
         load_settings()
-    # A setting with an llm-d name too is reported by the variable that was set.
-    assert info.value.field in (name.removeprefix("SLOCAST_").lower(), name)
+    assert info.value.field == field
     assert "secret" not in str(info.value)
 
 
