@@ -69,6 +69,11 @@ def test_tune_json_bundles_and_report(iwd: str, tmp_path: Path) -> None:
         assert np.mean(folds) == pytest.approx(family["cv"]["business_score"])
         contenders.append(Contender(name, family["cv"]["business_score"], tuple(folds)))
     assert best["family"] == choose_family(contenders)
+    # Each family deployed its study's best or, where clearly lower, plain CQR; JSON and the
+    # report say which.
+    sources = {name: out["families"][name]["source"] for name in ("lightgbm", "bins-logistic")}
+    assert set(sources.values()) <= {"search", "plain-cqr"}
+    assert best["source"] == sources[best["family"]]
     for name in ("lightgbm", "bins-logistic"):
         model = DeployableModel.load(tmp_path / "bundles" / name)
         assert model.metadata["family"] == name
@@ -90,6 +95,7 @@ def test_tune_json_bundles_and_report(iwd: str, tmp_path: Path) -> None:
     assert f"Family chosen by cross-validation: **{best['family']}**" in report
     folds = " / ".join(f"{v:.1f}" for v in out["families"]["lightgbm"]["cv_fold_scores"])
     assert "cv_folds" in report and folds in report
+    assert "| trials | source |" in report and f"| {sources['lightgbm']} |" in report
 
 
 def test_preprocess_only_then_skip_preprocessing(iwd: str, tmp_path: Path) -> None:
@@ -106,7 +112,8 @@ def test_preprocess_only_then_skip_preprocessing(iwd: str, tmp_path: Path) -> No
         "--family", "lightgbm", "--folds", "2", "--json",
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
-    assert json.loads(run.stdout)["families"]["lightgbm"]["trials"] == 0
+    lightgbm = json.loads(run.stdout)["families"]["lightgbm"]
+    assert lightgbm["trials"] == 0 and lightgbm["source"] == "defaults"
     # For people: the deployed family is marked, and each family's fold scores are shown.
     table = tune(
         tmp_path, "--dataset", iwd, "--skip-preprocessing", "--no-run-search",

@@ -36,6 +36,7 @@ def comparison_rows(result: TuneResult) -> list[dict[str, object]]:
                 "fit_s": outcome.cv.get("fit_seconds"),
                 "predict_us_per_row": 1e6 * outcome.cv.get("predict_seconds_per_row", np.nan),
                 "trials": outcome.trials,
+                "source": outcome.source,
             }
         )
     for name, metrics in result.baselines.items():
@@ -122,7 +123,7 @@ def write_tune_report(result: TuneResult, out_dir: Path) -> Path:
     (out_dir / "tune.json").write_text(json.dumps(data, indent=1, default=float))
     columns = [
         "model", "business_score", "under_alloc_pct", "over_alloc_pct", "coverage",
-        "cv_score", "cv_folds", "fit_s", "predict_us_per_row", "trials",
+        "cv_score", "cv_folds", "fit_s", "predict_us_per_row", "trials", "source",
     ]  # fmt: skip
     retry_rows: list[dict[str, object]] = [
         {"policy": name, **r.to_dict()} for name, r in result.retry.items()

@@ -9,7 +9,7 @@ study's best trial is rebuilt exactly.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from slocast.calibration.forecaster import CalibratedForecaster, CalibrationParams, build_slocast
@@ -21,6 +21,7 @@ from slocast.models.quantile import QuantileForecaster
 from slocast.schema import DomainSpec
 
 __all__ = [
+    "PLAIN_CQR",
     "TASK_TYPES",
     "Candidate",
     "TrialLike",
@@ -28,6 +29,7 @@ __all__ = [
     "check_bins",
     "default_candidate",
     "default_params",
+    "plain_cqr",
     "starting_points",
     "suggest",
 ]
@@ -98,6 +100,17 @@ def check_bins(bins: tuple[int, int]) -> tuple[int, int]:
         )
     return bins
 
+
+# Plain split CQR: one pooled window (a min_group_size no group reaches) of equally weighted
+# scores, no ACI, no level cells, no history expert; the request rules stay as they were.
+PLAIN_CQR: dict[str, Any] = {
+    "min_group_size": 2**31 - 1,
+    "window": 10000,
+    "decay": 1.0,
+    "aci_step": 0.0,
+    "level_bins": 1,
+    "history_expert": False,
+}
 
 # What :func:`suggest` searches of the trees and of the calibration, by name.
 TREE_PARAMS = (
@@ -210,3 +223,8 @@ def default_candidate(
     """The family at its defaults, as ``slocast evaluate`` runs it (``--no-run-search``)."""
     calibration = CalibrationParams(under_cost_ratio=under_cost_ratio)
     return Candidate(family, GBMConfig(threads=threads), coverage, (), calibration)
+
+
+def plain_cqr(candidate: Candidate) -> Candidate:
+    """``candidate`` calibrated as plain split CQR (:data:`PLAIN_CQR`)."""
+    return replace(candidate, calibration=replace(candidate.calibration, **PLAIN_CQR))
