@@ -72,6 +72,10 @@ class FamilyOutcome:
     def contender(self) -> Contender:
         return Contender(self.family, self.cv["business_score"], self.fold_scores)
 
+    def within(self, max_under_pct: float | None) -> bool:
+        """Meets the under-allocation constraint in cross-validation (None: no constraint)."""
+        return max_under_pct is None or self.cv["under_alloc_pct"] <= max_under_pct
+
 
 @dataclass
 class TuneResult:
@@ -258,8 +262,7 @@ def _search_family(
     )
     plain = _cross_validated(family, candidate, scores, search.under_cost_ratio, "plain-cqr")
     _add_point(points, candidates, f"{family}#plain-cqr", plain)
-    limit = search.max_under_pct
-    if (limit is None or plain.cv["under_alloc_pct"] <= limit) and clearly_better(
+    if plain.within(search.max_under_pct) and clearly_better(
         plain.contender(), searched.contender()
     ):
         plain.trials, plain.pruned = searched.trials, searched.pruned
@@ -303,9 +306,7 @@ def tune(
         outcomes[family] = _cross_validated(family, candidate, scores, under_cost_ratio, "defaults")
         _add_point(points, candidates, f"{family}#default", outcomes[family])
     limit = search.max_under_pct if search else None
-    feasible = [
-        f for f in outcomes.values() if limit is None or f.cv["under_alloc_pct"] <= limit
-    ] or list(outcomes.values())
+    feasible = [f for f in outcomes.values() if f.within(limit)] or list(outcomes.values())
     best = choose_family([f.contender() for f in feasible])
     strategies = {
         name: (point, candidates[point.key])
