@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import gzip
 import itertools
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from slocast.artifacts import load_bundle
@@ -14,7 +17,9 @@ from slocast.artifacts.compiled import can_compile, compile_engine
 from slocast.calibration.forecaster import CalibratedForecaster
 from slocast.serving import DataPlane
 from slocast.store import SampleStore, sqlite_url
+from slocast.trainer import service
 from slocast.trainer.service import Trainer, TrainerConfig
+from tests.conftest import LLMD
 
 
 def synthetic_llm_rows(n: int, seed: int) -> list[dict[str, float]]:
@@ -91,6 +96,57 @@ def test_a_new_model_replays_its_latest_outcomes_as_they_were_ingested(
     assert trainer.retrain("llm-ttft").accepted
     assert len(rounds) >= 3 and all(len(calls) == 1 for calls in rounds)
     assert all(a != b for a, b in itertools.pairwise(rounds))  # no call split
+
+
+def chatbot_ttft_rows() -> list[dict[str, Any]]:
+    """The llm-d H200 chatbot trace's TTFT rows, in order: a load ramp, where calibration moves."""
+    with gzip.open(LLMD / "chatbot-synthetic-h200.jsonl.gz", "rt") as handle:
+        rows = [json.loads(line) for line in handle]
+    return [r for r in rows if r["actual_ttft_ms"] > 0]
+
+
+@pytest.mark.parametrize("during", ["fit_on_history", "save_bundle"])
+def test_outcomes_that_arrive_during_a_retrain_reach_the_model_it_publishes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, during: str
+) -> None:
+    """A model fitted on the rows stored when its retrain began follows the outcomes that came
+    while it was fitted or written before it serves, as the live model it replaces did: it ends
+    in the calibration it would have had had they come just after it was published."""
+    rows = chatbot_ttft_rows()
+    history, late, fresh = rows[:900], rows[900:1020], rows[1020:1200]
+
+    def retrained(home: Path, arrive_during_retrain: bool) -> CalibratedForecaster:
+        trainer = Trainer(
+            SampleStore(sqlite_url(home)),
+            TrainerConfig(home=home, min_samples=100, n_estimators=60, threads=1),
+        )
+        for start in range(0, len(history), 60):  # the router's one-second batches
+            trainer.ingest("llm-ttft", history[start : start + 60])
+        step = getattr(service, during)
+
+        def arriving(*args: Any, **kwargs: Any) -> Any:
+            for start in range(0, len(late), 60):
+                trainer.ingest("llm-ttft", late[start : start + 60])
+            return step(*args, **kwargs)
+
+        with monkeypatch.context() as patch:
+            if arrive_during_retrain:
+                patch.setattr(service, during, arriving)
+            assert trainer.retrain("llm-ttft").accepted
+        if not arrive_during_retrain:
+            for start in range(0, len(late), 60):
+                trainer.ingest("llm-ttft", late[start : start + 60])
+        return trainer.live["llm-ttft"]
+
+    during_retrain = retrained(tmp_path / "during", True)
+    after = retrained(tmp_path / "after", False)
+    assert during_retrain.aci is not None and after.aci is not None
+    assert during_retrain.aci.observed == after.aci.observed
+    assert during_retrain.aci.level == pytest.approx(after.aci.level)
+    frame = pd.DataFrame(fresh)
+    np.testing.assert_allclose(
+        during_retrain.predict(frame).upper, after.predict(frame).upper, rtol=1e-9
+    )
 
 
 def test_no_retrain_without_new_rows_and_gating_is_recorded(trainer: Trainer) -> None:

@@ -165,6 +165,15 @@ def _frame(rows: Sequence[Mapping[str, Any]], spec: DomainSpec) -> pd.DataFrame:
     return frame
 
 
+def _follow(forecaster: CalibratedForecaster, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+    """Feed one ingest call's outcomes to a model as they come live: the bounds it serves for
+    them, then their outcomes (ACI, score windows). Returns which of its bounds covered."""
+    frame = _frame([{**r, "_id": 0} for r in rows], forecaster.spec)
+    served = forecaster.predict(frame)
+    forecaster.observe(frame, served)
+    return np.asarray(frame[forecaster.spec.target].to_numpy() <= served.upper)
+
+
 class Trainer:
     def __init__(self, store: SampleStore, config: TrainerConfig) -> None:
         self.store = store
@@ -174,7 +183,13 @@ class Trainer:
         self.last_trained_id: dict[str, int] = {}
         self.last_retrain: dict[str, str] = {}
         self._lock = threading.RLock()
+        # Held while a batch is stored and queued: whatever a retrain reads as stored has been
+        # queued, so its outcomes can be told apart from those that come after.
+        self._ingest_lock = threading.Lock()
         self._outcomes: deque[tuple[str, Sequence[Mapping[str, Any]]]] = deque()
+        # Per domain being retrained: the outcomes followed since its fit read the store, for
+        # the new model to follow too before it serves (see retrain).
+        self._since_fit: dict[str, list[Sequence[Mapping[str, Any]]]] = {}
         self.live: dict[str, CalibratedForecaster] = {}
         self.recalibrate_pending: set[str] = set()
         for domain in self.registry.domains():
@@ -223,8 +238,9 @@ class Trainer:
                 _check_stored_numbers(index, row, (spec.time, spec.known_at))
         buckets = [bucket_of(domain, r, spec.group, spec.time) for r in rows]
         heldout = [is_heldout(r, self.config.test_share) for r in rows]
-        stored = self.store.add(domain, rows, buckets, heldout)
-        self._outcomes.append((domain, rows))
+        with self._ingest_lock:
+            stored = self.store.add(domain, rows, buckets, heldout)
+            self._outcomes.append((domain, rows))
         self._apply_outcomes(blocking=False)
         self._outcomes_arrived.set()
         return stored
@@ -247,15 +263,16 @@ class Trainer:
         """Feed outcomes to the live copy of the current bundle: what it would have served for
         these jobs, whether that covered them (ACI), and their scores (sliding windows)."""
         with self._lock:
+            since_fit = self._since_fit.get(domain)
+            if since_fit is not None:
+                since_fit.append(rows)
             live = self.live.get(domain)
             if live is None:
                 return
-            frame = _frame([{**r, "_id": 0} for r in rows], live.spec)
-            served = live.predict(frame)
-            live.observe(frame, served)
+            covered = _follow(live, rows)
             self.recalibrate_pending.add(domain)
             hits = self.recent_hits.setdefault(domain, deque(maxlen=self.config.alarm_window))
-            hits.extend((frame[live.spec.target].to_numpy() <= served.upper).tolist())
+            hits.extend(covered.tolist())
             alarm = self.coverage_alarm(domain)
             if alarm and domain not in self._alarmed:  # said once per episode, not per batch
                 observed = sum(hits) / len(hits)
@@ -303,6 +320,28 @@ class Trainer:
         ).forecaster
         return version
 
+    def _fit_window(self, domain: str) -> int:
+        """Open a retrain's record of outcomes that arrive during its fit; returns the id of
+        the newest row the fit may read (every one of them already followed by the live copy,
+        every later one recorded)."""
+        with self._lock, self._ingest_lock:
+            while self._outcomes:
+                self._track(*self._outcomes.popleft())
+            self._since_fit[domain] = []
+            return self.store.latest_id(domain)
+
+    def _catch_up(self, domain: str, forecaster: CalibratedForecaster) -> int:
+        """Feed a new model the outcomes that arrived during its fit, as the live copy followed
+        them (ACI, score windows); returns how many batches. Those recorded later are kept for
+        the next call. A retrain takes a second or more, and a model published without them
+        would serve a calibration that far behind drift."""
+        with self._lock:
+            batches = self._since_fit.get(domain, [])
+            self._since_fit[domain] = []
+        for rows in batches:
+            _follow(forecaster, rows)
+        return len(batches)
+
     def recalibrate(self, domain: str) -> str | None:
         """Publish the live calibration (ACI level, score windows) with the current models.
 
@@ -338,12 +377,22 @@ class Trainer:
 
         The fit reads the store and the published bundles only, so it runs without the lock:
         outcomes keep reaching the live models and their calibration keeps being republished
-        meanwhile. The lock is taken to publish.
+        meanwhile. The lock is taken to publish. The new model learns from the rows stored when
+        the retrain began and follows those that came since before it serves, as the live model
+        it replaces did (ACI level, score windows).
         """
         started = time.perf_counter()
-        latest = self.store.latest_id(domain)
+        latest = self._fit_window(domain)
+        try:
+            return self._retrain(domain, latest, started)
+        finally:
+            with self._lock:
+                self._since_fit.pop(domain, None)
+
+    def _retrain(self, domain: str, latest: int, started: float) -> GateDecision:
         builtin = get_domain(domain)
-        train = _frame(self.store.rows(domain, heldout=False), builtin)
+        train_rows = [r for r in self.store.rows(domain, heldout=False) if r["_id"] <= latest]
+        train = _frame(train_rows, builtin)
         constant = {c for c in builtin.features if train[c].nunique(dropna=True) <= 1}
         spec = builtin.without_features(constant)
         # Gate on held-out rows newer than everything the current model learned from -- the
@@ -386,6 +435,7 @@ class Trainer:
             )
         written = None
         if accepted:  # written (and compiled) before the lock is taken
+            self._catch_up(domain, forecaster)
             written = self._write(
                 domain,
                 forecaster,
@@ -399,8 +449,13 @@ class Trainer:
         with self._lock:
             version = ""
             if written is not None:
+                self._apply_outcomes()
                 version = self._publish(domain, *written)
-                self.recalibrate_pending.discard(domain)
+                # What came while it was written: republished at the next recalibration.
+                if self._catch_up(domain, self.live[domain]):
+                    self.recalibrate_pending.add(domain)
+                else:
+                    self.recalibrate_pending.discard(domain)
                 self.last_retrain[domain] = datetime.now(UTC).isoformat()
             self.last_trained_id[domain] = latest
             decision = GateDecision(
