@@ -48,6 +48,15 @@ def url_with_scheme(url: str | None, schemes: tuple[str, ...]) -> str | None:
     return url
 
 
+def check_url(url: str | None, schemes: tuple[str, ...], field: str) -> None:
+    """:func:`url_with_scheme` for a URL given outside the settings (a CLI option, a study's
+    storage): a wrong scheme is a :class:`ConfigError` naming ``field``."""
+    try:
+        url_with_scheme(url, schemes)
+    except ValueError as exc:
+        raise ConfigError(f"{field} {exc}", field=field) from exc
+
+
 class Settings(BaseSettings):
     """slocast configuration. Every field can be set as ``SLOCAST_<FIELD>`` or in TOML."""
 

@@ -144,6 +144,7 @@ def test_the_cache_key_follows_the_code_that_builds_the_frame(
         (["--task-type", "clustering"], "unknown task type 'clustering'"),
         (["--bins", "2-20"], "field=bins"),
         (["--pruner", "never"], "unknown pruner 'never'"),
+        (["--storage", "mysql://db/optuna"], "storage URL must start with sqlite"),
     ],
 )
 def test_bad_options_exit_2_naming_the_field(

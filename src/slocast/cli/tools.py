@@ -19,8 +19,8 @@ from slocast.cli._common import (
 )
 from slocast.datasets import parse_dataset_arg
 from slocast.datasets._io import require_file
-from slocast.errors import ConfigError, DataFormatError, InputError, SlocastError
-from slocast.settings import TRAINER_SCHEMES, url_with_scheme
+from slocast.errors import DataFormatError, InputError, SlocastError
+from slocast.settings import TRAINER_SCHEMES, check_url
 
 
 @app.command()
@@ -53,11 +53,7 @@ def dashboard(
             require_file(parse_dataset_arg(argument)[1])
         if sim_results is not None:
             _check_sim_results(sim_results)
-        if trainer_url is not None:
-            try:
-                url_with_scheme(trainer_url, TRAINER_SCHEMES)
-            except ValueError as exc:
-                raise ConfigError(f"trainer {exc}", field="trainer") from exc
+        check_url(trainer_url, TRAINER_SCHEMES, "trainer")
         arguments = [f"--bundle={b}" for b in bundle or []]
         arguments += [f"--trace={t}" for t in trace or []]
         if trainer_url:

@@ -25,7 +25,7 @@ from sqlalchemy.exc import OperationalError
 from slocast.errors import ConfigError
 from slocast.models.composite import MAX_BINS, MIN_BINS
 from slocast.schema import DomainSpec
-from slocast.settings import STORE_SCHEMES, url_with_scheme
+from slocast.settings import STORE_SCHEMES, check_url
 from slocast.store.sql import unreachable
 from slocast.tuning.cv import FoldScore, scorable_folds, score_fold
 from slocast.tuning.space import Candidate, check_bins, suggest
@@ -77,10 +77,7 @@ class SearchConfig:
             )
         if self.timeout_s is not None and not self.timeout_s > 0:
             raise ConfigError(f"timeout must be > 0 seconds, got {self.timeout_s}", field="timeout")
-        try:
-            url_with_scheme(self.storage, STORE_SCHEMES)
-        except ValueError as exc:
-            raise ConfigError(f"study storage {exc}", field="storage") from exc
+        check_url(self.storage, STORE_SCHEMES, "storage")
 
     @property
     def threads(self) -> int:
