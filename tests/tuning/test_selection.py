@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from slocast.tuning.selection import Contender, choose_family, clearly_better
+from slocast.tuning.workbench import FamilyOutcome, choose_outcome
 
 
 def contender(family: str, *folds: float) -> Contender:
@@ -51,3 +52,26 @@ def test_without_two_paired_folds_the_lower_mean_wins(
 def test_no_family_is_an_error() -> None:
     with pytest.raises(ValueError, match="no family"):
         choose_family([])
+
+
+def outcome(source: str, under_pct: float, *folds: float) -> FamilyOutcome:
+    """A family's cross-validated result, as far as the choice reads it."""
+    cv = {"business_score": sum(folds) / len(folds), "under_alloc_pct": under_pct}
+    return FamilyOutcome("lightgbm", None, cv, fold_scores=folds, source=source)  # type: ignore[arg-type]
+
+
+def test_the_constraint_comes_before_the_score() -> None:
+    searched = outcome("search", 2.0, 60.0, 45.0, 50.0)
+    plain = outcome("plain-cqr", 0.8, 80.0, 70.0, 75.0)  # scores worse, meets <= 1 %
+    assert choose_outcome([searched, plain], 1.0) is plain
+    assert choose_outcome([searched, plain], None) is searched  # no constraint: the rule
+    better = outcome("plain-cqr", 2.0, 55.0, 41.0, 46.0)  # clearly lower, both miss 1 %
+    assert choose_outcome([searched, better], 3.0) is better
+
+
+def test_where_none_meets_the_constraint_the_least_under_allocated_is_deployed() -> None:
+    """As a study's best trial is chosen when no trial meets it: the nearest to meeting it."""
+    searched = outcome("search", 3.0, 40.0, 35.0, 45.0)
+    plain = outcome("plain-cqr", 1.5, 60.0, 55.0, 65.0)
+    assert choose_outcome([searched, plain], 1.0) is plain
+    assert choose_outcome([plain, searched], 1.0) is plain

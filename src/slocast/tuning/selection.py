@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["RULE", "Contender", "choose_family", "clearly_better"]
+__all__ = ["RULE", "Contender", "choose_family", "chosen_index", "clearly_better"]
 
 # The rule in words, for reports and tables.
 RULE = "the first family given, unless a later one scores clearly lower on the same folds"
@@ -53,10 +53,16 @@ def clearly_better(challenger: Contender, chosen: Contender) -> bool:
 def choose_family(contenders: Sequence[Contender]) -> str:
     """The first contender, replaced in turn by each later one that is :func:`clearly_better`
     than the one chosen so far."""
+    return contenders[chosen_index(contenders)].family
+
+
+def chosen_index(contenders: Sequence[Contender]) -> int:
+    """Which of ``contenders`` :func:`choose_family` chooses (contenders of one family too:
+    a study's best and another candidate)."""
     if not contenders:
         raise ValueError("no family to choose from")
-    chosen = contenders[0]
-    for challenger in contenders[1:]:
-        if clearly_better(challenger, chosen):
-            chosen = challenger
-    return chosen.family
+    chosen = 0
+    for index, challenger in enumerate(contenders[1:], start=1):
+        if clearly_better(challenger, contenders[chosen]):
+            chosen = index
+    return chosen

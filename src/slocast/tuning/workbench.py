@@ -36,7 +36,7 @@ from slocast.features import group_keys
 from slocast.models.base import Forecaster
 from slocast.models.baselines import UserRequestBaseline, VPABaseline
 from slocast.tuning.cv import FoldScore, evaluate_cv
-from slocast.tuning.selection import Contender, choose_family, clearly_better
+from slocast.tuning.selection import Contender, chosen_index
 from slocast.tuning.space import Candidate, default_candidate, plain_cqr, starting_points
 from slocast.tuning.strategies import Point, choose_strategies, pareto_front
 from slocast.tuning.study import (
@@ -49,7 +49,7 @@ from slocast.tuning.study import (
     trial_candidate,
 )
 
-__all__ = ["FamilyOutcome", "TuneResult", "metrics_summary", "tune"]
+__all__ = ["FamilyOutcome", "TuneResult", "choose_outcome", "metrics_summary", "tune"]
 
 Progress = Callable[[str], None]
 
@@ -75,6 +75,16 @@ class FamilyOutcome:
     def within(self, max_under_pct: float | None) -> bool:
         """Meets the under-allocation constraint in cross-validation (None: no constraint)."""
         return max_under_pct is None or self.cv["under_alloc_pct"] <= max_under_pct
+
+
+def choose_outcome(outcomes: Sequence[FamilyOutcome], max_under_pct: float | None) -> FamilyOutcome:
+    """The one to deploy, as a study ranks its trials (:func:`best_trial`): among those meeting
+    the constraint, the first given unless a later one scores clearly lower on the same folds
+    (:data:`~slocast.tuning.selection.RULE`); where none meets it, the least under-allocated."""
+    feasible = [o for o in outcomes if o.within(max_under_pct)]
+    if not feasible:
+        return min(outcomes, key=lambda o: o.cv["under_alloc_pct"])
+    return feasible[chosen_index([o.contender() for o in feasible])]
 
 
 @dataclass
@@ -262,9 +272,9 @@ def _search_family(
     )
     plain = _cross_validated(family, candidate, scores, search.under_cost_ratio, "plain-cqr")
     _add_point(points, candidates, f"{family}#plain-cqr", plain)
-    if plain.within(search.max_under_pct) and clearly_better(
-        plain.contender(), searched.contender()
-    ):
+    # The study's best defends: plain CQR replaces it where it scores clearly lower, or where
+    # only it meets the constraint (or, neither meeting it, it under-allocates less).
+    if choose_outcome([searched, plain], search.max_under_pct) is plain:
         plain.trials, plain.pruned = searched.trials, searched.pruned
         plain.first_trial_score = searched.first_trial_score
         return plain
@@ -305,9 +315,7 @@ def tune(
         )  # fmt: skip
         outcomes[family] = _cross_validated(family, candidate, scores, under_cost_ratio, "defaults")
         _add_point(points, candidates, f"{family}#default", outcomes[family])
-    limit = search.max_under_pct if search else None
-    feasible = [f for f in outcomes.values() if f.within(limit)] or list(outcomes.values())
-    best = choose_family([f.contender() for f in feasible])
+    best = choose_outcome(list(outcomes.values()), search.max_under_pct if search else None).family
     strategies = {
         name: (point, candidates[point.key])
         for name, point in choose_strategies(points, under_cost_ratio).items()
