@@ -123,7 +123,9 @@ def test_router_loop_learns_and_serves_calibrated_bounds(tmp_path: Path) -> None
     # with the ramp. TPOT has no such load line (relative to the running batch it over-covers
     # the backtests). At the router's one-second cadence, ten runs gave TTFT 0.86-0.91 and
     # TPOT 0.83-0.88, and two since a new model's ACI replay keeps each ingest call's rows in
-    # one round TTFT 0.88 and TPOT 0.87-0.88; posting twice as fast, TPOT fell to
+    # one round TTFT 0.88 and TPOT 0.87-0.88; five since a retrained model follows the
+    # outcomes that came during its fit TTFT 0.886-0.907, TPOT 0.863-0.886; posting twice as
+    # fast, TPOT fell to
     # 0.75-0.87 (before that change): the served calibration is
     # a sync behind, and that costs more batches when they come faster. TPOT misses cluster in
     # whole batches: its bound sits only 3-5 % above the median, and a batch's rows share one
