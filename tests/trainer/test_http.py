@@ -14,7 +14,7 @@ import pytest
 
 from slocast.store import SampleStore, sqlite_url
 from slocast.trainer.http import create_trainer_app
-from slocast.trainer.service import Trainer, TrainerConfig
+from slocast.trainer.service import SERVED_BOUND, Trainer, TrainerConfig
 from tests.conftest import json_with
 from tests.trainer.test_service import synthetic_llm_rows
 
@@ -72,6 +72,8 @@ async def test_ingest_is_acknowledged_with_llmd_message_and_split_by_target(setu
         ({"actual_ttft_ms": -1.0}, "actual_ttft_ms"),
         ({"prefix_cache_score": 2.0}, "prefix_cache_score"),
         ({"num_request_waiting": "many"}, "num_request_waiting"),
+        ({"served_ttft_ms": -5.0}, "served_ttft_ms"),
+        ({"served_tpot_ms": "fast"}, "served_tpot_ms"),
     ],
 )
 async def test_invalid_rows_reject_the_batch_and_store_nothing(
@@ -84,6 +86,21 @@ async def test_invalid_rows_reject_the_batch_and_store_nothing(
     assert response.status_code == 422
     assert ["body", "entries", 7, field] in [e["loc"] for e in response.json()["detail"]]
     assert trainer.store.counts("llm-ttft").train == 0
+
+
+async def test_a_served_bound_is_kept_with_its_own_target_only(setup: Any) -> None:
+    """llm-d rows may say what the prediction server answered (``served_ttft_ms`` and
+    ``served_tpot_ms``); each domain's row keeps its own as the served bound."""
+    client, trainer = setup
+    ttft, tpot = entries(2)
+    ttft |= {"served_ttft_ms": 900.0, "served_tpot_ms": 30.0}
+    response = await client.post("/add_training_data_bulk", json={"entries": [ttft, tpot]})
+    assert response.status_code == 202
+    [stored_ttft] = [*trainer.store.rows("llm-ttft", False), *trainer.store.rows("llm-ttft", True)]
+    [stored_tpot] = [*trainer.store.rows("llm-tpot", False), *trainer.store.rows("llm-tpot", True)]
+    assert stored_ttft[SERVED_BOUND] == 900.0
+    assert SERVED_BOUND not in stored_tpot  # that row's own request carried none
+    assert "served_ttft_ms" not in stored_ttft and "served_tpot_ms" not in stored_ttft
 
 
 async def test_a_body_past_the_cap_is_refused_and_nothing_stored(tmp_path: Path) -> None:
@@ -186,7 +203,8 @@ async def test_generic_samples_route(setup: Any) -> None:
     assert bad.status_code == 422 and "peak_rss" in str(bad.json())
     headers = {"content-type": "application/json"}
     for field, literal in [("memory", '"4 GB"'), ("cpus", "-2"), ("rchar", "1e400"),
-                           ("time", "NaN"), ("note", "1180591620717411303424")]:  # fmt: skip
+                           ("time", "NaN"), ("note", "1180591620717411303424"),
+                           ("served_upper", "-1"), ("served_upper", '"large"')]:  # fmt: skip
         body = json_with({"items": [rows[0], rows[0] | {field: "@"}]}, literal)
         refused = await client.post("/v1/task-memory/samples", content=body, headers=headers)
         assert refused.status_code == 422, (field, refused.text)

@@ -18,7 +18,7 @@ from slocast.calibration.forecaster import CalibratedForecaster
 from slocast.serving import DataPlane
 from slocast.store import SampleStore, sqlite_url
 from slocast.trainer import service
-from slocast.trainer.service import Trainer, TrainerConfig
+from slocast.trainer.service import SERVED_BOUND, Trainer, TrainerConfig
 from tests.conftest import LLMD
 
 
@@ -147,6 +147,39 @@ def test_outcomes_that_arrive_during_a_retrain_reach_the_model_it_publishes(
     np.testing.assert_allclose(
         during_retrain.predict(frame).upper, after.predict(frame).upper, rtol=1e-9
     )
+
+
+def test_coverage_and_aci_follow_the_bounds_jobs_were_served(tmp_path: Path) -> None:
+    """Rows that say which bound their job was served are judged by it: a server that kept
+    serving bounds far under the outcomes shows as misses (coverage alarm, ACI raising the
+    level), though the trainer's own live model would have covered the same jobs."""
+
+    def after(home: Path, served_share: float | None) -> Trainer:
+        trainer = Trainer(
+            SampleStore(sqlite_url(home)),
+            TrainerConfig(home=home, min_samples=100, n_estimators=60, threads=1),
+        )
+        trainer.ingest("llm-ttft", synthetic_llm_rows(1000, seed=21))
+        assert trainer.retrain("llm-ttft").accepted
+        later = synthetic_llm_rows(300, seed=22)
+        if served_share is not None:
+            later = [r | {SERVED_BOUND: served_share * r["actual_ttft_ms"]} for r in later]
+        for start in range(0, len(later), 30):
+            trainer.ingest("llm-ttft", later[start : start + 30])
+        return trainer
+
+    own = after(tmp_path / "own", None)
+    starved = after(tmp_path / "starved", 0.5)  # every job was served half what it took
+    assert not own.coverage_alarm("llm-ttft")
+    assert starved.coverage_alarm("llm-ttft") and not any(starved.recent_hits["llm-ttft"])
+    own_aci, starved_aci = own.live["llm-ttft"].aci, starved.live["llm-ttft"].aci
+    assert own_aci is not None and starved_aci is not None
+    assert starved_aci.level > own_aci.level
+    assert starved_aci.observed_coverage is not None and own_aci.observed_coverage is not None
+    assert starved_aci.observed_coverage < own_aci.observed_coverage - 0.1
+    generous = after(tmp_path / "generous", 10.0)  # served bounds 10x the outcomes
+    generous_aci = generous.live["llm-ttft"].aci
+    assert generous_aci is not None and generous_aci.level < own_aci.level
 
 
 def test_no_retrain_without_new_rows_and_gating_is_recorded(trainer: Trainer) -> None:

@@ -26,7 +26,7 @@ from slocast.serving import DataPlane
 from slocast.serving.httperrors import install_error_handlers, json_response
 from slocast.serving.limits import DEFAULT_MAX_BODY_BYTES, BodyLimit
 from slocast.serving.schemas import LatencyFeatures
-from slocast.trainer.service import Trainer
+from slocast.trainer.service import SERVED_BOUND, Trainer
 
 __all__ = ["create_trainer_app"]
 
@@ -43,6 +43,10 @@ class TrainingEntry(LatencyFeatures):
     actual_ttft_ms: float = Field(ge=0.0)
     actual_tpot_ms: float = Field(ge=0.0)
     timestamp: datetime | None = None
+    # What the prediction server answered for this request (its ttft_ms / tpot_ms), where the
+    # router keeps it: the trainer then tracks the coverage requests really got (SERVED_BOUND).
+    served_ttft_ms: float | None = Field(None, ge=0.0)
+    served_tpot_ms: float | None = Field(None, ge=0.0)
 
 
 class BulkTrainingRequest(BaseModel):
@@ -67,11 +71,13 @@ def _llm_rows(entries: list[TrainingEntry]) -> dict[str, list[dict[str, Any]]]:
     """A TTFT sample has tpot == 0 and vice versa: each row trains only its own target."""
     out: dict[str, list[dict[str, Any]]] = {"llm-ttft": [], "llm-tpot": []}
     for entry in entries:
-        row = entry.model_dump(exclude={"timestamp"})
-        if entry.actual_ttft_ms > 0:
-            out["llm-ttft"].append(row)
-        if entry.actual_tpot_ms > 0:
-            out["llm-tpot"].append(row)
+        row = entry.model_dump(exclude={"timestamp", "served_ttft_ms", "served_tpot_ms"})
+        for domain, actual, served in (
+            ("llm-ttft", entry.actual_ttft_ms, entry.served_ttft_ms),
+            ("llm-tpot", entry.actual_tpot_ms, entry.served_tpot_ms),
+        ):
+            if actual > 0:
+                out[domain].append(row if served is None else {**row, SERVED_BOUND: served})
     return out
 
 

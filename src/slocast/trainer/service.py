@@ -28,6 +28,7 @@ from slocast.artifacts.registry import BundleRegistry
 from slocast.calibration.forecaster import CalibratedForecaster, CalibrationParams, fit_on_history
 from slocast.errors import InputError
 from slocast.models import GBMConfig, QuantileForecaster
+from slocast.models.base import Bounds
 from slocast.schema import (
     MAX_NUMBER,
     NON_NEGATIVE_RANGE_TEXT,
@@ -37,9 +38,14 @@ from slocast.schema import (
 )
 from slocast.store import SampleStore, bucket_of, is_heldout
 
-__all__ = ["QUEUE_GATE", "GateDecision", "Trainer", "TrainerConfig", "gate"]
+__all__ = ["QUEUE_GATE", "SERVED_BOUND", "GateDecision", "Trainer", "TrainerConfig", "gate"]
 
 QUEUE_GATE = "num_request_waiting"  # the feature llm-d's ensemble mode splits on
+# A row may carry the upper bound its job was served (at the promised coverage). The coverage
+# the trainer tracks and the misses ACI follows are then those of the bounds jobs really got,
+# which may be a sync or more behind the trainer's live model; rows without it are judged by
+# the bound the live model gives them.
+SERVED_BOUND = "served_upper"
 log = logging.getLogger(__name__)
 
 
@@ -152,6 +158,19 @@ def _check_stored_numbers(index: int, row: Mapping[str, Any], clocks: Sequence[s
             )
 
 
+def _check_non_negative(index: int, row: Mapping[str, Any], column: str) -> None:
+    value = row.get(column)
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or not 0 <= value <= MAX_NUMBER
+    ):
+        raise InputError(
+            f"item {index}: {column!r} must be a number in {NON_NEGATIVE_RANGE_TEXT}",
+            field=f"[{index}].{column}",
+        )
+
+
 def _frame(rows: Sequence[Mapping[str, Any]], spec: DomainSpec) -> pd.DataFrame:
     frame = pd.DataFrame.from_records(list(rows))
     # Rows without clocks are ordered by arrival; an outcome is known once it is stored.
@@ -166,12 +185,20 @@ def _frame(rows: Sequence[Mapping[str, Any]], spec: DomainSpec) -> pd.DataFrame:
 
 
 def _follow(forecaster: CalibratedForecaster, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
-    """Feed one ingest call's outcomes to a model as they come live: the bounds it serves for
-    them, then their outcomes (ACI, score windows). Returns which of its bounds covered."""
+    """Feed one ingest call's outcomes to a model as they come live: the bounds it gives them
+    (its score windows learn from those), then their outcomes. ACI follows the misses of the
+    bounds the jobs were served (:data:`SERVED_BOUND`) where the rows say, else of its own.
+    Returns which of the served bounds covered."""
     frame = _frame([{**r, "_id": 0} for r in rows], forecaster.spec)
-    served = forecaster.predict(frame)
-    forecaster.observe(frame, served)
-    return np.asarray(frame[forecaster.spec.target].to_numpy() <= served.upper)
+    own = forecaster.predict(frame)
+    reported = np.array([_number_or_nan(r.get(SERVED_BOUND)) for r in rows], np.float64)
+    served = np.where(np.isnan(reported), own.upper, reported)
+    forecaster.observe(frame, Bounds(own.point, served))
+    return np.asarray(frame[forecaster.spec.target].to_numpy() <= served)
+
+
+def _number_or_nan(value: Any) -> float:
+    return float("nan") if value is None else float(value)
 
 
 class Trainer:
@@ -224,16 +251,9 @@ class Trainer:
         if not validated:
             validate_records(rows, replace(spec, optional=spec.features + spec.numbers))
         for index, row in enumerate(rows):
-            value = row.get(spec.target)
-            if (
-                not isinstance(value, int | float)
-                or isinstance(value, bool)
-                or not 0 <= value <= MAX_NUMBER
-            ):
-                raise InputError(
-                    f"item {index}: {spec.target!r} must be a number in {NON_NEGATIVE_RANGE_TEXT}",
-                    field=f"[{index}].{spec.target}",
-                )
+            _check_non_negative(index, row, spec.target)
+            if row.get(SERVED_BOUND) is not None:
+                _check_non_negative(index, row, SERVED_BOUND)
             if not validated:  # a wire model's rows carry its fields only, all checked
                 _check_stored_numbers(index, row, (spec.time, spec.known_at))
         buckets = [bucket_of(domain, r, spec.group, spec.time) for r in rows]
