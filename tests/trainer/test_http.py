@@ -74,6 +74,10 @@ async def test_ingest_is_acknowledged_with_llmd_message_and_split_by_target(setu
         ({"num_request_waiting": "many"}, "num_request_waiting"),
         ({"served_ttft_ms": -5.0}, "served_ttft_ms"),
         ({"served_tpot_ms": "fast"}, "served_tpot_ms"),
+        # Past what the store keeps exactly: named as sent, by the entry's index in the request
+        # (the store's own check counts the rows of one target).
+        ({"actual_tpot_ms": 1e300}, "actual_tpot_ms"),
+        ({"served_ttft_ms": 1e300}, "served_ttft_ms"),
     ],
 )
 async def test_invalid_rows_reject_the_batch_and_store_nothing(

@@ -22,6 +22,7 @@ from slocast.artifacts.bundle import created_at
 from slocast.artifacts.registry import pack_bundle
 from slocast.errors import BundleError
 from slocast.models.base import GBMConfig
+from slocast.schema import MAX_NUMBER
 from slocast.serving import DataPlane
 from slocast.serving.httperrors import install_error_handlers, json_response
 from slocast.serving.limits import DEFAULT_MAX_BODY_BYTES, BodyLimit
@@ -40,13 +41,15 @@ WATCH_CHECK_S = 0.02
 
 
 class TrainingEntry(LatencyFeatures):
-    actual_ttft_ms: float = Field(ge=0.0)
-    actual_tpot_ms: float = Field(ge=0.0)
+    # Checked here, not only where rows are stored: an error then names the entry's index in
+    # the request and the field it was sent as.
+    actual_ttft_ms: float = Field(ge=0.0, le=MAX_NUMBER)
+    actual_tpot_ms: float = Field(ge=0.0, le=MAX_NUMBER)
     timestamp: datetime | None = None
     # What the prediction server answered for this request (its ttft_ms / tpot_ms), where the
     # router keeps it: the trainer then tracks the coverage requests really got (SERVED_BOUND).
-    served_ttft_ms: float | None = Field(None, ge=0.0)
-    served_tpot_ms: float | None = Field(None, ge=0.0)
+    served_ttft_ms: float | None = Field(None, ge=0.0, le=MAX_NUMBER)
+    served_tpot_ms: float | None = Field(None, ge=0.0, le=MAX_NUMBER)
 
 
 class BulkTrainingRequest(BaseModel):
