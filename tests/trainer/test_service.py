@@ -242,6 +242,26 @@ def test_a_failing_retrain_does_not_stall_the_other_domains(
     assert retried.domain == "llm-ttft" and retried.accepted
 
 
+@pytest.mark.parametrize("fails", ["latest_id", "rows"])
+def test_a_retrain_that_fails_stops_recording_outcomes_for_it(
+    trainer: Trainer, monkeypatch: pytest.MonkeyPatch, fails: str
+) -> None:
+    """A retrain records the outcomes that arrive during its fit; one that fails (the store
+    down when it reads, before or after the record opened) must not leave it recording."""
+    trainer.ingest("llm-ttft", synthetic_llm_rows(300, seed=9))
+    assert trainer.retrain("llm-ttft").accepted
+
+    def down(*args: Any, **kwargs: Any) -> Any:
+        raise OSError("the store is down")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(trainer.store, fails, down)
+        with pytest.raises(OSError):
+            trainer.retrain("llm-ttft")
+    trainer.ingest("llm-ttft", synthetic_llm_rows(30, seed=10))
+    assert trainer._since_fit == {}
+
+
 def test_ensemble_mode_publishes_queue_gated_models(tmp_path: Path) -> None:
     store = SampleStore(sqlite_url(tmp_path / "home"))
     config = TrainerConfig(

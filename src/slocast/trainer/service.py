@@ -347,8 +347,9 @@ class Trainer:
         with self._lock, self._ingest_lock:
             while self._outcomes:
                 self._track(*self._outcomes.popleft())
+            latest = self.store.latest_id(domain)  # a store that is down leaves no record open
             self._since_fit[domain] = []
-            return self.store.latest_id(domain)
+            return latest
 
     def _catch_up(self, domain: str, forecaster: CalibratedForecaster) -> int:
         """Feed a new model the outcomes that arrived during its fit, as the live copy followed
