@@ -105,6 +105,14 @@ async def test_a_served_bound_is_kept_with_its_own_target_only(setup: Any) -> No
     assert stored_ttft[SERVED_BOUND] == 900.0
     assert SERVED_BOUND not in stored_tpot  # that row's own request carried none
     assert "served_ttft_ms" not in stored_ttft and "served_tpot_ms" not in stored_ttft
+    # Which bounds the rolling coverage judged: the one served where the row said, else the
+    # live model's (none yet here: outcomes reach a model once one is trained).
+    trainer.ingest("llm-ttft", synthetic_llm_rows(300, seed=3))
+    assert trainer.retrain("llm-ttft").accepted
+    await client.post("/add_training_data_bulk", json={"entries": [ttft, ttft, tpot]})
+    metrics = (await client.get("/metrics")).text
+    assert 'slocast_trainer_outcomes_total{domain="llm-ttft",judged_by="served"} 2' in metrics
+    assert 'slocast_trainer_outcomes_total{domain="llm-ttft",judged_by="live"} 0' in metrics
 
 
 async def test_a_body_past_the_cap_is_refused_and_nothing_stored(tmp_path: Path) -> None:

@@ -440,6 +440,11 @@ def create_trainer_app(
                     f'slocast_trainer_bundle_created_timestamp_seconds{{domain="{domain}"}} '
                     f"{created_at(manifest).timestamp():.3f}"
                 )
+        for (domain, judged_by), count in sorted(trainer.outcomes_judged.items()):
+            lines.append(
+                f'slocast_trainer_outcomes_total{{domain="{domain}",judged_by="{judged_by}"}} '
+                f"{count}"
+            )
         return Response("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
 
     @app.get("/healthz")

@@ -229,6 +229,9 @@ class Trainer:
         self._wake = threading.Event()  # an early retrain is wanted
         self._outcomes_arrived = threading.Event()  # calibration has something to follow
         self.recent_hits: dict[str, deque[bool]] = {}
+        # Outcomes followed per (domain, "served" | "live"): judged by the bound their row says
+        # the job was served, or by the live model's (the rolling coverage mixes the two).
+        self.outcomes_judged: Counter[tuple[str, str]] = Counter()
         self._alarmed: set[str] = set()
         self.early_retrains: Counter[str] = Counter()
         self._thread: threading.Thread | None = None
@@ -290,6 +293,9 @@ class Trainer:
             if live is None:
                 return
             covered = _follow(live, rows)
+            reported = sum(r.get(SERVED_BOUND) is not None for r in rows)
+            self.outcomes_judged[domain, "served"] += reported
+            self.outcomes_judged[domain, "live"] += len(rows) - reported
             self.recalibrate_pending.add(domain)
             hits = self.recent_hits.setdefault(domain, deque(maxlen=self.config.alarm_window))
             hits.extend(covered.tolist())
