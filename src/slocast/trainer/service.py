@@ -283,8 +283,9 @@ class Trainer:
             self._lock.release()
 
     def _track(self, domain: str, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Feed outcomes to the live copy of the current bundle: what it would have served for
-        these jobs, whether that covered them (ACI), and their scores (sliding windows)."""
+        """Feed outcomes to the live copy of the current bundle (ACI, score windows) and to the
+        coverage record: each job judged by the bound its row says it was served
+        (:data:`SERVED_BOUND`), else by the one the live copy gives it."""
         with self._lock:
             since_fit = self._since_fit.get(domain)
             if since_fit is not None:
