@@ -184,17 +184,21 @@ def _frame(rows: Sequence[Mapping[str, Any]], spec: DomainSpec) -> pd.DataFrame:
     return frame
 
 
-def _follow(forecaster: CalibratedForecaster, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+def _follow(
+    forecaster: CalibratedForecaster, rows: Sequence[Mapping[str, Any]]
+) -> tuple[np.ndarray, int]:
     """Feed one ingest call's outcomes to a model as they come live: the bounds it gives them
     (its score windows learn from those), then their outcomes. ACI follows the misses of the
     bounds the jobs were served (:data:`SERVED_BOUND`) where the rows say, else of its own.
-    Returns which of the served bounds covered."""
+    Returns which of the served bounds covered, and how many rows said what they were served."""
     frame = _frame([{**r, "_id": 0} for r in rows], forecaster.spec)
     own = forecaster.predict(frame)
     reported = np.array([_number_or_nan(r.get(SERVED_BOUND)) for r in rows], np.float64)
-    served = np.where(np.isnan(reported), own.upper, reported)
+    said = ~np.isnan(reported)
+    served = np.where(said, reported, own.upper)
     forecaster.observe(frame, Bounds(own.point, served))
-    return np.asarray(frame[forecaster.spec.target].to_numpy() <= served)
+    covered = np.asarray(frame[forecaster.spec.target].to_numpy() <= served)
+    return covered, int(said.sum())
 
 
 def _number_or_nan(value: Any) -> float:
@@ -293,8 +297,7 @@ class Trainer:
             live = self.live.get(domain)
             if live is None:
                 return
-            covered = _follow(live, rows)
-            reported = sum(r.get(SERVED_BOUND) is not None for r in rows)
+            covered, reported = _follow(live, rows)
             self.outcomes_judged[domain, "served"] += reported
             self.outcomes_judged[domain, "live"] += len(rows) - reported
             self.recalibrate_pending.add(domain)
@@ -352,8 +355,7 @@ class Trainer:
         the newest row the fit may read (every one of them already followed by the live copy,
         every later one recorded)."""
         with self._lock, self._ingest_lock:
-            while self._outcomes:
-                self._track(*self._outcomes.popleft())
+            self._apply_outcomes()
             latest = self.store.latest_id(domain)  # a store that is down leaves no record open
             self._since_fit[domain] = []
             return latest
