@@ -85,7 +85,7 @@ def test_router_loop_learns_and_serves_calibrated_bounds(tmp_path: Path) -> None
         httpx.Client(timeout=30) as client,
     ):
         rows = trace()
-        served: list[tuple[float, float, float, float]] = []
+        served: list[tuple[int, float, float, float, float]] = []
         learned = False
         for start in range(0, len(rows), 60):  # the router posts every second
             batch = rows[start : start + 60]
@@ -97,8 +97,9 @@ def test_router_loop_learns_and_serves_calibrated_bounds(tmp_path: Path) -> None
             if learned:
                 for row, p in zip(batch, predicted.json()["predictions"], strict=True):
                     served.append(
-                        (row["actual_ttft_ms"], p["ttft_ms"], row["actual_tpot_ms"], p["tpot_ms"])
-                    )
+                        (start, row["actual_ttft_ms"], p["ttft_ms"], row["actual_tpot_ms"],
+                         p["tpot_ms"])
+                    )  # fmt: skip
             posted = client.post(f"{trainer_url}/add_training_data_bulk", json={"entries": batch})
             assert posted.status_code == 202
             if not learned and start >= 600:
@@ -112,30 +113,41 @@ def test_router_loop_learns_and_serves_calibrated_bounds(tmp_path: Path) -> None
             time.sleep(1.0)
         assert learned, (tmp_path / "trainer.log").read_text()[-2000:]
         data = np.array(served)
-        ttft_rows, tpot_rows = data[:, 0] > 0, data[:, 2] > 0
-        ttft_coverage = float(np.mean(data[ttft_rows, 0] <= data[ttft_rows, 1]))
-        tpot_coverage = float(np.mean(data[tpot_rows, 2] <= data[tpot_rows, 3]))
+        ttft = clustered_coverage(data[:, 1], data[:, 2], data[:, 0])
+        tpot = clustered_coverage(data[:, 3], data[:, 4], data[:, 0])
         gating = client.get(f"{trainer_url}/v1/bundles/gating").json()["decisions"]
     assert sum(d["accepted"] for d in gating) >= 2
     # This trace ramps its load stage by stage (TTFT from ~2 s to ~200 s as the queue grows
     # from 1 to 180), so each stage is heavier than anything the served model was trained on.
     # TTFT is learned relative to the queue (DomainSpec.scale_with), which keeps its bound up
-    # with the ramp. TPOT has no such load line (relative to the running batch it over-covers
-    # the backtests). At the router's one-second cadence, ten runs gave TTFT 0.86-0.91 and
-    # TPOT 0.83-0.88, and two since a new model's ACI replay keeps each ingest call's rows in
-    # one round TTFT 0.88 and TPOT 0.87-0.88; five since a retrained model follows the
-    # outcomes that came during its fit TTFT 0.886-0.907, TPOT 0.863-0.886; posting twice as
-    # fast, TPOT fell to
-    # 0.75-0.87 (before that change): the served calibration is
-    # a sync behind, and that costs more batches when they come faster. TPOT misses cluster in
-    # whole batches: its bound sits only 3-5 % above the median, and a batch's rows share one
-    # server state, so a 1-2 ms shift between batches flips most of a batch. With the suite's
-    # other worker busy beside it (CI), one run gave TPOT 0.791: a slower republish leaves the
-    # served calibration further behind. Uncalibrated trees cover 0.21 of this trace's TPOT
-    # (the backtest's quantile_raw), so the floors still say that learning reached the server.
-    print(f"served coverage: TTFT {ttft_coverage:.3f}, TPOT {tpot_coverage:.3f}")
-    assert 0.8 <= ttft_coverage <= 0.99, ttft_coverage
-    assert 0.75 <= tpot_coverage <= 0.99, tpot_coverage
+    # with the ramp. A batch's rows share one server state, so they miss or hit together: TPOT's
+    # bound sits only 3-5 % above its median, and a 1-2 ms shift between batches flips most
+    # of a batch. The ~40 batches served are then the sample, not the ~1,200 rows: the
+    # coverage's own standard error is about 3 points (three times the per-row one), and a
+    # server calibrated exactly to 0.90 lands anywhere in 0.84-0.96 in one run. So "within a
+    # few points of the quantile" is asserted as: within 3 points, give or take two of those
+    # standard errors. Runs here since a retrained model follows the outcomes that came during
+    # its fit: TTFT 0.875-0.907, TPOT 0.863-0.893 (standard errors 2.5-3 points). Uncalibrated
+    # trees cover 0.21 of this trace's TPOT (the backtest's quantile_raw). One run cannot tell
+    # a server that is calibrated from one that is a few points off: an in-process replay one
+    # sync behind covered TPOT 0.82, inside these bounds.
+    for name, (coverage, error) in (("TTFT", ttft), ("TPOT", tpot)):
+        print(f"served {name} coverage {coverage:.3f} (standard error {error:.3f})")
+        assert abs(coverage - 0.90) <= 0.03 + 2 * error, (name, coverage, error)
+
+
+def clustered_coverage(
+    outcome: np.ndarray, bound: np.ndarray, batch: np.ndarray
+) -> tuple[float, float]:
+    """Share of rows with an outcome (> 0: the row's target) that their bound covered, and
+    its standard error counting each batch as one draw (the cluster-robust sandwich of a ratio
+    estimator): rows served together miss together."""
+    rows = outcome > 0
+    hit, batch = (outcome[rows] <= bound[rows]).astype(np.float64), batch[rows]
+    coverage = float(hit.mean())
+    _, cluster = np.unique(batch, return_inverse=True)
+    residual = np.bincount(cluster, weights=hit - coverage)
+    return coverage, float(np.sqrt(np.sum(residual**2)) / len(hit))
 
 
 @contextmanager
