@@ -7,8 +7,11 @@ import pytest
 
 from slocast import ConfigError, Prediction, get_domain
 from slocast.artifacts import validate_records
+from slocast.calibration.forecaster import build_slocast
 from slocast.cli._common import calibration_params
 from slocast.errors import DataFormatError, InputError, SlocastError
+from slocast.features import history_base_column
+from slocast.models.quantile import QuantileForecaster
 from slocast.schema import DOMAINS, DomainSpec
 from slocast.settings import load_settings
 
@@ -96,6 +99,28 @@ def test_the_unseen_share_setting_reaches_calibration(monkeypatch: pytest.Monkey
     with pytest.raises(ConfigError) as info:
         load_settings()
     assert info.value.field == "unseen_share"
+
+
+def test_the_history_on_size_setting_chooses_the_history_experts_base(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Where tasks record their input size, the history expert stands on the size line by
+    default; off, on the group's 0.9 quantile (chipseq and rnaseq scored lower that way)."""
+    memory = get_domain("task-memory")
+    history = ("process_p90_peak_rss", "process_by_size_peak_rss")
+    spec = replace(memory, numeric=(*memory.numeric, *history), optional=history)
+
+    def base() -> str | None:
+        forecaster = build_slocast(
+            QuantileForecaster(spec, 0.9), calibration_params(load_settings())
+        )
+        return forecaster.history.column if forecaster.history else None
+
+    assert base() == "process_by_size_peak_rss"
+    monkeypatch.setenv("SLOCAST_HISTORY_ON_SIZE", "false")
+    assert base() == "process_p90_peak_rss"
+    without_sizes = replace(spec, numeric=(*memory.numeric, history[0]), optional=history[:1])
+    assert history_base_column(without_sizes, on_size=True) == "process_p90_peak_rss"
 
 
 def test_the_headroom_setting_reaches_calibration(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -279,14 +279,16 @@ def history_size_name(group: str, target: str) -> str:
     return f"{group}_by_size_{target}"
 
 
-def history_base_column(spec: DomainSpec) -> str | None:
+def history_base_column(spec: DomainSpec, on_size: bool = True) -> str | None:
     """The history expert's base (:mod:`slocast.calibration.history`): what the group's
-    history says this job needs by its size where the domain keeps that, else the 0.9 quantile
-    of the group's latest outcomes (None without groups)."""
+    history says this job needs by its size where the domain keeps that (and ``on_size``),
+    else the 0.9 quantile of the group's latest outcomes (None without groups)."""
     if spec.group is None:
         return None
     by_size = history_size_name(spec.group, spec.target)
-    return by_size if by_size in spec.numeric else history_quantile_name(spec.group, spec.target)
+    if on_size and by_size in spec.numeric:
+        return by_size
+    return history_quantile_name(spec.group, spec.target)
 
 
 def record_group_keys(records: Sequence[Mapping[str, object]], spec: DomainSpec) -> np.ndarray:

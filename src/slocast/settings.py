@@ -151,6 +151,12 @@ class Settings(BaseSettings):
         description="Where the domain keeps per-group history: a second bound from the group's "
         "recent outcomes, served to the groups where it has cost less than the model's.",
     )
+    history_on_size: bool = Field(
+        True,
+        description="Where the domain records job sizes (a task's input): the history expert "
+        "stands on what the group's jobs of this size needed, where that bounded its recent "
+        "jobs tighter than their 0.9 quantile; off: on the quantile alone.",
+    )
     aci_step: float = Field(
         0.02, ge=0.0, lt=0.5, description="Adaptive conformal step size gamma (0 disables ACI)."
     )

@@ -66,6 +66,9 @@ class CalibrationParams:
     # A history-based bound next to the model's, chosen per group on cost (where the domain
     # keeps per-group history), and the business cost of a miss in that choice.
     history_expert: bool = True
+    # Where the domain keeps it, the history stands on the job's size (a line through the
+    # group's sizes and outcomes where that bounds tighter); off: on the group's 0.9 quantile.
+    history_on_size: bool = True
     under_cost_ratio: float = 5.0
     # Its scores are relative to the group's own level, far less spread than the model's: a
     # group's own window serves from 10 scores, the fewest whose 90 % conformal quantile is
@@ -436,7 +439,7 @@ def build_slocast(
             experts=params.aci_experts,
         )
 
-    column = history_base_column(base.spec)
+    column = history_base_column(base.spec, params.history_on_size)
     history = (
         HistoryExpert(
             column,

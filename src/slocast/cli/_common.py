@@ -58,6 +58,7 @@ def calibration_params(settings: Settings) -> CalibrationParams:
         decay=settings.calibration_decay,
         level_bins=settings.level_bins,
         history_expert=settings.history_expert,
+        history_on_size=settings.history_on_size,
         under_cost_ratio=settings.under_cost_ratio,
         headroom=settings.headroom,
     )
