@@ -94,8 +94,9 @@ def test_median_pruner_stops_bad_trials(iwd_dev, tmp_path: Path) -> None:
     states = [t.state for t in study.trials]
     assert optuna.trial.TrialState.PRUNED in states
     pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
-    # A pruned trial stopped before the last fold.
-    assert pruned and all(max(t.intermediate_values) < 2 for t in pruned)
+    # A pruned trial stopped before the last fold, but not on the first fold's score alone:
+    # an expanding window's first fold fits on the least history.
+    assert pruned and all(sorted(t.intermediate_values) == [0, 1] for t in pruned)
 
 
 def test_resumed_study_continues_its_trial_count(iwd_dev, tmp_path: Path) -> None:
