@@ -32,6 +32,11 @@ def test_rows_are_durable_across_instances(store_url: str) -> None:
     assert [r["input_token_length"] for r in stored] == sorted(
         r["input_token_length"] for r in stored
     )
+    # A retrain reads the rows stored up to its mark, none stored after it.
+    mark = stored[len(stored) // 2]["_id"]
+    assert again.rows("llm-ttft", heldout=False, up_to_id=mark) == [
+        r for r in stored if r["_id"] <= mark
+    ]
     again.close()
 
 

@@ -219,15 +219,17 @@ class SampleStore:
             sizes = Counter({(str(b), bool(h)): int(n) for b, h, n in result})
         return sizes
 
-    def rows(self, domain: str, heldout: bool) -> list[dict[str, Any]]:
-        """Stored rows of one split, oldest first, with their id as ``_id`` and the time their
-        ingest call stored them as ``_received_at`` (the same for every row of one call)."""
+    def rows(self, domain: str, heldout: bool, up_to_id: int | None = None) -> list[dict[str, Any]]:
+        """Stored rows of one split, oldest first (those with ids up to ``up_to_id``, given
+        one), with their id as ``_id`` and the time their ingest call stored them as
+        ``_received_at`` (the same for every row of one call)."""
+        query = select(samples.c.id, samples.c.received_at, samples.c.payload).where(
+            samples.c.domain == domain, samples.c.heldout == heldout
+        )
+        if up_to_id is not None:
+            query = query.where(samples.c.id <= up_to_id)
         with self.engine.connect() as conn:
-            result = conn.execute(
-                select(samples.c.id, samples.c.received_at, samples.c.payload)
-                .where(samples.c.domain == domain, samples.c.heldout == heldout)
-                .order_by(samples.c.id)
-            )
+            result = conn.execute(query.order_by(samples.c.id))
             return [
                 {**(p if isinstance(p, dict) else orjson.loads(p)), "_id": i, "_received_at": t}
                 for i, t, p in result

@@ -421,8 +421,7 @@ class Trainer:
 
     def _retrain(self, domain: str, latest: int, started: float) -> GateDecision:
         builtin = get_domain(domain)
-        train_rows = [r for r in self.store.rows(domain, heldout=False) if r["_id"] <= latest]
-        train = _frame(train_rows, builtin)
+        train = _frame(self.store.rows(domain, heldout=False, up_to_id=latest), builtin)
         constant = {c for c in builtin.features if train[c].nunique(dropna=True) <= 1}
         spec = builtin.without_features(constant)
         # Gate on held-out rows newer than everything the current model learned from -- the
