@@ -257,11 +257,30 @@ async def test_cache_hits_and_metrics(llmd_bundles: list[ModelBundle]) -> None:
     assert "slocast_model_info" in text
 
 
-async def test_docs_are_served() -> None:
-    async with client_for(DataPlane()) as client:
+async def test_docs_are_served_and_follow_the_loaded_models(tmp_path: Path) -> None:
+    """The generic route is documented once per loaded domain, with that domain's items."""
+    dataplane = DataPlane()
+    async with client_for(dataplane) as client:
         assert (await client.get("/docs")).status_code == 200
         spec = (await client.get("/openapi.json")).json()
         assert "/predict/bulk/strict" in spec["paths"]
+        assert "/v1/{domain}/predict" not in spec["paths"]
+        assert "/v1/synthetic/predict" not in spec["paths"]
+        body = spec["paths"]["/v1/llm-ttft/predict"]["post"]["requestBody"]["content"]
+        request = spec["components"]["schemas"][body["application/json"]["schema"]["$ref"][21:]]
+        item = spec["components"]["schemas"][request["properties"]["items"]["items"]["$ref"][21:]]
+        assert "num_request_waiting" in item["required"]
+
+        base = QuantileForecaster(SYNTH_SPEC, 0.9, "lightgbm", GBMConfig(n_estimators=10))
+        forecaster, _, _ = fit_on_history(late_jobs_frame(), base, CalibrationParams(), 0.25)
+        save_bundle(forecaster, tmp_path / "b", provenance={}, metrics={})
+        dataplane.swap(load_bundle(tmp_path / "b"))
+        spec = (await client.get("/openapi.json")).json()
+        answer = spec["paths"]["/v1/synthetic/predict"]["post"]["responses"]["200"]
+        assert answer["content"]["application/json"]["schema"]["$ref"].endswith("PredictResponse")
+        assert set(SYNTH_SPEC.numbers) <= set(
+            spec["components"]["schemas"]["SyntheticItem"]["properties"]
+        )
 
 
 def _comparable(response: httpx.Response) -> tuple[int, Any]:

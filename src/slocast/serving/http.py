@@ -46,8 +46,10 @@ from slocast.serving.httperrors import (
     validation_response,
 )
 from slocast.serving.limits import DEFAULT_MAX_BODY_BYTES, body_refusal, send_refusal
+from slocast.serving.openapi import per_value_operations
 from slocast.serving.schemas import (
     BulkRequest,
+    DomainPredictResponse,
     LatencyFeatures,
     LatencyRows,
     LooseBulkRequest,
@@ -380,6 +382,25 @@ def create_app(
     @app.post("/v1/{domain}/predict")
     async def predict_domain(domain: str, request: Request) -> Response:
         return _serve(lambda raw, _: predict_items(domain, raw), await request.body(), {})
+
+    documented: dict[tuple[tuple[str, str], ...], dict[str, Any]] = {}
+
+    def openapi() -> dict[str, Any]:
+        """FastAPI's document, with the generic route's body per loaded domain (rebuilt when
+        the loaded models change)."""
+        loaded = tuple(sorted((d, m.version) for d, m in dataplane.models.items()))
+        if loaded not in documented:
+            app.openapi_schema = None
+            bodies = {domain: request_model(domain, version) for domain, version in loaded}
+            document = FastAPI.openapi(app)
+            documented.clear()
+            documented[loaded] = per_value_operations(
+                document, "/v1/{domain}/predict", "domain", bodies, DomainPredictResponse
+            )
+        app.openapi_schema = documented[loaded]
+        return documented[loaded]
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.get("/v1/models")
     async def models() -> Response:

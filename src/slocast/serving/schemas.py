@@ -12,6 +12,8 @@ from slocast.schema import MAX_NUMBER, DomainSpec
 
 __all__ = [
     "BulkRequest",
+    "DomainPredictResponse",
+    "DomainPrediction",
     "LatencyFeatures",
     "LatencyRows",
     "LooseBulkRequest",
@@ -157,3 +159,17 @@ def domain_request_model(spec: DomainSpec, max_batch: int) -> type[BaseModel]:
         items=(list[item], Field(min_length=1, max_length=max_batch)),  # type: ignore[valid-type]
         coverage=(float | None, Field(None, gt=0.0, lt=1.0)),
     )
+
+
+class DomainPrediction(BaseModel):
+    """One item's answer on ``/v1/{domain}/predict``."""
+
+    point: float = Field(description="the median model's estimate")
+    upper: float = Field(description="the calibrated upper bound")
+    coverage: float = Field(description="the share of outcomes the bound is calibrated to cover")
+    model_version: str
+
+
+class DomainPredictResponse(BaseModel):
+    domain: str
+    predictions: list[DomainPrediction] = Field(description="one per item, in order")
