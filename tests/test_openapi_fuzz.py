@@ -113,7 +113,15 @@ def trainer_app(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, dict[str
 
 
 def strict_generic(path: str) -> bool:
-    return path.startswith("/v1/") and path.endswith("/predict")
+    return path.startswith("/v1/") and path.endswith(("/predict", "/samples"))
+
+
+def allowed_checks(path: str) -> list[Check]:
+    return [not_a_server_error] + ([positive_data_acceptance] if strict_generic(path) else [])
+
+
+def refused_checks(path: str) -> list[Check]:
+    return [not_a_server_error] + ([negative_data_rejection] if strict_generic(path) else [])
 
 
 def test_the_prediction_servers_document_is_its_contract(server_app: Any) -> None:
@@ -122,24 +130,21 @@ def test_the_prediction_servers_document_is_its_contract(server_app: Any) -> Non
         GenerationMode.POSITIVE,
         lambda path: [not_a_server_error, positive_data_acceptance],
     )
-    refused = drive(
-        server_app,
-        GenerationMode.NEGATIVE,
-        lambda path: (
-            [not_a_server_error] + ([negative_data_rejection] if strict_generic(path) else [])
-        ),
-    )
+    refused = drive(server_app, GenerationMode.NEGATIVE, refused_checks)
     # The generic route is documented once per loaded domain, each with its own items.
     assert {"POST /v1/llm-ttft/predict", "POST /v1/llm-tpot/predict"} <= set(allowed)
     assert allowed["POST /v1/llm-ttft/predict"][200] == EXAMPLES
     assert refused["POST /v1/llm-ttft/predict"][422] > 0
 
 
-def test_no_trainer_route_answers_5xx(trainer_app: tuple[Any, dict[str, str]]) -> None:
+def test_the_trainers_document_is_its_contract(trainer_app: tuple[Any, dict[str, str]]) -> None:
     app, known = trainer_app
-    refused = drive(app, GenerationMode.NEGATIVE, lambda path: [not_a_server_error])
+    refused = drive(app, GenerationMode.NEGATIVE, refused_checks)
     assert refused["POST /add_training_data_bulk"][422] > 0
-    drive(app, GenerationMode.POSITIVE, lambda path: [not_a_server_error])  # names at random
-    allowed = drive(app, GenerationMode.POSITIVE, lambda path: [not_a_server_error], known)
+    drive(app, GenerationMode.POSITIVE, allowed_checks)  # names generated at random
+    allowed = drive(app, GenerationMode.POSITIVE, allowed_checks, known)
     assert allowed["GET /model/{name}/info"][200] == allowed["GET /model/{name}/info"].total()
     assert allowed["POST /add_training_data_bulk"][202] > 0
+    # Generic ingest is documented per built-in domain, each with its own fields.
+    assert allowed["POST /v1/hpc-runtime/samples"][202] == EXAMPLES
+    assert refused["POST /v1/task-memory/samples"][422] > 0

@@ -20,7 +20,7 @@ from slocast.datasets import load_dataset
 from slocast.models import GBMConfig, QuantileForecaster
 from slocast.serving import DataPlane, HTTPConfig, LRUCache, create_app
 from slocast.serving.http import prediction_array, prediction_objects
-from tests.conftest import LLMD, SYNTH_SPEC, json_with, late_jobs_frame
+from tests.conftest import LLMD, SYNTH_SPEC, json_with, late_jobs_frame, synthetic_frame
 
 pytestmark = pytest.mark.anyio
 
@@ -63,6 +63,27 @@ async def test_models_say_where_bounds_stop_past_the_request(tmp_path: Path) -> 
         models = (await client.get("/v1/models")).json()["models"]
     (synthetic,) = [m for m in models if m["domain"] == "synthetic"]
     assert forecaster.request_grace and synthetic["request_grace"] == forecaster.request_grace
+
+
+async def test_a_category_sent_as_an_integer_names_it_too(tmp_path: Path) -> None:
+    frame = synthetic_frame(600)
+    frame["g"] = frame["g"].map({"a": "12", "b": "7", "c": "3"})
+    base = QuantileForecaster(SYNTH_SPEC, 0.9, "lightgbm", GBMConfig(n_estimators=10))
+    forecaster, _, _ = fit_on_history(frame, base, CalibrationParams(), 0.25)
+    save_bundle(forecaster, tmp_path / "b", provenance={}, metrics={})
+    job = {"x1": 5.0, "x2": 0.0, "request": 100.0}
+    async with client_for(DataPlane([load_bundle(tmp_path / "b")])) as client:
+
+        async def upper(group: object) -> Any:
+            response = await client.post(
+                "/v1/synthetic/predict", json={"items": [job | {"g": group}]}
+            )
+            return response.json()["predictions"][0]["upper"] if response.is_success else response
+
+        assert await upper(7) == await upper("7") != await upper("12") == await upper(12)
+        for refused in (True, 7.0, [7]):
+            response = await upper(refused)
+            assert response.status_code == 422 and "g" in response.json()["detail"][0]["loc"]
 
 
 async def test_predict_uses_trained_bundles(llmd_bundles: list[ModelBundle]) -> None:

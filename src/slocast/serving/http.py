@@ -19,6 +19,7 @@ from collections.abc import (
     Awaitable,
     Callable,
     Coroutine,
+    Hashable,
     Mapping,
     MutableMapping,
     Sequence,
@@ -46,7 +47,7 @@ from slocast.serving.httperrors import (
     validation_response,
 )
 from slocast.serving.limits import DEFAULT_MAX_BODY_BYTES, body_refusal, send_refusal
-from slocast.serving.openapi import per_value_operations
+from slocast.serving.openapi import document_per_value
 from slocast.serving.schemas import (
     BulkRequest,
     DomainPredictResponse,
@@ -383,24 +384,11 @@ def create_app(
     async def predict_domain(domain: str, request: Request) -> Response:
         return _serve(lambda raw, _: predict_items(domain, raw), await request.body(), {})
 
-    documented: dict[tuple[tuple[str, str], ...], dict[str, Any]] = {}
-
-    def openapi() -> dict[str, Any]:
-        """FastAPI's document, with the generic route's body per loaded domain (rebuilt when
-        the loaded models change)."""
+    def loaded_bodies() -> tuple[Hashable, dict[str, type[BaseModel]]]:
         loaded = tuple(sorted((d, m.version) for d, m in dataplane.models.items()))
-        if loaded not in documented:
-            app.openapi_schema = None
-            bodies = {domain: request_model(domain, version) for domain, version in loaded}
-            document = FastAPI.openapi(app)
-            documented.clear()
-            documented[loaded] = per_value_operations(
-                document, "/v1/{domain}/predict", "domain", bodies, DomainPredictResponse
-            )
-        app.openapi_schema = documented[loaded]
-        return documented[loaded]
+        return loaded, {domain: request_model(domain, version) for domain, version in loaded}
 
-    app.openapi = openapi  # type: ignore[method-assign]
+    document_per_value(app, "/v1/{domain}/predict", "domain", loaded_bodies, DomainPredictResponse)
 
     @app.get("/v1/models")
     async def models() -> Response:

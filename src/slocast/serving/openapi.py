@@ -9,13 +9,14 @@ body, so ``/docs``, client generators and schema-driven tests see what the route
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
+from fastapi import FastAPI
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-__all__ = ["per_value_operations"]
+__all__ = ["document_per_value", "per_value_operations"]
 
 _REF = "#/components/schemas/{model}"
 
@@ -29,7 +30,7 @@ def per_value_operations(
 ) -> dict[str, Any]:
     """Replace ``template``'s POST operation in ``document`` by one operation per value of the
     path ``parameter``, each with its request model from ``bodies`` and ``response`` as its
-    200 answer. Returns ``document``, changed in place."""
+    success answer. Returns ``document``, changed in place."""
     operation = document["paths"].pop(template)["post"]
     keyed: list[tuple[type[BaseModel], JsonSchemaMode]] = [
         *((model, "validation") for model in bodies.values()),
@@ -50,8 +51,34 @@ def per_value_operations(
             "required": True,
             "content": {"application/json": {"schema": refs[model, "validation"]}},
         }
-        concrete["responses"]["200"]["content"]["application/json"]["schema"] = refs[
+        success = next(code for code in concrete["responses"] if code.startswith("2"))
+        concrete["responses"][success]["content"]["application/json"]["schema"] = refs[
             response, "serialization"
         ]
         document["paths"][template.replace("{" + parameter + "}", value)] = {"post": concrete}
     return document
+
+
+def document_per_value(
+    app: FastAPI,
+    template: str,
+    parameter: str,
+    bodies: Callable[[], tuple[Hashable, Mapping[str, type[BaseModel]]]],
+    response: type[BaseModel],
+) -> None:
+    """Serve ``app``'s OpenAPI document with :func:`per_value_operations` applied to
+    ``template``. ``bodies()`` gives a key and the request model per value; the document is
+    rebuilt when the key changes (the models a server has loaded, say)."""
+    built: dict[Hashable, dict[str, Any]] = {}
+
+    def openapi() -> dict[str, Any]:
+        key, models = bodies()
+        if key not in built:
+            app.openapi_schema = None
+            document = FastAPI.openapi(app)
+            built.clear()
+            built[key] = per_value_operations(document, template, parameter, models, response)
+        app.openapi_schema = built[key]
+        return built[key]
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -19,6 +19,7 @@ __all__ = [
     "LooseBulkRequest",
     "domain_item_model",
     "domain_request_model",
+    "domain_samples_model",
 ]
 
 
@@ -132,7 +133,8 @@ def _as_struct(model: type[BaseModel]) -> Any:
 
 def domain_item_model(spec: DomainSpec) -> type[BaseModel]:
     """A strict item model for a domain: numbers must be finite numbers in the domain's range
-    (:attr:`~slocast.schema.DomainSpec.number_range`), categories strings.
+    (:attr:`~slocast.schema.DomainSpec.number_range`), categories strings or integers (an id
+    sent as a number names it too: user 12 is user "12", as the trainer stores it).
 
     Unknown fields are ignored; optional features (history a caller may not keep) may be left out.
     """
@@ -141,20 +143,23 @@ def domain_item_model(spec: DomainSpec) -> type[BaseModel]:
     fields: dict[str, Any] = {}
     for name in spec.numbers:
         fields[name] = (number, None) if name in spec.optional else (number, ...)
+    name_or_id = str | Annotated[int, Field(ge=-MAX_NUMBER, le=MAX_NUMBER)] | None
     for name in spec.categorical:
-        fields[name] = (str | None, None) if name in spec.optional else (str | None, ...)
+        fields[name] = (name_or_id, None) if name in spec.optional else (name_or_id, ...)
     if spec.group and spec.group not in fields:
-        fields[spec.group] = (str | None, ...)
+        fields[spec.group] = (name_or_id, ...)
     config = ConfigDict(extra="ignore", strict=True, allow_inf_nan=False)
-    title = "".join(part.title() for part in spec.name.split("-")) + "Item"
-    return create_model(title, __config__=config, **fields)
+    return create_model(_title(spec, "Item"), __config__=config, **fields)
+
+
+def _title(spec: DomainSpec, suffix: str) -> str:
+    return "".join(part.title() for part in spec.name.split("-")) + suffix
 
 
 def domain_request_model(spec: DomainSpec, max_batch: int) -> type[BaseModel]:
     item = domain_item_model(spec)
-    title = "".join(part.title() for part in spec.name.split("-")) + "PredictRequest"
     return create_model(
-        title,
+        _title(spec, "PredictRequest"),
         __config__=ConfigDict(extra="ignore"),
         items=(list[item], Field(min_length=1, max_length=max_batch)),  # type: ignore[valid-type]
         coverage=(float | None, Field(None, gt=0.0, lt=1.0)),
@@ -173,3 +178,38 @@ class DomainPrediction(BaseModel):
 class DomainPredictResponse(BaseModel):
     domain: str
     predictions: list[DomainPrediction] = Field(description="one per item, in order")
+
+
+# A number a stored row may carry in any field (clocks, ids, extra measurements).
+SignedNumber = Annotated[float, Field(ge=-MAX_NUMBER, le=MAX_NUMBER)]
+
+
+class _Sample(BaseModel):
+    """A stored row's fields past those the domain names: kept as sent, scalars only."""
+
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+    __pydantic_extra__: dict[str, SignedNumber | str | bool | None]
+
+
+def domain_samples_model(spec: DomainSpec, served_bound: str) -> type[BaseModel]:
+    """The body of ``POST /v1/{domain}/samples`` as the trainer's ingest checks it, for its
+    OpenAPI document: the outcome (``spec.target``) is required; every input may be left out
+    (a model learns from rows with gaps) but is of the type and in the range a prediction
+    takes (a category may be sent as a number: user 12); ``served_bound`` is the bound the
+    job was served, where the caller kept it."""
+    low, high = spec.number_range
+    number = Annotated[float | None, Field(ge=low, le=high)]
+    fields: dict[str, Any] = {name: (number, None) for name in spec.numbers}
+    for name in (*spec.categorical, *((spec.group,) if spec.group else ())):
+        fields.setdefault(name, (str | SignedNumber | None, None))
+    for clock in (spec.time, spec.known_at):
+        if clock:
+            fields.setdefault(clock, (SignedNumber | None, None))
+    fields[spec.target] = (float, Field(ge=0.0, le=MAX_NUMBER))
+    fields[served_bound] = (float | None, Field(None, ge=0.0, le=MAX_NUMBER))
+    sample = create_model(_title(spec, "Sample"), __base__=_Sample, **fields)
+    return create_model(
+        _title(spec, "SamplesRequest"),
+        __config__=ConfigDict(extra="ignore"),
+        items=(list[sample], Field(min_length=1)),
+    )

@@ -22,11 +22,12 @@ from slocast.artifacts.bundle import created_at
 from slocast.artifacts.registry import pack_bundle
 from slocast.errors import BundleError
 from slocast.models.base import GBMConfig
-from slocast.schema import MAX_NUMBER
+from slocast.schema import DOMAINS, MAX_NUMBER
 from slocast.serving import DataPlane
 from slocast.serving.httperrors import install_error_handlers, json_response
 from slocast.serving.limits import DEFAULT_MAX_BODY_BYTES, BodyLimit
-from slocast.serving.schemas import LatencyFeatures
+from slocast.serving.openapi import document_per_value
+from slocast.serving.schemas import LatencyFeatures, domain_samples_model
 from slocast.trainer.service import SERVED_BOUND, Trainer
 
 __all__ = ["create_trainer_app"]
@@ -68,6 +69,14 @@ class FlushRequest(BaseModel):
 class SamplesRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
     items: list[dict[str, Any]] = Field(min_length=1)
+
+
+class SamplesAccepted(BaseModel):
+    accepted: int = Field(description="rows stored, committed before this answer")
+    domain: str
+    retrained: bool = Field(
+        description="whether this trainer learns from the domain (rows are stored either way)"
+    )
 
 
 def _llm_rows(entries: list[TrainingEntry]) -> dict[str, list[dict[str, Any]]]:
@@ -149,6 +158,13 @@ def create_trainer_app(
         # sender is told whether this trainer learns from them.
         retrained = domain in trainer.domains
         return json_response({"accepted": accepted, "domain": domain, "retrained": retrained}, 202)
+
+    # The route checks rows with the store's own rules (Trainer.ingest); its document shows
+    # them per built-in domain.
+    samples = {name: domain_samples_model(spec, SERVED_BOUND) for name, spec in DOMAINS.items()}
+    document_per_value(
+        app, "/v1/{domain}/samples", "domain", lambda: ((), samples), SamplesAccepted
+    )
 
     @app.post("/flush")
     async def flush(request: Request) -> Response:

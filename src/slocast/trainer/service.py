@@ -142,12 +142,19 @@ def _fitted_up_to(bundle: ModelBundle | None) -> int:
     return int(bundle.manifest["provenance"].get("rows_up_to_id", 0))
 
 
-def _check_stored_numbers(index: int, row: Mapping[str, Any], clocks: Sequence[str]) -> None:
-    """Every number a stored row carries (its extra fields too) fits the store and the held-out
-    hash; NaN stands for a missing input, except in the clocks that order and split rows."""
+def _check_stored_values(index: int, row: Mapping[str, Any], clocks: Sequence[str]) -> None:
+    """A stored row is flat: every field (its extra ones too) a number, a name, a flag or
+    null. Every number fits the store and the held-out hash; NaN stands for a missing input,
+    except in the clocks that order and split rows."""
     for key, value in row.items():
-        if not isinstance(value, int | float) or isinstance(value, bool):
+        if isinstance(value, str | bool) or value is None:
             continue
+        if not isinstance(value, int | float):
+            raise InputError(
+                f"item {index}: {key!r} must be a number, a string, a boolean or null, "
+                f"got {type(value).__name__}",
+                field=f"[{index}].{key}",
+            )
         if value != value and key not in clocks:
             continue
         if not -MAX_NUMBER <= value <= MAX_NUMBER:
@@ -249,10 +256,10 @@ class Trainer:
     ) -> int:
         """Store rows durably (committed before returning); returns how many.
 
-        Nothing of a batch is stored unless every row is good: each input a row carries is of
-        the type and in the range a prediction accepts, though any may be missing (a model
-        learns from rows with gaps). ``validated``: the inputs were checked already (the llm-d
-        route's wire model); the outcome is checked all the same.
+        Nothing of a batch is stored unless every row is good: each row is flat, and each
+        input it carries is of the type and in the range a prediction accepts, though any may
+        be missing (a model learns from rows with gaps). ``validated``: the inputs were
+        checked already (the llm-d route's wire model); the outcome is checked all the same.
         """
         spec = get_domain(domain)
         if not validated:
@@ -262,7 +269,7 @@ class Trainer:
             if row.get(SERVED_BOUND) is not None:
                 _check_non_negative(index, row, SERVED_BOUND)
             if not validated:  # a wire model's rows carry its fields only, all checked
-                _check_stored_numbers(index, row, (spec.time, spec.known_at))
+                _check_stored_values(index, row, (spec.time, spec.known_at))
         buckets = [bucket_of(domain, r, spec.group, spec.time) for r in rows]
         heldout = [is_heldout(r, self.config.test_share) for r in rows]
         with self._ingest_lock:
