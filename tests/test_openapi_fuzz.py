@@ -10,6 +10,7 @@ for a count is 1), so only the first holds for them.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -37,7 +38,8 @@ from tests.trainer.test_http import entries
 pytestmark = pytest.mark.slow
 
 Check = Callable[..., Any]
-EXAMPLES = 25
+# Requests per operation and kind; raise it for a deeper search than CI affords.
+EXAMPLES = int(os.environ.get("SLOCAST_FUZZ_EXAMPLES", "25"))
 
 
 def drive(

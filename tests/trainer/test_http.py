@@ -217,7 +217,8 @@ async def test_generic_samples_route(setup: Any) -> None:
     for field, literal in [("memory", '"4 GB"'), ("cpus", "-2"), ("rchar", "1e400"),
                            ("time", "NaN"), ("note", "1180591620717411303424"),
                            ("served_upper", "-1"), ("served_upper", '"large"'),
-                           ("note", "[1e400]"), ("note", '{"a": 1}')]:  # fmt: skip
+                           ("note", "[1e400]"), ("note", '{"a": 1}'), ("time", "false"),
+                           ("known_at", '"2026-12-08"')]:  # fmt: skip
         body = json_with({"items": [rows[0], rows[0] | {field: "@"}]}, literal)
         refused = await client.post("/v1/task-memory/samples", content=body, headers=headers)
         assert refused.status_code == 422, (field, refused.text)

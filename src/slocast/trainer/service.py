@@ -144,10 +144,17 @@ def _fitted_up_to(bundle: ModelBundle | None) -> int:
 
 def _check_stored_values(index: int, row: Mapping[str, Any], clocks: Sequence[str]) -> None:
     """A stored row is flat: every field (its extra ones too) a number, a name, a flag or
-    null. Every number fits the store and the held-out hash; NaN stands for a missing input,
-    except in the clocks that order and split rows."""
+    null; the clocks that order and split rows numbers or null. Every number fits the store
+    and the held-out hash; NaN stands for a missing input, except in the clocks."""
     for key, value in row.items():
-        if isinstance(value, str | bool) or value is None:
+        if value is None:
+            continue
+        if key in clocks and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise InputError(
+                f"item {index}: {key!r} must be a number (seconds) or null, got {value!r}",
+                field=f"[{index}].{key}",
+            )
+        if isinstance(value, str | bool):
             continue
         if not isinstance(value, int | float):
             raise InputError(
