@@ -37,6 +37,11 @@ def _http() -> str:
             "# HTTP API",
             "",
             "Generated from the apps' OpenAPI schemas; live docs at `/docs`.",
+            "",
+            "`POST /v1/{domain}/predict` is listed once per domain the server has loaded, with",
+            "that domain's item fields (here the cold-start llm-d domains; a server started",
+            "with other bundles lists theirs); the trainer lists `POST /v1/{domain}/samples`",
+            "once per built-in domain.",
         ]
         for title, app in apps.items():
             schema = app.openapi()
