@@ -1,9 +1,10 @@
 """The OpenAPI document of a route whose body depends on a path parameter.
 
 ``POST /v1/{domain}/predict`` validates its items against the loaded model's own feature
-schema, which FastAPI cannot see from the route's signature. The document instead lists one
-operation per loaded domain (``/v1/llm-ttft/predict``, ...) with that domain's exact request
-body, so ``/docs``, client generators and schema-driven tests see what the route accepts.
+schema (the trainer's ``/v1/{domain}/samples`` against the domain's), which FastAPI cannot see
+from the route's signature. The document instead lists one operation per domain
+(``/v1/llm-ttft/predict``, ...) with that domain's exact request body, so ``/docs``, client
+generators and schema-driven tests see what the route accepts.
 """
 
 from __future__ import annotations
