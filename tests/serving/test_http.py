@@ -288,8 +288,12 @@ async def test_docs_are_served_and_follow_the_loaded_models(tmp_path: Path) -> N
         assert "/v1/{domain}/predict" not in spec["paths"]
         assert "/v1/synthetic/predict" not in spec["paths"]
         body = spec["paths"]["/v1/llm-ttft/predict"]["post"]["requestBody"]["content"]
-        request = spec["components"]["schemas"][body["application/json"]["schema"]["$ref"][21:]]
-        item = spec["components"]["schemas"][request["properties"]["items"]["items"]["$ref"][21:]]
+
+        def resolve(ref: str) -> dict[str, Any]:
+            return spec["components"]["schemas"][ref.removeprefix("#/components/schemas/")]
+
+        request = resolve(body["application/json"]["schema"]["$ref"])
+        item = resolve(request["properties"]["items"]["items"]["$ref"])
         assert "num_request_waiting" in item["required"]
 
         base = QuantileForecaster(SYNTH_SPEC, 0.9, "lightgbm", GBMConfig(n_estimators=10))

@@ -8,6 +8,7 @@ import io
 import tarfile
 import time
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 import orjson
@@ -160,10 +161,13 @@ def create_trainer_app(
         return json_response({"accepted": accepted, "domain": domain, "retrained": retrained}, 202)
 
     # The route checks rows with the store's own rules (Trainer.ingest); its document shows
-    # them per built-in domain.
-    samples = {name: domain_samples_model(spec, SERVED_BOUND) for name, spec in DOMAINS.items()}
+    # them per built-in domain, built when the document is first asked for, not at start-up.
+    @cache
+    def samples() -> dict[str, type[BaseModel]]:
+        return {name: domain_samples_model(spec, SERVED_BOUND) for name, spec in DOMAINS.items()}
+
     document_per_value(
-        app, "/v1/{domain}/samples", "domain", lambda: ((), samples), SamplesAccepted
+        app, "/v1/{domain}/samples", "domain", lambda: ((), samples()), SamplesAccepted
     )
 
     @app.post("/flush")
